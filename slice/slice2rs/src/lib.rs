@@ -1,0 +1,1 @@
+//! slice2rs: the Slice compiler (see the crate README).

@@ -1,0 +1,1 @@
+//! omero-sessiond library.
