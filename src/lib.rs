@@ -1,1 +1,9 @@
-//! omero-sessiond library.
+//! omero-sessiond: an OMERO-compatible Glacier2 router and session service speaking ZeroC Ice.
+//!
+//! Layers, bottom up (see `shared/design.md`): [`encoding`] (pure Ice encodings),
+//! `protocol` (framing and messages, no IO), `runtime` (sockets and dispatch), the code
+//! generated from `slice/`, and the services on top.
+
+pub mod encoding;
+pub mod facade;
+pub mod runtime;

@@ -1,0 +1,55 @@
+//! Ice encodings 1.0 and 1.1: pure functions over byte slices, no IO.
+//!
+//! [`InputStream`] decodes and [`OutputStream`] encodes. Both carry the encoding of the
+//! encapsulation they are in, because several rules (enums, proxies, classes, exceptions,
+//! optionals) differ between 1.0 and 1.1. Decoding is defensive: every count is checked
+//! against the bytes that remain before anything is allocated, nesting is bounded, and the
+//! total allocation is bounded by a budget proportional to the input length.
+
+mod error;
+mod exception;
+mod identity;
+mod input;
+mod output;
+mod traits;
+mod value;
+
+pub use error::DecodeError;
+pub use exception::{ExceptionType, UserException};
+pub use identity::{Context, Identity};
+pub use input::{DecodeLimits, InputStream};
+pub use output::OutputStream;
+pub use traits::{Decode, Encode};
+pub use value::{ClassType, Value};
+
+/// The payload encoding of an encapsulation. The protocol header always says 1.0; this is the
+/// version written in each encapsulation header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    V1_0,
+    V1_1,
+}
+
+impl Encoding {
+    pub fn from_bytes(major: u8, minor: u8) -> Result<Self, DecodeError> {
+        match (major, minor) {
+            (1, 0) => Ok(Encoding::V1_0),
+            (1, 1) => Ok(Encoding::V1_1),
+            _ => Err(DecodeError::UnsupportedEncoding { major, minor }),
+        }
+    }
+
+    pub fn to_bytes(self) -> (u8, u8) {
+        match self {
+            Encoding::V1_0 => (1, 0),
+            Encoding::V1_1 => (1, 1),
+        }
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (major, minor) = self.to_bytes();
+        write!(f, "{major}.{minor}")
+    }
+}

@@ -1,0 +1,156 @@
+use super::Encoding;
+
+/// Writes Ice-encoded values into a growing buffer.
+#[derive(Debug, Clone)]
+pub struct OutputStream {
+    buf: Vec<u8>,
+    encoding: Encoding,
+    /// Open encapsulations: where each one's size field starts, and the encoding outside it.
+    open: Vec<(usize, Encoding)>,
+}
+
+impl OutputStream {
+    pub fn new(encoding: Encoding) -> Self {
+        OutputStream {
+            buf: Vec::with_capacity(64),
+            encoding,
+            open: Vec::new(),
+        }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    pub fn write_u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    pub fn write_bool(&mut self, v: bool) {
+        self.buf.push(u8::from(v));
+    }
+
+    pub fn write_i16(&mut self, v: i16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn write_i32(&mut self, v: i32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn write_i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn write_f32(&mut self, v: f32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    pub fn write_f64(&mut self, v: f64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Overwrites the four bytes at `pos` (a placeholder written earlier) with `v`.
+    pub fn patch_i32(&mut self, pos: usize, v: i32) {
+        if let Some(slot) = self.buf.get_mut(pos..pos + 4) {
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// Sizes above `i32::MAX` cannot be expressed on the wire; callers never produce them
+    /// because the message size limit is far lower, so they are clamped rather than wrapped.
+    pub fn write_size(&mut self, n: usize) {
+        if n < 255 {
+            self.buf.push(n as u8);
+        } else {
+            self.buf.push(255);
+            self.write_i32(i32::try_from(n).unwrap_or(i32::MAX));
+        }
+    }
+
+    pub fn write_string(&mut self, s: &str) {
+        self.write_size(s.len());
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// Opens an encapsulation in `encoding`; values written until
+    /// [`end_encapsulation`](Self::end_encapsulation) use its rules.
+    pub fn start_encapsulation(&mut self, encoding: Encoding) {
+        self.open.push((self.buf.len(), self.encoding));
+        self.encoding = encoding;
+        self.write_i32(0);
+        let (major, minor) = encoding.to_bytes();
+        self.buf.push(major);
+        self.buf.push(minor);
+    }
+
+    pub fn end_encapsulation(&mut self) {
+        if let Some((start, outer)) = self.open.pop() {
+            let size = self.buf.len() - start;
+            self.patch_i32(start, i32::try_from(size).unwrap_or(i32::MAX));
+            self.encoding = outer;
+        }
+    }
+
+    /// Writes an already-encoded encapsulation payload with its header.
+    pub fn write_encapsulation(&mut self, encoding: Encoding, payload: &[u8]) {
+        self.write_i32(i32::try_from(payload.len() + 6).unwrap_or(i32::MAX));
+        let (major, minor) = encoding.to_bytes();
+        self.buf.push(major);
+        self.buf.push(minor);
+        self.buf.extend_from_slice(payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_size(254);
+        w.write_size(255);
+        assert_eq!(w.as_slice(), &[254, 255, 255, 0, 0, 0]);
+    }
+
+    #[test]
+    fn nested_encapsulations_patch_their_sizes() {
+        let mut w = OutputStream::new(Encoding::V1_0);
+        w.start_encapsulation(Encoding::V1_1);
+        w.write_u8(1);
+        w.start_encapsulation(Encoding::V1_0);
+        w.end_encapsulation();
+        assert_eq!(w.encoding(), Encoding::V1_1);
+        w.end_encapsulation();
+        assert_eq!(w.encoding(), Encoding::V1_0);
+        assert_eq!(w.as_slice(), &[13, 0, 0, 0, 1, 1, 1, 6, 0, 0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn empty_encapsulation() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_encapsulation(Encoding::V1_1, &[]);
+        assert_eq!(w.as_slice(), &[6, 0, 0, 0, 1, 1]);
+    }
+}

@@ -1,0 +1,177 @@
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+
+use super::{DecodeError, InputStream, OutputStream};
+
+/// A value that can be read from an Ice stream. Generated code implements it for every
+/// Slice struct, enum, sequence and dictionary.
+pub trait Decode: Sized {
+    /// The fewest bytes one value takes on the wire; sequence counts are checked against
+    /// it before anything is allocated.
+    const MIN_WIRE_SIZE: usize = 1;
+
+    fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError>;
+}
+
+/// A value that can be written to an Ice stream.
+pub trait Encode {
+    fn encode(&self, w: &mut OutputStream);
+}
+
+macro_rules! primitive {
+    ($t:ty, $size:expr, $read:ident, $write:ident) => {
+        impl Decode for $t {
+            const MIN_WIRE_SIZE: usize = $size;
+            fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+                r.$read()
+            }
+        }
+        impl Encode for $t {
+            fn encode(&self, w: &mut OutputStream) {
+                w.$write(*self)
+            }
+        }
+    };
+}
+
+primitive!(bool, 1, read_bool, write_bool);
+primitive!(u8, 1, read_u8, write_u8);
+primitive!(i16, 2, read_i16, write_i16);
+primitive!(i32, 4, read_i32, write_i32);
+primitive!(i64, 8, read_i64, write_i64);
+primitive!(f32, 4, read_f32, write_f32);
+primitive!(f64, 8, read_f64, write_f64);
+
+impl Decode for String {
+    fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+        r.read_string()
+    }
+}
+
+impl Encode for String {
+    fn encode(&self, w: &mut OutputStream) {
+        w.write_string(self)
+    }
+}
+
+impl Encode for str {
+    fn encode(&self, w: &mut OutputStream) {
+        w.write_string(self)
+    }
+}
+
+impl<T: Decode> Decode for Vec<T> {
+    fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+        let count = r.read_count(T::MIN_WIRE_SIZE)?;
+        r.charge(count.saturating_mul(std::mem::size_of::<T>()))?;
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(T::decode(r)?);
+        }
+        Ok(out)
+    }
+}
+
+impl<T: Encode> Encode for Vec<T> {
+    fn encode(&self, w: &mut OutputStream) {
+        self.as_slice().encode(w)
+    }
+}
+
+impl<T: Encode> Encode for [T] {
+    fn encode(&self, w: &mut OutputStream) {
+        w.write_size(self.len());
+        for v in self {
+            v.encode(w);
+        }
+    }
+}
+
+impl<K: Decode + Eq + Hash, V: Decode> Decode for HashMap<K, V> {
+    fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+        let count = r.read_count(K::MIN_WIRE_SIZE + V::MIN_WIRE_SIZE)?;
+        r.charge(count.saturating_mul(std::mem::size_of::<(K, V)>() * 2))?;
+        let mut out = HashMap::with_capacity(count);
+        for _ in 0..count {
+            let k = K::decode(r)?;
+            let v = V::decode(r)?;
+            out.insert(k, v);
+        }
+        Ok(out)
+    }
+}
+
+impl<K: Encode, V: Encode> Encode for HashMap<K, V> {
+    fn encode(&self, w: &mut OutputStream) {
+        w.write_size(self.len());
+        for (k, v) in self {
+            k.encode(w);
+            v.encode(w);
+        }
+    }
+}
+
+impl<K: Decode + Ord, V: Decode> Decode for BTreeMap<K, V> {
+    fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+        let count = r.read_count(K::MIN_WIRE_SIZE + V::MIN_WIRE_SIZE)?;
+        r.charge(count.saturating_mul(std::mem::size_of::<(K, V)>() * 2))?;
+        let mut out = BTreeMap::new();
+        for _ in 0..count {
+            let k = K::decode(r)?;
+            let v = V::decode(r)?;
+            out.insert(k, v);
+        }
+        Ok(out)
+    }
+}
+
+impl<K: Encode, V: Encode> Encode for BTreeMap<K, V> {
+    fn encode(&self, w: &mut OutputStream) {
+        w.write_size(self.len());
+        for (k, v) in self {
+            k.encode(w);
+            v.encode(w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::Encoding;
+    use proptest::prelude::*;
+
+    fn round_trip<T: Encode + Decode + PartialEq + std::fmt::Debug>(v: T) {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        v.encode(&mut w);
+        let bytes = w.into_bytes();
+        let mut r = InputStream::new(&bytes, Encoding::V1_1);
+        assert_eq!(T::decode(&mut r).unwrap(), v);
+        assert!(r.is_at_end());
+    }
+
+    #[test]
+    fn string_wire_form() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        "router".encode(&mut w);
+        assert_eq!(w.as_slice(), b"\x06router");
+    }
+
+    proptest! {
+        #[test]
+        fn primitives_round_trip(a: bool, b: u8, c: i16, d: i32, e: i64, s: String) {
+            round_trip(a); round_trip(b); round_trip(c); round_trip(d); round_trip(e); round_trip(s);
+        }
+
+        #[test]
+        fn collections_round_trip(v: Vec<i32>, m: HashMap<String, i64>, n: Vec<String>) {
+            round_trip(v); round_trip(m); round_trip(n);
+        }
+
+        #[test]
+        fn decoding_random_bytes_never_panics(bytes: Vec<u8>) {
+            let mut r = InputStream::new(&bytes, Encoding::V1_1);
+            let _ = HashMap::<String, Vec<String>>::decode(&mut r);
+        }
+    }
+}

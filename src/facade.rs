@@ -1,0 +1,12 @@
+//! Everything code generated from `slice/` may use, and nothing else: generated code imports
+//! only this module, so the runtime can change behind it. See `docs/slice-mapping.md`.
+
+pub use std::collections::HashMap;
+pub use std::sync::Arc;
+
+pub use async_trait::async_trait;
+
+pub use crate::encoding::*;
+pub use crate::runtime::dispatch::{
+    ConnectionInfo, Current, Dispatch, DispatchError, OperationMode,
+};

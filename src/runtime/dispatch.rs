@@ -1,0 +1,112 @@
+//! What a servant sees of a request, and how its outcome is told back to the runtime.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::encoding::{Context, Encoding, Identity, UserException};
+
+/// How the caller declared the operation; built-ins and `["nonmutating"]` operations arrive
+/// as `Nonmutating`, which servants treat like `Idempotent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationMode {
+    Normal = 0,
+    Nonmutating = 1,
+    Idempotent = 2,
+}
+
+impl OperationMode {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(OperationMode::Normal),
+            1 => Some(OperationMode::Nonmutating),
+            2 => Some(OperationMode::Idempotent),
+            _ => None,
+        }
+    }
+}
+
+/// Facts about the connection a request arrived on. The router keys its sessions by `id`.
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    /// Unique for the life of the process.
+    pub id: u64,
+    pub remote: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    /// "tcp" or "ssl".
+    pub transport: &'static str,
+}
+
+/// The request being dispatched (`Ice::Current`).
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub id: Identity,
+    /// "" when the request named no facet.
+    pub facet: String,
+    pub operation: String,
+    pub mode: OperationMode,
+    pub ctx: Context,
+    /// 0 for oneway and batch requests.
+    pub request_id: i32,
+    /// The encoding of the request's parameters; the reply uses the same.
+    pub encoding: Encoding,
+    pub connection: Arc<ConnectionInfo>,
+}
+
+/// Why a dispatch produced no normal result. Each variant is one Ice reply status.
+pub enum DispatchError {
+    /// Reply status 1: a Slice user exception, encoded by the runtime in the request's encoding.
+    User(Box<dyn UserException>),
+    ObjectNotExist,
+    FacetNotExist,
+    OperationNotExist,
+    /// Reply status 5; the text reaches the client as `UnknownLocalException.unknown`.
+    UnknownLocal(String),
+    /// Reply status 6.
+    UnknownUser(String),
+    /// Reply status 7.
+    Unknown(String),
+}
+
+impl fmt::Debug for DispatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DispatchError::User(e) => write!(f, "User({})", e.ice_id()),
+            DispatchError::ObjectNotExist => write!(f, "ObjectNotExist"),
+            DispatchError::FacetNotExist => write!(f, "FacetNotExist"),
+            DispatchError::OperationNotExist => write!(f, "OperationNotExist"),
+            DispatchError::UnknownLocal(s) => write!(f, "UnknownLocal({s})"),
+            DispatchError::UnknownUser(s) => write!(f, "UnknownUser({s})"),
+            DispatchError::Unknown(s) => write!(f, "Unknown({s})"),
+        }
+    }
+}
+
+impl<E: UserException> From<E> for DispatchError {
+    fn from(e: E) -> Self {
+        DispatchError::User(Box::new(e))
+    }
+}
+
+impl From<crate::encoding::DecodeError> for DispatchError {
+    fn from(e: crate::encoding::DecodeError) -> Self {
+        DispatchError::UnknownLocal(e.to_string())
+    }
+}
+
+/// A servant as the object adapter sees it. Generated code implements this for a wrapper
+/// around each interface's servant trait; the runtime answers `ice_ping`, `ice_isA`, `ice_id`
+/// and `ice_ids` itself from `type_ids`.
+#[async_trait]
+pub trait Dispatch: Send + Sync {
+    /// Every type id of the object, sorted, including `::Ice::Object`; the most-derived one
+    /// is `type_ids()[most_derived_index]`.
+    fn type_ids(&self) -> &'static [&'static str];
+    fn most_derived_type_id(&self) -> &'static str;
+    /// Decodes `params` (the payload of the request's encapsulation, without its 6-byte
+    /// header, in `current.encoding`), runs the operation and returns the payload of the reply
+    /// encapsulation (out-parameters, return value, optionals, pending classes), without header.
+    async fn dispatch(&self, current: &Current, params: &[u8]) -> Result<Vec<u8>, DispatchError>;
+}
