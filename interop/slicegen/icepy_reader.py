@@ -327,17 +327,25 @@ def _attach_operations(rec):
 
 
 def _param_names(holder, op):
-    """Recover in-parameter names from the servant method's signature."""
+    """Recover in-parameter names from the servant method's signature.
+
+    Ice 3.6 names the dispatch method of an ["amd"] operation name_async and
+    passes the callback first.
+    """
     pyname = op.name if not keyword.iskeyword(op.name) else "_" + op.name
-    fn = vars(holder).get(pyname)
-    if fn is None:
-        return None
-    try:
-        params = list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return None
-    params = [p for p in params if p not in ("self", "current")]
-    return params if len(params) == len(op.in_params) else None
+    candidates = [(pyname, 0), (pyname + "_async", 1)]
+    for attr, skip in candidates:
+        fn = vars(holder).get(attr)
+        if fn is None:
+            continue
+        try:
+            params = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            continue
+        params = [p for p in params if p not in ("self", "current")][skip:]
+        if len(params) == len(op.in_params):
+            return params
+    return None
 
 
 def classify_36(def_lists):

@@ -87,7 +87,7 @@ def render_type(t):
 
 def escape(name):
     """Slice keywords used as identifiers need a leading backslash."""
-    return "\\" + name if name.lower() in {k.lower() for k in SLICE_KEYWORDS} else name
+    return "\\" + name if name in SLICE_KEYWORDS else name
 
 
 def py_unmangle(name):
