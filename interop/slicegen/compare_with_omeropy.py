@@ -57,7 +57,7 @@ def compile_ours(slice_dir, slice2py, out_root):
         res = subprocess.run([slice2py, "-I" + slice_dir, "--output-dir", out, ice],
                              capture_output=True, text=True)
         if res.returncode != 0 or res.stderr.strip():
-            print("slice2py on %s:\n%s" % (rel, res.stderr.strip()))
+            print("slice2py on %s:\n%s" % (rel, res.stderr.strip()), file=sys.stderr)
             if res.returncode != 0:
                 raise SystemExit(2)
         base = os.path.splitext(os.path.basename(ice))[0]
