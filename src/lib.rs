@@ -1,1 +1,5 @@
 //! omero-sessiond library.
+
+pub mod auth;
+pub mod sessions;
+pub mod store;
