@@ -832,3 +832,561 @@ fn touch(info: &mut SessionInfo, now: i64) {
     info.last_access = now;
     info.hits = info.hits.saturating_add(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::clock::ManualClock;
+    use crate::sessions::store::MemorySessionStore;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn setup() -> (Arc<SessionManager<String>>, ManualClock, Arc<MemorySessionStore>) {
+        setup_with(SessionConfig::default())
+    }
+
+    fn setup_with(
+        config: SessionConfig,
+    ) -> (Arc<SessionManager<String>>, ManualClock, Arc<MemorySessionStore>) {
+        let clock = ManualClock::new(T0);
+        let store = Arc::new(MemorySessionStore::default());
+        let m = SessionManager::new(config, Arc::new(clock.clone()), store.clone());
+        (Arc::new(m), clock, store)
+    }
+
+    fn new_session(m: &SessionManager<String>) -> SessionInfo {
+        m.create(NewSession::new(5, 3)).unwrap()
+    }
+
+    #[test]
+    fn create_sets_defaults_and_unique_ids() {
+        let (m, _, store) = setup();
+        let a = new_session(&m);
+        let b = new_session(&m);
+        assert_eq!((a.id, b.id), (1, 2));
+        assert_ne!(a.uuid, b.uuid);
+        assert_eq!(a.refcount, 1);
+        assert_eq!(a.hits, 1);
+        assert_eq!((a.time_to_idle, a.time_to_live), (600_000, 0));
+        assert_eq!((a.started, a.last_access), (T0, T0));
+        assert!(store.find(&a.uuid).unwrap().closed.is_none());
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn explicit_timeouts_are_stored_verbatim() {
+        let (m, _, _) = setup();
+        let mut n = NewSession::new(5, 3);
+        n.time_to_live = Some(-4);
+        n.time_to_idle = Some(0);
+        let s = m.create(n).unwrap();
+        assert_eq!((s.time_to_live, s.time_to_idle), (-4, 0));
+    }
+
+    #[test]
+    fn unknown_uuid_is_removed_with_omero_message() {
+        let (m, _, _) = setup();
+        assert_eq!(
+            m.lookup("nope", false),
+            Err(SessionError::Removed("No context for nope".into()))
+        );
+        assert_eq!(
+            m.lookup("", true),
+            Err(SessionError::Removed("No context for ".into()))
+        );
+    }
+
+    #[test]
+    fn idle_expiry_is_strict_and_message_exact() {
+        let (m, clock, _) = setup();
+        let s = new_session(&m);
+        clock.advance(600_000);
+        assert!(m.lookup(&s.uuid, true).is_ok(), "equal to tti is still alive");
+        clock.advance(1);
+        let err = m.lookup(&s.uuid, false).unwrap_err();
+        assert_eq!(
+            err,
+            SessionError::Timeout(
+                "Session (started=2023-11-14 22:13:20.0, hits=1, last access=2023-11-14 \
+                 22:13:20.0) exceeded timeToIdle (600000) by 1 ms"
+                    .into()
+            )
+        );
+        // The lookup does not remove it: it keeps answering timeout until reaped.
+        assert!(matches!(
+            m.lookup(&s.uuid, true),
+            Err(SessionError::Timeout(_))
+        ));
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn ttl_is_checked_before_tti() {
+        let (m, clock, _) = setup();
+        let mut n = NewSession::new(5, 3);
+        n.time_to_live = Some(1000);
+        n.time_to_idle = Some(500);
+        let s = m.create(n).unwrap();
+        clock.advance(1001);
+        let SessionError::Timeout(msg) = m.lookup(&s.uuid, true).unwrap_err() else {
+            panic!("expected timeout");
+        };
+        assert!(msg.ends_with("exceeded timeToLive (1000) by 1 ms"), "{msg}");
+    }
+
+    #[test]
+    fn zero_and_negative_timeouts_never_expire() {
+        let (m, clock, _) = setup();
+        for (ttl, tti) in [(0, 0), (-1, -1)] {
+            let mut n = NewSession::new(5, 3);
+            n.time_to_live = Some(ttl);
+            n.time_to_idle = Some(tti);
+            let s = m.create(n).unwrap();
+            clock.advance(10_000_000_000);
+            assert!(m.lookup(&s.uuid, false).is_ok());
+        }
+    }
+
+    #[test]
+    fn non_quiet_lookup_refreshes_quiet_does_not() {
+        let (m, clock, _) = setup();
+        let s = new_session(&m);
+        clock.advance(400_000);
+        let q = m.lookup(&s.uuid, true).unwrap();
+        assert_eq!((q.last_access, q.hits), (T0, 1));
+        let r = m.lookup(&s.uuid, false).unwrap();
+        assert_eq!((r.last_access, r.hits), (T0 + 400_000, 2));
+        clock.advance(400_000);
+        assert!(m.lookup(&s.uuid, true).is_ok(), "refreshed 400 s ago");
+        clock.advance(200_001);
+        assert!(m.lookup(&s.uuid, true).is_err());
+    }
+
+    #[test]
+    fn join_and_reference_count() {
+        let (m, _, _) = setup();
+        let s = new_session(&m);
+        assert_eq!(m.join(&s.uuid).unwrap().refcount, 2);
+        assert_eq!(m.reference_count(&s.uuid).unwrap(), 2);
+        assert!(m.join("missing").is_err());
+    }
+
+    #[test]
+    fn join_of_expired_session_fails_with_timeout() {
+        let (m, clock, _) = setup();
+        let s = new_session(&m);
+        clock.advance(600_001);
+        assert!(matches!(m.join(&s.uuid), Err(SessionError::Timeout(_))));
+    }
+
+    #[test]
+    fn close_session_counts_down_then_destroys() {
+        let (m, _, store) = setup();
+        let mut events = m.subscribe();
+        let s = new_session(&m);
+        m.join(&s.uuid).unwrap();
+        assert_eq!(m.close_session(&s.uuid), 1);
+        assert_eq!(m.close_session(&s.uuid), -2);
+        assert_eq!(m.close_session(&s.uuid), -1);
+        assert!(matches!(
+            m.lookup(&s.uuid, true),
+            Err(SessionError::Removed(_))
+        ));
+        assert!(store.find(&s.uuid).unwrap().closed.is_some());
+        assert_eq!(
+            events.try_recv().unwrap(),
+            SessionEvent::Closed {
+                uuid: s.uuid.clone(),
+                reason: CloseReason::Closed
+            }
+        );
+    }
+
+    #[test]
+    fn close_session_on_expired_returns_minus_one_and_leaves_it() {
+        let (m, clock, _) = setup();
+        let s = new_session(&m);
+        clock.advance(600_001);
+        assert_eq!(m.close_session(&s.uuid), -1);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.close_session("unknown"), -1);
+    }
+
+    #[test]
+    fn release_close_mode_destroys_at_zero() {
+        let (m, _, _) = setup();
+        let s = new_session(&m);
+        assert_eq!(m.release(&s.uuid, DestroyMode::Close), ReleaseOutcome::Destroyed);
+        assert_eq!(
+            m.release(&s.uuid, DestroyMode::Close),
+            ReleaseOutcome::AlreadyGone
+        );
+    }
+
+    #[test]
+    fn release_detach_keeps_session_at_zero() {
+        let (m, _, _) = setup();
+        let s = new_session(&m);
+        assert_eq!(
+            m.release(&s.uuid, DestroyMode::Detach),
+            ReleaseOutcome::Detached { remaining: 0 }
+        );
+        // Floor at 0, and the session lives until closed or expired.
+        assert_eq!(
+            m.release(&s.uuid, DestroyMode::Detach),
+            ReleaseOutcome::Detached { remaining: 0 }
+        );
+        assert_eq!(m.reference_count(&s.uuid).unwrap(), 0);
+        assert_eq!(m.close_session(&s.uuid), -2);
+    }
+
+    #[test]
+    fn release_with_other_references_detaches_even_in_close_mode() {
+        let (m, _, _) = setup();
+        let s = new_session(&m);
+        m.join(&s.uuid).unwrap();
+        assert_eq!(
+            m.release(&s.uuid, DestroyMode::Close),
+            ReleaseOutcome::Detached { remaining: 1 }
+        );
+    }
+
+    #[test]
+    fn release_of_expired_session_forces_close() {
+        let (m, clock, _) = setup();
+        let mut events = m.subscribe();
+        let s = new_session(&m);
+        m.join(&s.uuid).unwrap();
+        clock.advance(600_001);
+        assert_eq!(
+            m.release(&s.uuid, DestroyMode::Detach),
+            ReleaseOutcome::Destroyed
+        );
+        assert_eq!(
+            events.try_recv().unwrap(),
+            SessionEvent::Closed {
+                uuid: s.uuid,
+                reason: CloseReason::Timeout
+            }
+        );
+    }
+
+    #[test]
+    fn test1018_creation_destruction_closing() {
+        // A logs in and detaches; B joins (close mode) and leaves; A leaves; C joins and kills.
+        let (m, _, _) = setup();
+        let a = new_session(&m);
+        m.join(&a.uuid).unwrap();
+        assert_eq!(
+            m.release(&a.uuid, DestroyMode::Close),
+            ReleaseOutcome::Detached { remaining: 1 }
+        );
+        assert_eq!(
+            m.release(&a.uuid, DestroyMode::Detach),
+            ReleaseOutcome::Detached { remaining: 0 }
+        );
+        m.join(&a.uuid).unwrap();
+        let mut last = 0;
+        while {
+            last = m.close_session(&a.uuid);
+            last > 0
+        } {}
+        assert_eq!(last, -2);
+        assert!(m.join(&a.uuid).is_err());
+    }
+
+    #[test]
+    fn environment_maps() {
+        let (m, clock, _) = setup();
+        let s = new_session(&m);
+        clock.advance(100);
+        m.set_env(&s.uuid, Env::Input, "a", Some("1".into()))
+            .unwrap();
+        m.set_env(&s.uuid, Env::Input, "b", Some("2".into()))
+            .unwrap();
+        m.set_env(&s.uuid, Env::Output, "x", Some("9".into()))
+            .unwrap();
+        assert_eq!(
+            m.get_env(&s.uuid, Env::Input, "a").unwrap(),
+            Some("1".into())
+        );
+        assert_eq!(m.get_env(&s.uuid, Env::Input, "zz").unwrap(), None);
+        assert_eq!(m.lookup(&s.uuid, true).unwrap().last_access, T0, "get/set do not refresh");
+        assert_eq!(m.env_keys(&s.uuid, Env::Input).unwrap(), vec!["a", "b"]);
+        assert_eq!(m.lookup(&s.uuid, true).unwrap().last_access, T0 + 100, "keys refresh");
+        m.set_env(&s.uuid, Env::Input, "a", None).unwrap();
+        let copy = m.env_copy(&s.uuid, Env::Input).unwrap();
+        assert_eq!(copy.len(), 1);
+        assert_eq!(copy.get("b"), Some(&"2".to_string()));
+        assert_eq!(m.env_copy(&s.uuid, Env::Output).unwrap().len(), 1);
+        assert!(matches!(
+            m.get_env("gone", Env::Input, "a"),
+            Err(SessionError::Removed(_))
+        ));
+        clock.advance(600_001);
+        assert!(matches!(
+            m.set_env(&s.uuid, Env::Output, "k", None),
+            Err(SessionError::Timeout(_))
+        ));
+    }
+
+    #[test]
+    fn environment_dies_with_session() {
+        let (m, _, _) = setup();
+        let s = new_session(&m);
+        m.set_env(&s.uuid, Env::Input, "a", Some("1".into()))
+            .unwrap();
+        assert_eq!(m.close_session(&s.uuid), -2);
+        assert!(m.get_env(&s.uuid, Env::Input, "a").is_err());
+    }
+
+    #[test]
+    fn open_sessions_filters_sorts_and_refreshes() {
+        let (m, clock, _) = setup();
+        let mut web = NewSession::new(5, 3);
+        web.agent = Some("OMERO.web".into());
+        let first = m.create(web).unwrap();
+        clock.advance(10);
+        let mut py = NewSession::new(5, 3);
+        py.agent = Some("OMERO.py".into());
+        let second = m.create(py).unwrap();
+        clock.advance(10);
+        let mut sudo = NewSession::new(5, 3);
+        sudo.sudoer_id = Some(0);
+        let third = m.create(sudo).unwrap();
+        m.create(NewSession::new(6, 3)).unwrap();
+        clock.advance(10);
+
+        let all = m.open_sessions(5, SudoerFilter::Any, &AgentFilter::Any);
+        let uuids: Vec<_> = all.iter().map(|s| s.uuid.clone()).collect();
+        assert_eq!(uuids, vec![third.uuid.clone(), second.uuid.clone(), first.uuid.clone()]);
+        assert!(all.iter().all(|s| s.last_access == T0 + 30));
+
+        let mine = m.open_sessions(5, SudoerFilter::Equals(None), &AgentFilter::Any);
+        assert_eq!(mine.len(), 2);
+        let sudoed = m.open_sessions(5, SudoerFilter::Equals(Some(0)), &AgentFilter::Any);
+        assert_eq!(sudoed.len(), 1);
+
+        let clients = m.open_sessions(5, SudoerFilter::Any, &AgentFilter::clients());
+        assert_eq!(clients.len(), 1);
+        assert_eq!(clients[0].uuid, first.uuid);
+        let py_only = m.open_sessions(
+            5,
+            SudoerFilter::Any,
+            &AgentFilter::Exactly(Some("OMERO.py".into())),
+        );
+        assert_eq!(py_only[0].uuid, second.uuid);
+        let no_agent = m.open_sessions(5, SudoerFilter::Any, &AgentFilter::Exactly(None));
+        assert_eq!(no_agent[0].uuid, third.uuid);
+    }
+
+    #[test]
+    fn open_sessions_skips_expired() {
+        let (m, clock, _) = setup();
+        let s = new_session(&m);
+        clock.advance(600_001);
+        assert!(m
+            .open_sessions(5, SudoerFilter::Any, &AgentFilter::Any)
+            .is_empty());
+        assert!(m.lookup(&s.uuid, true).is_err());
+    }
+
+    #[test]
+    fn reaper_destroys_only_expired() {
+        let (m, clock, store) = setup();
+        let mut events = m.subscribe();
+        let old = new_session(&m);
+        clock.advance(300_000);
+        let young = new_session(&m);
+        clock.advance(300_001);
+        assert_eq!(m.reap_expired(), vec![old.uuid.clone()]);
+        assert!(matches!(
+            m.lookup(&old.uuid, true),
+            Err(SessionError::Removed(_))
+        ));
+        assert!(m.lookup(&young.uuid, true).is_ok());
+        assert!(store.find(&old.uuid).unwrap().closed.is_some());
+        assert_eq!(
+            events.try_recv().unwrap(),
+            SessionEvent::Closed {
+                uuid: old.uuid,
+                reason: CloseReason::Timeout
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn spawned_reaper_runs() {
+        let (m, clock, _) = setup();
+        let mut events = m.subscribe();
+        let s = new_session(&m);
+        clock.advance(600_001);
+        let handle = m.spawn_reaper(Duration::from_millis(2));
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            event,
+            SessionEvent::Closed {
+                uuid: s.uuid,
+                reason: CloseReason::Timeout
+            }
+        );
+        handle.abort();
+    }
+
+    #[test]
+    fn close_all_on_shutdown() {
+        let (m, _, _) = setup();
+        new_session(&m);
+        new_session(&m);
+        assert_eq!(m.close_all(), 2);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn user_session_rules_with_defaults_accept_anything() {
+        let (m, _, _) = setup();
+        for (ttl, tti) in [(0, 0), (-5, -5), (i64::MAX, i64::MAX)] {
+            let s = m
+                .create_user_session(NewSession::new(5, 3), ttl, tti)
+                .unwrap();
+            assert_eq!((s.time_to_live, s.time_to_idle), (ttl, tti));
+            assert_eq!(s.refcount, 1);
+        }
+    }
+
+    #[test]
+    fn user_session_rules_with_ttl_maximum() {
+        let config = SessionConfig {
+            max_user_time_to_live: 1000,
+            max_user_time_to_idle: 500,
+            ..SessionConfig::default()
+        };
+        let (m, _, _) = setup_with(config);
+        let ttl_err = SessionError::SecurityViolation(
+            "Cannot modify timeToLive beyond maximum: 1000".into(),
+        );
+        let tti_err =
+            SessionError::SecurityViolation("Cannot modify timeToIdle beyond maximum: 500".into());
+        assert_eq!(m.check_user_timeouts(0, 100), Err(ttl_err.clone()));
+        assert_eq!(m.check_user_timeouts(1001, 100), Err(ttl_err));
+        assert_eq!(m.check_user_timeouts(1000, 0), Err(tti_err.clone()));
+        assert_eq!(m.check_user_timeouts(1000, 501), Err(tti_err));
+        assert_eq!(m.check_user_timeouts(1000, 500), Ok(()));
+        assert_eq!(m.check_user_timeouts(-1, -1), Ok(()));
+    }
+
+    #[test]
+    fn tti_maximum_alone_is_not_enforced() {
+        // OMERO gates the timeToIdle check on the timeToLive maximum.
+        let config = SessionConfig {
+            max_user_time_to_idle: 10,
+            ..SessionConfig::default()
+        };
+        let (m, _, _) = setup_with(config);
+        assert_eq!(m.check_user_timeouts(0, 1_000_000), Ok(()));
+    }
+
+    #[test]
+    fn group_switching() {
+        let (m, _, _) = setup();
+        let s = new_session(&m);
+        assert_eq!(
+            m.switch_group(&s.uuid, 9, false),
+            Err(SessionError::SecurityViolation(
+                "User 5 is not a member of group 9".into()
+            ))
+        );
+        assert_eq!(m.switch_group(&s.uuid, 9, true), Ok(3));
+        assert_eq!(m.lookup(&s.uuid, true).unwrap().group_id, 9);
+
+        let mut n = NewSession::new(5, 3);
+        n.group_sudo = true;
+        let g = m.create(n).unwrap();
+        assert_eq!(
+            m.switch_group(&g.uuid, 9, true),
+            Err(SessionError::SecurityViolation(
+                "Group-sudo session cannot change context!".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn update_timeouts_rules() {
+        let (m, _, store) = setup();
+        let s = new_session(&m);
+        assert_eq!(
+            m.update_timeouts("x", Some(1), None, false).unwrap_err(),
+            TimeoutUpdateError::NoSession
+        );
+        assert_eq!(
+            m.update_timeouts(&s.uuid, None, None, false)
+                .unwrap_err()
+                .name(),
+            "no-update-performed"
+        );
+        assert_eq!(
+            m.update_timeouts(&s.uuid, None, Some(0), false)
+                .unwrap_err(),
+            TimeoutUpdateError::NonAdminDisabling {
+                field: "timeToIdle",
+                target: 0,
+                current: 600_000
+            }
+        );
+        let u = m
+            .update_timeouts(&s.uuid, Some(5_000), Some(99_000_000), false)
+            .unwrap();
+        assert_eq!((u.time_to_live, u.time_to_idle), (5_000, 6_000_000));
+        let row = store.find(&s.uuid).unwrap();
+        assert_eq!((row.time_to_live, row.time_to_idle), (5_000, 6_000_000));
+        let a = m
+            .update_timeouts(&s.uuid, Some(0), Some(0), true)
+            .unwrap();
+        assert_eq!((a.time_to_live, a.time_to_idle), (0, 0));
+    }
+
+    #[test]
+    fn event_types_and_sudo_check() {
+        assert_eq!(normalize_event_type("").unwrap(), "User");
+        assert_eq!(normalize_event_type("Import").unwrap(), "Import");
+        assert_eq!(
+            normalize_event_type("Bogus"),
+            Err(SessionError::Authentication(
+                "Error creating session.".into()
+            ))
+        );
+        assert!(check_group_sudo(true, false, "g", 4).is_ok());
+        assert!(check_group_sudo(false, true, "g", 4).is_ok());
+        assert_eq!(
+            check_group_sudo(false, false, "lab", 4),
+            Err(SessionError::SecurityViolation(
+                "Group sudo is not permitted for group lab (gid=4)".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn concurrent_joins_and_closes_keep_count_consistent() {
+        let (m, _, _) = setup();
+        let s = new_session(&m);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let m = m.clone();
+                let uuid = s.uuid.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        m.join(&uuid).unwrap();
+                        assert!(m.close_session(&uuid) >= 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(m.reference_count(&s.uuid).unwrap(), 1);
+    }
+}
