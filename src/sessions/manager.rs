@@ -1086,11 +1086,10 @@ mod tests {
             ReleaseOutcome::Detached { remaining: 0 }
         );
         m.join(&a.uuid).unwrap();
-        let mut last = 0;
-        while {
+        let mut last = m.close_session(&a.uuid);
+        while last > 0 {
             last = m.close_session(&a.uuid);
-            last > 0
-        } {}
+        }
         assert_eq!(last, -2);
         assert!(m.join(&a.uuid).is_err());
     }
