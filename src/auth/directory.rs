@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::store::directory::{
-    DirectoryData, ExperimenterRecord, GroupRecord, DIRECTORY_FILE, ROOT_USER_ID,
-    SYSTEM_GROUP_ID, USER_GROUP_ID,
+    DirectoryData, ExperimenterRecord, GroupRecord, DIRECTORY_FILE, ROOT_USER_ID, SYSTEM_GROUP_ID,
+    USER_GROUP_ID,
 };
 use crate::store::{ensure_dir, file_stamp, write_private_new, FileStamp, StoreError};
 
@@ -40,7 +40,9 @@ pub enum DirectoryError {
     DuplicateGroup(String),
     #[error("{0} is a built-in account and cannot be removed")]
     BuiltinUser(String),
-    #[error("invalid permissions {0:?}: expected six characters like rw----, rwr---, rwra--, rwrw--")]
+    #[error(
+        "invalid permissions {0:?}: expected six characters like rw----, rwr---, rwra--, rwrw--"
+    )]
     InvalidPermissions(String),
     #[error("invalid name {0:?}: {1}")]
     InvalidName(String, &'static str),
@@ -202,7 +204,9 @@ impl Directory {
     }
 
     pub fn experimenter_by_name(&self, name: &str) -> Option<ExperimenterInfo> {
-        self.snapshot().experimenter_named(name).map(experimenter_info)
+        self.snapshot()
+            .experimenter_named(name)
+            .map(experimenter_info)
     }
 
     pub fn experimenters(&self) -> Vec<ExperimenterInfo> {
@@ -257,7 +261,10 @@ impl Directory {
 
     /// Names of the user's groups: OMERO's "user roles" matched by `@RolesAllowed`.
     pub fn role_names(&self, user_id: i64) -> Vec<String> {
-        self.groups_of(user_id).into_iter().map(|g| g.name).collect()
+        self.groups_of(user_id)
+            .into_iter()
+            .map(|g| g.name)
+            .collect()
     }
 
     pub fn is_admin(&self, user_id: i64) -> bool {
@@ -335,7 +342,10 @@ impl Directory {
     }
 
     /// Adds an experimenter (see [`NewExperimenter`] for the membership rule). Blocking.
-    pub fn add_experimenter(&self, new: NewExperimenter) -> Result<ExperimenterInfo, DirectoryError> {
+    pub fn add_experimenter(
+        &self,
+        new: NewExperimenter,
+    ) -> Result<ExperimenterInfo, DirectoryError> {
         validate_name(&new.ome_name)?;
         if uuid::Uuid::parse_str(&new.ome_name).is_ok() {
             // Such a name would be taken for a session id when joining.
@@ -356,8 +366,14 @@ impl Directory {
             let record = ExperimenterRecord {
                 id: data.next_experimenter_id,
                 ome_name: new.ome_name.clone(),
-                first_name: new.first_name.clone().unwrap_or_else(|| new.ome_name.clone()),
-                last_name: new.last_name.clone().unwrap_or_else(|| new.ome_name.clone()),
+                first_name: new
+                    .first_name
+                    .clone()
+                    .unwrap_or_else(|| new.ome_name.clone()),
+                last_name: new
+                    .last_name
+                    .clone()
+                    .unwrap_or_else(|| new.ome_name.clone()),
                 email: new.email.clone(),
                 password_hash: Some(hash),
                 member_of,
@@ -452,7 +468,9 @@ impl Directory {
         match fs::remove_file(&path) {
             Ok(()) => tracing::info!(path = %path.display(), "removed initial root password file"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove initial root password file"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove initial root password file")
+            }
         }
     }
 
@@ -608,7 +626,9 @@ mod tests {
         let (_t, d) = open();
         d.add_group("lab", "rwra--").unwrap();
         d.add_group("other", "rw----").unwrap();
-        let a = d.add_experimenter(new_user("a", &["user", "lab", "other"])).unwrap();
+        let a = d
+            .add_experimenter(new_user("a", &["user", "lab", "other"]))
+            .unwrap();
         assert_eq!(a.member_of, vec![3, 4, 1]);
         assert_eq!(a.default_group_id(), Some(3));
         let b = d.add_experimenter(new_user("b", &[])).unwrap();
@@ -677,7 +697,9 @@ mod tests {
     fn verify_password_outcomes_look_alike() {
         let (_t, d) = open();
         d.add_experimenter(new_user("alice", &[])).unwrap();
-        let ok = d.verify_password("alice", &Password::new("alice-pw")).unwrap();
+        let ok = d
+            .verify_password("alice", &Password::new("alice-pw"))
+            .unwrap();
         assert_eq!(ok.ome_name, "alice");
         assert_eq!(
             d.verify_password("alice", &Password::new("nope")),
@@ -710,7 +732,10 @@ mod tests {
         let (tmp, server) = open();
         let cli = Directory::open(&tmp.path().join("data")).unwrap();
         cli.add_experimenter(new_user("late", &[])).unwrap();
-        assert!(server.experimenter_by_name("late").is_none(), "no check yet");
+        assert!(
+            server.experimenter_by_name("late").is_none(),
+            "no check yet"
+        );
         assert!(server
             .verify_password("late", &Password::new("late-pw"))
             .is_ok());
@@ -736,7 +761,10 @@ mod tests {
     fn initial_root_password_lifecycle() {
         let (tmp, d) = open();
         let path = d.ensure_root_password().unwrap().unwrap();
-        assert_eq!(path, tmp.path().join("data").join(INITIAL_ROOT_PASSWORD_FILE));
+        assert_eq!(
+            path,
+            tmp.path().join("data").join(INITIAL_ROOT_PASSWORD_FILE)
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -750,7 +778,9 @@ mod tests {
         assert_eq!(d.ensure_root_password().unwrap(), None);
         d.set_password("root", &Password::new("new-root")).unwrap();
         assert!(!path.exists());
-        assert!(d.verify_password("root", &Password::new("new-root")).is_ok());
+        assert!(d
+            .verify_password("root", &Password::new("new-root"))
+            .is_ok());
         assert!(d.verify_password("root", &Password::new(plain)).is_err());
     }
 

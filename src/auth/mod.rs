@@ -100,7 +100,10 @@ mod tests {
             free_failures_per_user: 2,
             ..ThrottleConfig::default()
         };
-        let auth = Authenticator::new(dir, Arc::new(Throttle::new(config, Arc::new(clock.clone()))));
+        let auth = Authenticator::new(
+            dir,
+            Arc::new(Throttle::new(config, Arc::new(clock.clone()))),
+        );
         let addr = Some(IpAddr::from([127, 0, 0, 1]));
         for _ in 0..2 {
             assert_eq!(
@@ -112,7 +115,10 @@ mod tests {
         assert!(matches!(refused, Err(AuthError::Throttled(_))));
         assert!(!refused.unwrap_err().to_string().contains("secret"));
         clock.advance(1000);
-        assert!(auth.login("root", Password::new("secret"), addr).await.is_ok());
+        assert!(auth
+            .login("root", Password::new("secret"), addr)
+            .await
+            .is_ok());
         assert!(auth.throttle().check("root", None).is_ok());
     }
 }

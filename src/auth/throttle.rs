@@ -224,7 +224,10 @@ mod tests {
         for i in 0..20 {
             t.record_failure(&format!("user{i}"), addr(7));
         }
-        assert!(t.check("someone-else", addr(7)).is_err(), "address is throttled");
+        assert!(
+            t.check("someone-else", addr(7)).is_err(),
+            "address is throttled"
+        );
         assert!(t.check("someone-else", addr(8)).is_ok());
         for _ in 0..5 {
             t.record_failure("carol", None);

@@ -841,13 +841,21 @@ mod tests {
 
     const T0: i64 = 1_700_000_000_000;
 
-    fn setup() -> (Arc<SessionManager<String>>, ManualClock, Arc<MemorySessionStore>) {
+    fn setup() -> (
+        Arc<SessionManager<String>>,
+        ManualClock,
+        Arc<MemorySessionStore>,
+    ) {
         setup_with(SessionConfig::default())
     }
 
     fn setup_with(
         config: SessionConfig,
-    ) -> (Arc<SessionManager<String>>, ManualClock, Arc<MemorySessionStore>) {
+    ) -> (
+        Arc<SessionManager<String>>,
+        ManualClock,
+        Arc<MemorySessionStore>,
+    ) {
         let clock = ManualClock::new(T0);
         let store = Arc::new(MemorySessionStore::default());
         let m = SessionManager::new(config, Arc::new(clock.clone()), store.clone());
@@ -901,7 +909,10 @@ mod tests {
         let (m, clock, _) = setup();
         let s = new_session(&m);
         clock.advance(600_000);
-        assert!(m.lookup(&s.uuid, true).is_ok(), "equal to tti is still alive");
+        assert!(
+            m.lookup(&s.uuid, true).is_ok(),
+            "equal to tti is still alive"
+        );
         clock.advance(1);
         let err = m.lookup(&s.uuid, false).unwrap_err();
         assert_eq!(
@@ -1016,7 +1027,10 @@ mod tests {
     fn release_close_mode_destroys_at_zero() {
         let (m, _, _) = setup();
         let s = new_session(&m);
-        assert_eq!(m.release(&s.uuid, DestroyMode::Close), ReleaseOutcome::Destroyed);
+        assert_eq!(
+            m.release(&s.uuid, DestroyMode::Close),
+            ReleaseOutcome::Destroyed
+        );
         assert_eq!(
             m.release(&s.uuid, DestroyMode::Close),
             ReleaseOutcome::AlreadyGone
@@ -1110,9 +1124,17 @@ mod tests {
             Some("1".into())
         );
         assert_eq!(m.get_env(&s.uuid, Env::Input, "zz").unwrap(), None);
-        assert_eq!(m.lookup(&s.uuid, true).unwrap().last_access, T0, "get/set do not refresh");
+        assert_eq!(
+            m.lookup(&s.uuid, true).unwrap().last_access,
+            T0,
+            "get/set do not refresh"
+        );
         assert_eq!(m.env_keys(&s.uuid, Env::Input).unwrap(), vec!["a", "b"]);
-        assert_eq!(m.lookup(&s.uuid, true).unwrap().last_access, T0 + 100, "keys refresh");
+        assert_eq!(
+            m.lookup(&s.uuid, true).unwrap().last_access,
+            T0 + 100,
+            "keys refresh"
+        );
         m.set_env(&s.uuid, Env::Input, "a", None).unwrap();
         let copy = m.env_copy(&s.uuid, Env::Input).unwrap();
         assert_eq!(copy.len(), 1);
@@ -1158,7 +1180,10 @@ mod tests {
 
         let all = m.open_sessions(5, SudoerFilter::Any, &AgentFilter::Any);
         let uuids: Vec<_> = all.iter().map(|s| s.uuid.clone()).collect();
-        assert_eq!(uuids, vec![third.uuid.clone(), second.uuid.clone(), first.uuid.clone()]);
+        assert_eq!(
+            uuids,
+            vec![third.uuid.clone(), second.uuid.clone(), first.uuid.clone()]
+        );
         assert!(all.iter().all(|s| s.last_access == T0 + 30));
 
         let mine = m.open_sessions(5, SudoerFilter::Equals(None), &AgentFilter::Any);
@@ -1264,9 +1289,8 @@ mod tests {
             ..SessionConfig::default()
         };
         let (m, _, _) = setup_with(config);
-        let ttl_err = SessionError::SecurityViolation(
-            "Cannot modify timeToLive beyond maximum: 1000".into(),
-        );
+        let ttl_err =
+            SessionError::SecurityViolation("Cannot modify timeToLive beyond maximum: 1000".into());
         let tti_err =
             SessionError::SecurityViolation("Cannot modify timeToIdle beyond maximum: 500".into());
         assert_eq!(m.check_user_timeouts(0, 100), Err(ttl_err.clone()));
@@ -1341,9 +1365,7 @@ mod tests {
         assert_eq!((u.time_to_live, u.time_to_idle), (5_000, 6_000_000));
         let row = store.find(&s.uuid).unwrap();
         assert_eq!((row.time_to_live, row.time_to_idle), (5_000, 6_000_000));
-        let a = m
-            .update_timeouts(&s.uuid, Some(0), Some(0), true)
-            .unwrap();
+        let a = m.update_timeouts(&s.uuid, Some(0), Some(0), true).unwrap();
         assert_eq!((a.time_to_live, a.time_to_idle), (0, 0));
     }
 

@@ -47,8 +47,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Marks a row closed.
     fn close(&self, uuid: &str, closed_ms: i64) -> Result<(), StoreError>;
     /// Records new timeouts of a live session.
-    fn set_timeouts(&self, uuid: &str, time_to_live: i64, time_to_idle: i64)
-        -> Result<(), StoreError>;
+    fn set_timeouts(
+        &self,
+        uuid: &str,
+        time_to_live: i64,
+        time_to_idle: i64,
+    ) -> Result<(), StoreError>;
     /// A row by uuid, open or recently closed.
     fn find(&self, uuid: &str) -> Option<SessionRow>;
 }
@@ -125,8 +129,11 @@ impl Rows {
     }
 
     fn open_uuids(&self) -> Vec<String> {
-        let mut open: Vec<&SessionRow> =
-            self.by_uuid.values().filter(|r| r.closed.is_none()).collect();
+        let mut open: Vec<&SessionRow> = self
+            .by_uuid
+            .values()
+            .filter(|r| r.closed.is_none())
+            .collect();
         open.sort_by_key(|r| r.id);
         open.into_iter().map(|r| r.uuid.clone()).collect()
     }
@@ -367,7 +374,10 @@ mod tests {
         let store = JsonlSessionStore::open(dir.path(), 900).unwrap();
         assert_eq!(store.find("a").unwrap().closed, Some(500));
         let b = store.find("b").unwrap();
-        assert_eq!((b.closed, b.time_to_live, b.time_to_idle), (Some(900), 7, 8));
+        assert_eq!(
+            (b.closed, b.time_to_live, b.time_to_idle),
+            (Some(900), 7, 8)
+        );
         assert_eq!(store.insert(row("c")).unwrap().id, 3);
     }
 
