@@ -6,6 +6,7 @@
 //! which run them on the blocking pool.
 
 pub mod cli;
+pub mod context;
 pub mod directory;
 pub mod password;
 pub mod permissions;
@@ -14,6 +15,10 @@ pub mod throttle;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use context::{
+    check_group_usable, event_context, login_group, password_check_failure_reason,
+    EventContextData, ADMIN_PRIVILEGES,
+};
 pub use directory::{
     Directory, DirectoryError, ExperimenterInfo, GroupInfo, NewExperimenter,
     INITIAL_ROOT_PASSWORD_FILE,

@@ -124,6 +124,14 @@ pub struct SessionInfo {
     pub group_sudo: bool,
 }
 
+impl SessionInfo {
+    /// The sudoer to record on a session this one creates by sudo (§1.3): its own sudoer when
+    /// it is itself sudo'd, else its owner.
+    pub fn sudoer_for_sudo(&self) -> i64 {
+        self.sudoer_id.unwrap_or(self.owner_id)
+    }
+}
+
 /// Which environment map of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Env {
@@ -879,6 +887,15 @@ mod tests {
         assert_eq!((a.started, a.last_access), (T0, T0));
         assert!(store.find(&a.uuid).unwrap().closed.is_none());
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn sudoer_for_sudo_prefers_existing_sudoer() {
+        let (m, _, _) = setup();
+        let mut s = new_session(&m);
+        assert_eq!(s.sudoer_for_sudo(), 5);
+        s.sudoer_id = Some(0);
+        assert_eq!(s.sudoer_for_sudo(), 0);
     }
 
     #[test]
