@@ -11,6 +11,7 @@ pub mod directory;
 pub mod password;
 pub mod permissions;
 pub mod throttle;
+pub mod verifier;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use directory::{
 };
 pub use password::Password;
 pub use throttle::{Delay, Throttle, ThrottleConfig};
+pub use verifier::{check_permissions, check_security_password, Verified, JOIN_MISUSE_REASON};
 
 /// Why a login failed. Messages never contain the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

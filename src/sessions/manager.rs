@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_USER_TIME_TO_IDLE: i64 = 6_000_000;
 /// `omero.sessions.max_user_time_to_live`.
 pub const DEFAULT_MAX_USER_TIME_TO_LIVE: i64 = 0;
 
+/// `omero.sessions.sync_interval`: a sensible period for [`SessionManager::spawn_reaper`].
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_millis(120_000);
+
 /// Agent stored by ISession.createSession and createUserSession when the context has none.
 pub const AGENT_CREATE_SESSION: &str = "createSession";
 /// Agent stored by createSessionWithTimeout(s) when the context has none.
