@@ -2,8 +2,11 @@
 //!
 //! Layers, bottom up (see `shared/design.md`): [`encoding`] (pure Ice encodings),
 //! `protocol` (framing and messages, no IO), `runtime` (sockets and dispatch), the code
-//! generated from `slice/`, and the services on top.
+//! generated from `slice/`, and the services on top: [`sessions`], [`auth`] over [`store`].
 
+pub mod auth;
 pub mod encoding;
 pub mod facade;
 pub mod runtime;
+pub mod sessions;
+pub mod store;
