@@ -4,6 +4,8 @@
 //! `protocol` (framing and messages, no IO), `runtime` (sockets and dispatch), the code
 //! generated from `slice/`, and the services on top.
 
+pub mod config;
 pub mod encoding;
 pub mod facade;
+pub mod protocol;
 pub mod runtime;
