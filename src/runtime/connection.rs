@@ -193,6 +193,7 @@ impl Conn {
 
     /// Handles one message; true when the peer asked to close.
     async fn on_message(&mut self, inbound: Inbound) -> bool {
+        tracing::trace!(connection = self.info.id, compression = inbound.compression, message = ?inbound.message, "inbound");
         match inbound.message {
             Message::Request(r) => self.start_dispatch(r, inbound.compression).await,
             Message::BatchRequest(requests) => {
