@@ -15,6 +15,8 @@ mod input;
 mod optional;
 mod output;
 mod proxy;
+#[cfg(test)]
+pub(crate) mod test_types;
 mod traits;
 mod value;
 

@@ -164,9 +164,16 @@ impl ValueRef {
         ValueRef(Arc::new(cell))
     }
 
-    /// A handle whose instance the decoder has not read yet.
-    pub(super) fn empty() -> ValueRef {
+    /// A handle without an instance yet; fill it with [`fill_with`](Self::fill_with).
+    /// This is how a cyclic graph is built (and how the decoder hands out references to
+    /// instances it has not read yet).
+    pub fn empty() -> ValueRef {
         ValueRef(Arc::new(OnceLock::new()))
+    }
+
+    /// Fills an empty handle; false (and `v` dropped) if it was filled already.
+    pub fn fill_with(&self, v: impl Value) -> bool {
+        self.fill(Box::new(v), Vec::new())
     }
 
     /// Fills an empty handle; false if it was filled already.
@@ -174,7 +181,7 @@ impl ValueRef {
         self.0.set(Instance { value, slices }).is_ok()
     }
 
-    pub(super) fn is_filled(&self) -> bool {
+    pub fn is_filled(&self) -> bool {
         self.0.get().is_some()
     }
 
