@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use omero_sessiond::config::ServerConfig;
-use omero_sessiond::encoding::{Context, Encoding, Identity, OutputStream};
+use omero_sessiond::encoding::{Context, Encoding, Identity, OutputStream, UserException};
 use omero_sessiond::protocol::{
     compress_frame, encode_batch, IceCodec, Inbound, Message, Reply, ReplyBody, Request,
     CLOSE_CONNECTION, VALIDATE_CONNECTION,
@@ -49,12 +49,35 @@ impl Dispatch for TestServant {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 Ok(Vec::new())
             }
+            "deny" => Err(DispatchError::User(Box::new(Denied))),
             "closeme" => {
                 current.connection.handle.close(true);
                 Ok(Vec::new())
             }
             _ => Err(DispatchError::OperationNotExist),
         }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Denied;
+
+impl UserException for Denied {
+    fn ice_id(&self) -> &'static str {
+        "::Test::Denied"
+    }
+    fn find(&self, type_id: &str) -> Option<&dyn std::any::Any> {
+        (type_id == self.ice_id()).then_some(self as &dyn std::any::Any)
+    }
+    fn encode_slices(&self, w: &mut OutputStream) {
+        w.start_exception_slice(self.ice_id(), true);
+        w.end_exception_slice();
+    }
+    fn uses_classes(&self) -> bool {
+        false
+    }
+    fn clone_exception(&self) -> Box<dyn UserException> {
+        Box::new(self.clone())
     }
 }
 
@@ -199,6 +222,35 @@ async fn reply_uses_the_request_encoding() {
     send(&mut c, r.encode()).await;
     let (_, reply) = next_reply(&mut c).await;
     assert!(matches!(reply.body, ReplyBody::UnknownLocal(_)));
+}
+
+#[tokio::test]
+async fn user_exceptions_are_status_one_in_the_request_encoding() {
+    let f = start().await;
+    let mut c = connect(&f).await;
+    for (id, encoding) in [(1, Encoding::V1_1), (2, Encoding::V1_0)] {
+        let mut r = request(id, servant_id(), "deny", &[]);
+        r.encoding = encoding.into();
+        send(&mut c, r.encode()).await;
+        let (_, reply) = next_reply(&mut c).await;
+        match reply.body {
+            ReplyBody::UserException {
+                encoding: e,
+                payload,
+            } => {
+                assert_eq!(e, encoding.into());
+                let mut expected = if encoding == Encoding::V1_1 {
+                    vec![0x30, 14]
+                } else {
+                    vec![0x00, 14]
+                };
+                expected.extend_from_slice(b"::Test::Denied");
+                expected.extend_from_slice(&[4, 0, 0, 0]);
+                assert_eq!(&payload[..], &expected[..]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
