@@ -66,7 +66,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(args.json_logs || file.json_logs.unwrap_or(false));
-    let config = server_config(&args, &file);
+    let config = match server_config(&args, &file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("omero-sessiond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -84,7 +90,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn server_config(args: &ServeArgs, file: &FileConfig) -> ServerConfig {
+fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig, String> {
     let data = args
         .data
         .clone()
@@ -98,14 +104,15 @@ fn server_config(args: &ServeArgs, file: &FileConfig) -> ServerConfig {
             cert: cert.clone(),
             key: key.clone(),
         },
-        _ => TlsSource::SelfSigned { dir: data },
+        (None, None) => TlsSource::SelfSigned { dir: data },
+        _ => return Err("[tls] needs both cert and key, or neither".into()),
     };
-    ServerConfig {
+    Ok(ServerConfig {
         tcp: pick(&args.tcp, &file.tcp, DEFAULT_TCP),
         ssl: pick(&args.ssl, &file.ssl, DEFAULT_SSL),
         tls,
         connection: ConnectionConfig::from_file(&file.connection),
-    }
+    })
 }
 
 fn init_logging(json: bool) {

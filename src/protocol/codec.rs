@@ -6,6 +6,9 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::header::{parse_header, Header, HEADER_SIZE};
 use super::{decompress_body, Message, ProtocolError};
 
+/// The most buffer space reserved ahead of the bytes that have arrived.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// A complete inbound message and the compression byte it arrived with (a reply to it
 /// mirrors that byte).
 #[derive(Debug)]
@@ -53,7 +56,9 @@ impl Decoder for IceCodec {
             }
         };
         if src.len() < header.size {
-            src.reserve(header.size - src.len());
+            // Grow with the data that actually arrives: a 14-byte header alone must not
+            // make us allocate the megabyte it announces.
+            src.reserve((header.size - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         self.pending = None;
