@@ -144,6 +144,31 @@ mod tests {
         assert_eq!(got.message, Message::Request(req));
     }
 
+    proptest::proptest! {
+        /// Whatever follows a valid header, decoding returns a message or an error, never
+        /// panics, and never holds more than the announced size.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            message_type in 0u8..5,
+            compression in 0u8..3,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut frame = vec![0x49, 0x63, 0x65, 0x50, 1, 0, 1, 0, message_type, compression];
+            frame.extend_from_slice(&((body.len() + 14) as i32).to_le_bytes());
+            frame.extend_from_slice(&body);
+            let mut codec = IceCodec::new(1 << 16);
+            let mut buf = BytesMut::from(&frame[..]);
+            let _ = codec.decode(&mut buf);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut codec = IceCodec::new(1 << 16);
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
+        }
+    }
+
     /// Every message of the reference traces (real Ice 3.6/3.7 wire bytes, both directions)
     /// decodes, and uncompressed requests re-encode byte for byte.
     #[test]

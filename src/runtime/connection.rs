@@ -61,10 +61,9 @@ pub(crate) async fn run<S>(
     };
     let sink = FramedWrite::new(wr, IceCodec::new(cfg.max_message_size));
     let mut writer = tokio::spawn(write_loop(sink, out_rx, cfg.heartbeat, cfg.close_timeout));
+    // The queue is empty, so this cannot wait; the writer sends it before anything else.
     let validate = Outgoing::Frame(Bytes::from_static(&VALIDATE_CONNECTION));
-    if out_tx.send(validate).await.is_err() {
-        return;
-    }
+    let _ = out_tx.try_send(validate);
 
     let mut conn = Conn {
         info: info.clone(),
@@ -78,9 +77,9 @@ pub(crate) async fn run<S>(
     tracing::debug!(connection = info.id, remote = ?info.remote, reason = ?end, "connection ending");
     match &end {
         End::Graceful => {
-            let _ = conn.out_tx.send(Outgoing::Close).await;
             // Wait for CloseConnection to be written, then for the peer's EOF (spec §1.4).
             let drain = async {
+                let _ = conn.out_tx.send(Outgoing::Close).await;
                 let _ = (&mut writer).await;
                 while let Some(Ok(_)) = reader.next().await {}
             };
