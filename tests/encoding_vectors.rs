@@ -654,3 +654,419 @@ fn truncated_vectors_fail_cleanly() {
         let _ = r.read_exception();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Real traffic: omero-py 3.6.5 <-> glacier2router 3.7.8 (shared/reference/traces).
+
+const TRACE_1_0: &str = "/work/shared/reference/traces/seed-scenario-encoding-1.0.jsonl";
+const TRACE_1_1: &str = "/work/shared/reference/traces/seed-scenario-encoding-1.1.jsonl";
+
+#[derive(Debug)]
+struct Request {
+    conn: u64,
+    id: i32,
+    operation: String,
+    context: HashMap<String, String>,
+    params: Vec<u8>,
+}
+
+/// Requests and, per (connection, request id), the reply's status and payload.
+type Traffic = (Vec<Request>, HashMap<(u64, i32), (u8, Vec<u8>)>);
+
+fn traffic(path: &str) -> Option<Traffic> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut streams: BTreeMap<(u64, String), Vec<u8>> = BTreeMap::new();
+    for line in text.lines() {
+        let j: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            j["conn"].as_u64().unwrap(),
+            j["dir"].as_str().unwrap().to_owned(),
+        );
+        let hex = j["hex"].as_str().unwrap();
+        let stream = streams.entry(key).or_default();
+        for i in (0..hex.len()).step_by(2) {
+            stream.push(u8::from_str_radix(&hex[i..i + 2], 16).unwrap());
+        }
+    }
+    let mut requests = Vec::new();
+    let mut replies = HashMap::new();
+    for ((conn, _), data) in streams {
+        let mut pos = 0;
+        while pos + 14 <= data.len() {
+            let size = u32::from_le_bytes(data[pos + 10..pos + 14].try_into().unwrap()) as usize;
+            let (kind, body) = (data[pos + 8], &data[pos + 14..pos + size]);
+            pos += size;
+            let mut r = InputStream::new(body, Encoding::V1_0);
+            match kind {
+                0 => {
+                    let id = i32::decode(&mut r).unwrap();
+                    Identity::decode(&mut r).unwrap();
+                    Vec::<String>::decode(&mut r).unwrap();
+                    let operation = String::decode(&mut r).unwrap();
+                    u8::decode(&mut r).unwrap();
+                    let context = HashMap::decode(&mut r).unwrap();
+                    let params = body[r.pos()..].to_vec();
+                    requests.push(Request {
+                        conn,
+                        id,
+                        operation,
+                        context,
+                        params,
+                    });
+                }
+                2 => {
+                    let id = i32::decode(&mut r).unwrap();
+                    let status = u8::decode(&mut r).unwrap();
+                    replies.insert((conn, id), (status, body[r.pos()..].to_vec()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Some((requests, replies))
+}
+
+fn reply_to<'t>(t: &'t Traffic, operation: &str) -> Vec<&'t [u8]> {
+    t.0.iter()
+        .filter(|q| q.operation == operation)
+        .map(|q| t.1[&(q.conn, q.id)].1.as_slice())
+        .collect()
+}
+
+/// Decodes a payload encapsulation, re-encodes the result and checks the bytes.
+fn round_trip_payload<T>(
+    payload: &[u8],
+    f: Factories,
+    read: impl Fn(&mut InputStream<'_>) -> Result<T, DecodeError>,
+    write: impl Fn(&mut OutputStream, &T),
+) -> T {
+    let mut r = InputStream::new(payload, Encoding::V1_0);
+    r.set_factories(f);
+    let encoding = r.start_encapsulation().unwrap();
+    let value = read(&mut r).unwrap();
+    r.end_encapsulation().unwrap();
+    let mut w = OutputStream::new(encoding);
+    w.start_encapsulation(encoding);
+    write(&mut w, &value);
+    w.end_encapsulation();
+    assert_eq!(hex(w.as_slice()), hex(payload));
+    value
+}
+
+#[test]
+fn trace_requests_contexts_and_proxies() {
+    for path in [TRACE_1_0, TRACE_1_1] {
+        let Some(t) = traffic(path) else {
+            eprintln!("skipping: {path} not present");
+            return;
+        };
+        let create = t.0.iter().find(|q| q.operation == "createSession").unwrap();
+        assert_eq!(create.context["omero.agent"], "OMERO.py");
+        assert!(create.context.contains_key("omero.client.uuid"));
+        let (user, password) = round_trip_payload(
+            &create.params,
+            Factories::none(),
+            |r| Ok((String::decode(r)?, String::decode(r)?)),
+            |w, (u, p)| {
+                u.encode(w);
+                p.encode(w);
+            },
+        );
+        assert_eq!((user.as_str(), password.as_str()), ("alice", "alicepw"));
+        for q in t.0.iter().filter(|q| q.operation == "addProxies") {
+            let proxies = round_trip_payload(
+                &q.params,
+                Factories::none(),
+                Vec::<Option<Proxy>>::decode,
+                |w, v| v.encode(w),
+            );
+            assert!(proxies.iter().all(Option::is_some));
+        }
+        for q in t.0.iter().filter(|q| q.operation == "setCallback") {
+            let callback = round_trip_payload(
+                &q.params,
+                Factories::none(),
+                |r| r.read_proxy(),
+                |w, p| w.write_proxy(p.as_ref()),
+            );
+            assert!(callback.is_some());
+        }
+        for op in [
+            "getServerProxy",
+            "createSession",
+            "getAdminService",
+            "getSessionService",
+        ] {
+            for payload in reply_to(&t, op) {
+                let p = round_trip_payload(
+                    payload,
+                    Factories::none(),
+                    |r| r.read_proxy(),
+                    |w, p| w.write_proxy(p.as_ref()),
+                );
+                assert!(p.is_some(), "{op}");
+            }
+        }
+        for payload in reply_to(&t, "getClientProxy") {
+            let (proxy, routing) = round_trip_payload(
+                payload,
+                Factories::none(),
+                |r| Ok((r.read_proxy()?, r.read_optional::<bool>(1)?)),
+                |w, (p, b)| {
+                    w.write_proxy(p.as_ref());
+                    w.write_optional(1, b.as_ref());
+                },
+            );
+            assert_eq!(proxy, None);
+            let expected = (path == TRACE_1_1).then_some(true);
+            assert_eq!(routing, expected);
+        }
+    }
+}
+
+// `omero::sys::EventContext` and what it holds, as slice2rs would generate them.
+mod omero_types {
+    use super::facade::*;
+    use std::any::Any;
+
+    macro_rules! leaf_rtype {
+        ($name:ident, $id:literal, $t:ty) => {
+            #[derive(Clone, Debug, PartialEq, Default)]
+            pub struct $name {
+                pub val: $t,
+            }
+            impl Value for $name {
+                fn ice_id(&self) -> &'static str {
+                    $id
+                }
+                fn find(&self, type_id: &str) -> Option<&dyn Any> {
+                    match type_id {
+                        $id => Some(self),
+                        "::omero::RType" => Some(&()),
+                        _ => None,
+                    }
+                }
+                fn encode_slices(&self, w: &mut OutputStream) {
+                    w.start_slice($id, None, false);
+                    self.val.encode(w);
+                    w.end_slice();
+                    w.start_slice("::omero::RType", None, true);
+                    w.end_slice();
+                }
+                fn eq_value(&self, other: &dyn Value) -> bool {
+                    other
+                        .find($id)
+                        .and_then(|o| o.downcast_ref::<$name>())
+                        .is_some_and(|o| o == self)
+                }
+                fn clone_value(&self) -> Box<dyn Value> {
+                    Box::new(self.clone())
+                }
+            }
+            impl ClassType for $name {
+                const ICE_ID: &'static str = $id;
+                const COMPACT_ID: Option<i32> = None;
+                fn decode_slices(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+                    let val = Decode::decode(r)?;
+                    r.end_slice()?;
+                    r.start_slice()?;
+                    r.end_slice()?;
+                    Ok($name { val })
+                }
+            }
+        };
+    }
+
+    leaf_rtype!(RLong, "::omero::RLong", i64);
+    leaf_rtype!(RString, "::omero::RString", String);
+
+    #[derive(Clone, Debug, PartialEq, Default)]
+    pub struct Permissions {
+        pub restrictions: Vec<bool>,
+        pub extended_restrictions: Vec<String>,
+        pub perm1: i64,
+    }
+
+    impl Value for Permissions {
+        fn ice_id(&self) -> &'static str {
+            Self::ICE_ID
+        }
+        fn find(&self, type_id: &str) -> Option<&dyn Any> {
+            (type_id == Self::ICE_ID).then_some(self as &dyn Any)
+        }
+        fn encode_slices(&self, w: &mut OutputStream) {
+            w.start_slice(Self::ICE_ID, None, true);
+            self.restrictions.encode(w);
+            self.extended_restrictions.encode(w);
+            self.perm1.encode(w);
+            w.end_slice();
+        }
+        fn eq_value(&self, other: &dyn Value) -> bool {
+            other
+                .find(Self::ICE_ID)
+                .and_then(|o| o.downcast_ref::<Self>())
+                .is_some_and(|o| o == self)
+        }
+        fn clone_value(&self) -> Box<dyn Value> {
+            Box::new(self.clone())
+        }
+    }
+
+    impl ClassType for Permissions {
+        const ICE_ID: &'static str = "::omero::model::Permissions";
+        const COMPACT_ID: Option<i32> = None;
+        fn decode_slices(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+            let p = Permissions {
+                restrictions: Decode::decode(r)?,
+                extended_restrictions: Decode::decode(r)?,
+                perm1: Decode::decode(r)?,
+            };
+            r.end_slice()?;
+            Ok(p)
+        }
+    }
+
+    #[derive(Clone, Debug, PartialEq, Default)]
+    pub struct EventContext {
+        pub share_id: i64,
+        pub session_id: i64,
+        pub session_uuid: String,
+        pub user_id: i64,
+        pub user_name: String,
+        pub sudoer_id: Option<ValueRef>,
+        pub sudoer_name: Option<ValueRef>,
+        pub group_id: i64,
+        pub group_name: String,
+        pub is_admin: bool,
+        pub admin_privileges: Vec<String>,
+        pub event_id: i64,
+        pub event_type: String,
+        pub member_of_groups: Vec<i64>,
+        pub leader_of_groups: Vec<i64>,
+        pub group_permissions: Option<ValueRef>,
+    }
+
+    impl Value for EventContext {
+        fn ice_id(&self) -> &'static str {
+            Self::ICE_ID
+        }
+        fn find(&self, type_id: &str) -> Option<&dyn Any> {
+            (type_id == Self::ICE_ID).then_some(self as &dyn Any)
+        }
+        fn encode_slices(&self, w: &mut OutputStream) {
+            w.start_slice(Self::ICE_ID, None, true);
+            self.share_id.encode(w);
+            self.session_id.encode(w);
+            self.session_uuid.encode(w);
+            self.user_id.encode(w);
+            self.user_name.encode(w);
+            self.sudoer_id.encode(w);
+            self.sudoer_name.encode(w);
+            self.group_id.encode(w);
+            self.group_name.encode(w);
+            self.is_admin.encode(w);
+            self.admin_privileges.encode(w);
+            self.event_id.encode(w);
+            self.event_type.encode(w);
+            self.member_of_groups.encode(w);
+            self.leader_of_groups.encode(w);
+            self.group_permissions.encode(w);
+            w.end_slice();
+        }
+        fn eq_value(&self, other: &dyn Value) -> bool {
+            other
+                .find(Self::ICE_ID)
+                .and_then(|o| o.downcast_ref::<Self>())
+                .is_some_and(|o| o == self)
+        }
+        fn clone_value(&self) -> Box<dyn Value> {
+            Box::new(self.clone())
+        }
+    }
+
+    impl ClassType for EventContext {
+        const ICE_ID: &'static str = "::omero::sys::EventContext";
+        const COMPACT_ID: Option<i32> = None;
+        fn decode_slices(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+            let ec = EventContext {
+                share_id: Decode::decode(r)?,
+                session_id: Decode::decode(r)?,
+                session_uuid: Decode::decode(r)?,
+                user_id: Decode::decode(r)?,
+                user_name: Decode::decode(r)?,
+                sudoer_id: Decode::decode(r)?,
+                sudoer_name: Decode::decode(r)?,
+                group_id: Decode::decode(r)?,
+                group_name: Decode::decode(r)?,
+                is_admin: Decode::decode(r)?,
+                admin_privileges: Decode::decode(r)?,
+                event_id: Decode::decode(r)?,
+                event_type: Decode::decode(r)?,
+                member_of_groups: Decode::decode(r)?,
+                leader_of_groups: Decode::decode(r)?,
+                group_permissions: Decode::decode(r)?,
+            };
+            r.end_slice()?;
+            Ok(ec)
+        }
+    }
+
+    fn factory<T: ClassType>(r: &mut InputStream<'_>) -> Result<Box<dyn Value>, DecodeError> {
+        Ok(Box::new(T::decode_slices(r)?))
+    }
+
+    pub fn factories() -> Factories {
+        Factories {
+            value: |id| match id {
+                "::omero::RLong" => Some(factory::<RLong>),
+                "::omero::RString" => Some(factory::<RString>),
+                "::omero::model::Permissions" => Some(factory::<Permissions>),
+                "::omero::sys::EventContext" => Some(factory::<EventContext>),
+                _ => None,
+            },
+            compact: |_| None,
+            exception: |_| None,
+        }
+    }
+}
+
+#[test]
+fn trace_event_context_class_graph() {
+    for path in [TRACE_1_0, TRACE_1_1] {
+        let Some(t) = traffic(path) else {
+            eprintln!("skipping: {path} not present");
+            return;
+        };
+        let payload = reply_to(&t, "getEventContext")[0];
+        let ec =
+            round_trip_payload(payload, omero_types::factories(), read_value, write_value).unwrap();
+        let ec = ec.get::<omero_types::EventContext>().unwrap();
+        assert_eq!((ec.user_name.as_str(), ec.user_id), ("alice", 2));
+        assert_eq!((ec.group_name.as_str(), ec.group_id), ("lab", 3));
+        assert_eq!(ec.share_id, -1);
+        assert_eq!(ec.sudoer_id, None);
+        assert_eq!(ec.event_type, "User");
+        assert_eq!(ec.member_of_groups, vec![3, 1]);
+        let perms = ec.group_permissions.as_ref().unwrap();
+        assert_eq!(perms.get::<omero_types::Permissions>().unwrap().perm1, -120);
+    }
+}
+
+#[test]
+fn trace_session_needs_its_types() {
+    for path in [TRACE_1_0, TRACE_1_1] {
+        let Some(t) = traffic(path) else {
+            eprintln!("skipping: {path} not present");
+            return;
+        };
+        let payload = reply_to(&t, "getSession")[0];
+        let mut r = InputStream::new(payload, Encoding::V1_0);
+        r.set_factories(omero_types::factories());
+        r.start_encapsulation().unwrap();
+        let err = read_value(&mut r).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::NoValueFactory("::omero::model::Session".into())
+        );
+    }
+}
