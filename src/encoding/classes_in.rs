@@ -674,7 +674,10 @@ mod tests {
         let v = ValueRef::new(Compact { v: 5 });
         for (format, wire) in [
             (Format::Compact, "0d 00 00 00 01 01 | 01 23 07 05 00 00 00"),
-            (Format::Sliced, "11 00 00 00 01 01 | 01 33 07 08 00 00 00 05 00 00 00"),
+            (
+                Format::Sliced,
+                "11 00 00 00 01 01 | 01 33 07 08 00 00 00 05 00 00 00",
+            ),
         ] {
             let out = encode_in_encaps(Encoding::V1_1, format, &v);
             assert_eq!(out, bytes(wire));
@@ -761,7 +764,10 @@ mod tests {
         let mut w = OutputStream::new(Encoding::V1_1);
         Some(shared.clone()).encode(&mut w);
         Some(shared.clone()).encode(&mut w);
-        assert_eq!(w.as_slice(), bytes("01 21 0c ::Test::Base 01 00 00 00 00 | 02"));
+        assert_eq!(
+            w.as_slice(),
+            bytes("01 21 0c ::Test::Base 01 00 00 00 00 | 02")
+        );
         let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
         r.set_factories(factories());
         let a = r.read_value().unwrap().unwrap();
@@ -784,7 +790,11 @@ mod tests {
 
     #[test]
     fn references_to_unseen_ids_and_bad_indexes_are_errors() {
-        for wire in ["05", "01 22 09", "01 38 0c ::Test::Base 08 00 00 00 00 00 00 00 00"] {
+        for wire in [
+            "05",
+            "01 22 09",
+            "01 38 0c ::Test::Base 08 00 00 00 00 00 00 00 00",
+        ] {
             let data = bytes(wire);
             let mut r = InputStream::new(&data, Encoding::V1_1);
             r.set_factories(factories());
