@@ -918,4 +918,111 @@ mod tests {
         assert_eq!(w.as_slice(), bytes("30 0a ::Test::Ex 06 00 00 00 01 78"));
         assert_eq!(w.format(), Format::Compact);
     }
+
+    /// Nodes: (is_derived, i, next index). Builds the graph, all nodes in one sequence.
+    fn build_graph(nodes: &[(bool, i32, Option<usize>)]) -> Vec<Option<ValueRef>> {
+        let handles: Vec<ValueRef> = nodes.iter().map(|_| ValueRef::empty()).collect();
+        for (h, (derived, i, next)) in handles.iter().zip(nodes) {
+            let base = Base {
+                i: *i,
+                next: next.map(|n| handles[n % handles.len()].clone()),
+            };
+            if *derived {
+                h.fill_with(Derived {
+                    base,
+                    s: i.to_string(),
+                    o: Some(*i),
+                });
+            } else {
+                h.fill_with(base);
+            }
+        }
+        handles.into_iter().map(Some).collect()
+    }
+
+    /// The graph's shape: per node its type, i, and the index of `next`.
+    fn shape(values: &[Option<ValueRef>]) -> Vec<(String, i32, Option<usize>)> {
+        let index_of = |v: &ValueRef| {
+            values
+                .iter()
+                .position(|w| w.as_ref().is_some_and(|w| ValueRef::ptr_eq(v, w)))
+        };
+        values
+            .iter()
+            .map(|v| {
+                let v = v.as_ref().unwrap();
+                let b = v.get::<Base>().unwrap();
+                (
+                    v.ice_id().to_owned(),
+                    b.i,
+                    b.next.as_ref().and_then(|n| index_of(n)),
+                )
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_graphs_round_trip_in_every_format(
+            nodes in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::num::i32::ANY, proptest::option::of(0usize..64)),
+                1..12,
+            )
+        ) {
+            let values = build_graph(&nodes);
+            for (encoding, format) in [
+                (Encoding::V1_0, Format::Compact),
+                (Encoding::V1_1, Format::Compact),
+                (Encoding::V1_1, Format::Sliced),
+            ] {
+                let mut w = OutputStream::new(encoding);
+                w.set_format(format);
+                values.encode(&mut w);
+                w.write_pending_values();
+                let mut r = InputStream::new(w.as_slice(), encoding);
+                r.set_factories(factories());
+                let back = Vec::<Option<ValueRef>>::decode(&mut r).unwrap();
+                r.read_pending_values().unwrap();
+                proptest::prop_assert!(r.is_at_end());
+                proptest::prop_assert_eq!(shape(&back), shape(&values));
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic_as_classes_or_exceptions(data: Vec<u8>, v11: bool) {
+            let encoding = if v11 { Encoding::V1_1 } else { Encoding::V1_0 };
+            let mut r = InputStream::new(&data, encoding);
+            r.set_factories(factories());
+            if r.read_value().is_ok() {
+                let _ = r.read_pending_values();
+            }
+            let mut r = InputStream::new(&data, encoding);
+            r.set_factories(factories());
+            let _ = r.read_exception();
+        }
+
+        #[test]
+        fn mutated_spec_vectors_never_panic(
+            which in 0usize..6,
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 1..4),
+        ) {
+            let sources = [SPEC_1_0, SPEC_COMPACT, SPEC_SLICED, EX_1_0, EX_COMPACT, EX_SLICED];
+            let mut wire = bytes(sources[which]);
+            for (at, v) in flips {
+                let n = wire.len();
+                wire[at % n] = v;
+            }
+            let mut r = InputStream::new(&wire, Encoding::V1_1);
+            r.set_factories(factories());
+            if r.start_encapsulation().is_ok() {
+                if which < 3 {
+                    if r.read_value().is_ok() {
+                        let _ = r.read_pending_values();
+                    }
+                } else {
+                    let _ = r.read_exception();
+                }
+            }
+        }
+    }
 }
