@@ -955,7 +955,7 @@ mod tests {
                 (
                     v.ice_id().to_owned(),
                     b.i,
-                    b.next.as_ref().and_then(|n| index_of(n)),
+                    b.next.as_ref().and_then(&index_of),
                 )
             })
             .collect()
