@@ -919,6 +919,46 @@ mod tests {
         assert_eq!(w.format(), Format::Compact);
     }
 
+    #[test]
+    fn unknown_optional_members_in_a_slice_are_skipped_to_the_end_marker() {
+        // Derived slice with o (tag 1) and a newer peer's tag 5 (F4) and tag 40 (VSize)
+        let wire = bytes(
+            "01 05 0f ::Test::Derived 02 68 69 0a 2a 00 00 00 2a 05 00 00 00 f5 28 02 61 62 ff
+             20 07 00 00 00 00",
+        );
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        let v = r.read_value().unwrap().unwrap();
+        assert!(r.is_at_end());
+        let d = v.get::<Derived>().unwrap();
+        assert_eq!((d.o, d.base.i, d.base.next.is_none()), (Some(42), 7, true));
+    }
+
+    #[test]
+    fn optionals_absent_when_the_slice_flag_is_clear() {
+        // no optional-members flag: the next bytes are the base slice, not a tag
+        let wire = bytes("01 01 0f ::Test::Derived 02 68 69 20 07 00 00 00 00");
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        let v = r.read_value().unwrap().unwrap();
+        assert_eq!(v.get::<Derived>().unwrap().o, None);
+        // and the writer sets no flag and no marker when no optional is present
+        let mut w = OutputStream::new(Encoding::V1_1);
+        Some(v).encode(&mut w);
+        assert_eq!(w.as_slice(), wire.as_slice());
+    }
+
+    #[test]
+    fn preserved_slices_are_dropped_in_the_compact_format() {
+        let v = decode_in_encaps(&bytes(SPEC_SLICED), base_only())
+            .unwrap()
+            .unwrap();
+        let compact = encode_in_encaps(Encoding::V1_1, Format::Compact, &v);
+        let back = decode_in_encaps(&compact, factories()).unwrap().unwrap();
+        assert_eq!(back.ice_id(), "::Test::Base");
+        assert!(back.preserved_slices().is_empty());
+    }
+
     /// Nodes: (is_derived, i, next index). Builds the graph, all nodes in one sequence.
     fn build_graph(nodes: &[(bool, i32, Option<usize>)]) -> Vec<Option<ValueRef>> {
         let handles: Vec<ValueRef> = nodes.iter().map(|_| ValueRef::empty()).collect();
