@@ -959,6 +959,37 @@ mod tests {
         assert!(back.preserved_slices().is_empty());
     }
 
+    #[test]
+    fn long_chain_sent_as_a_sequence_decodes_and_drops_on_a_small_stack() {
+        let mut values = Vec::new();
+        let mut prev = None;
+        for i in 0..100_000 {
+            let v = ValueRef::new(Base { i, next: prev });
+            values.push(Some(v.clone()));
+            prev = Some(v);
+        }
+        drop(prev);
+        let mut w = OutputStream::new(Encoding::V1_1);
+        values.encode(&mut w);
+        drop(values);
+        let wire = w.into_bytes();
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut r = InputStream::new(&wire, Encoding::V1_1);
+                r.set_factories(factories());
+                let back = Vec::<Option<ValueRef>>::decode(&mut r).unwrap();
+                assert_eq!(back.len(), 100_000);
+                let last = back.last().unwrap().as_ref().unwrap().clone();
+                drop(back);
+                drop(r);
+                assert_eq!(last.get::<Base>().unwrap().i, 99_999);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
     /// Nodes: (is_derived, i, next index). Builds the graph, all nodes in one sequence.
     fn build_graph(nodes: &[(bool, i32, Option<usize>)]) -> Vec<Option<ValueRef>> {
         let handles: Vec<ValueRef> = nodes.iter().map(|_| ValueRef::empty()).collect();
