@@ -1,0 +1,248 @@
+//! Builds the `omero::model` and `omero::sys` values clients receive (spec §6, §7), and reads
+//! the few they send.
+
+use std::collections::HashMap;
+
+use crate::auth::{Directory, ExperimenterInfo, GroupInfo};
+use crate::facade::{Context, ValueRef};
+use crate::generated::omero::model::{
+    Details, Experimenter, ExperimenterGroup, IObject, Permissions, Session,
+};
+use crate::generated::omero::sys::{EventContext, Roles};
+use crate::generated::omero::{RBool, RInt, RLong, RString, RTime, RType};
+use crate::sessions::{SessionInfo, INITIAL_MESSAGE};
+use crate::store::directory::{
+    GUEST_GROUP_ID, GUEST_USER_ID, ROOT_USER_ID, SYSTEM_GROUP_ID, USER_GROUP_ID,
+};
+
+/// Light-admin privileges; full administrators hold all of them (spec §6).
+pub const ADMIN_PRIVILEGES: [&str; 15] = [
+    "Chgrp",
+    "Chown",
+    "DeleteFile",
+    "DeleteManagedRepo",
+    "DeleteOwned",
+    "DeleteScriptRepo",
+    "ModifyGroup",
+    "ModifyGroupMembership",
+    "ModifyUser",
+    "ReadSession",
+    "Sudo",
+    "WriteFile",
+    "WriteManagedRepo",
+    "WriteOwned",
+    "WriteScriptRepo",
+];
+
+/// `perm1` of a private (`rw----`) object: the permissions of a Session row.
+pub const PRIVATE_PERM1: i64 = -120;
+
+pub fn rstring(v: &str) -> Option<ValueRef> {
+    Some(ValueRef::new(RString {
+        base: RType {},
+        val: v.to_string(),
+    }))
+}
+
+pub fn rlong(v: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(RLong {
+        base: RType {},
+        val: v,
+    }))
+}
+
+pub fn rint(v: i32) -> Option<ValueRef> {
+    Some(ValueRef::new(RInt {
+        base: RType {},
+        val: v,
+    }))
+}
+
+pub fn rtime(v: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(RTime {
+        base: RType {},
+        val: v,
+    }))
+}
+
+pub fn rbool(v: bool) -> Option<ValueRef> {
+    Some(ValueRef::new(RBool {
+        base: RType {},
+        val: v,
+    }))
+}
+
+/// The string inside an `omero::RString`, if that is what `v` is.
+pub fn string_of(v: &Option<ValueRef>) -> Option<String> {
+    v.as_ref()?.get::<RString>().map(|s| s.val.clone())
+}
+
+/// The id of an `omero::model::IObject` (any subclass), if set.
+pub fn id_of(v: &Option<ValueRef>) -> Option<i64> {
+    let object = v.as_ref()?.get::<IObject>()?;
+    object.id.as_ref()?.get::<RLong>().map(|l| l.val)
+}
+
+pub fn permissions(perm1: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(Permissions {
+        restrictions: Vec::new(),
+        extended_restrictions: Vec::new(),
+        perm1,
+    }))
+}
+
+fn iobject(id: i64, details: Option<ValueRef>, loaded: bool) -> IObject {
+    IObject {
+        id: rlong(id),
+        details,
+        loaded,
+    }
+}
+
+fn details(owner: Option<ValueRef>, group: Option<ValueRef>, perm1: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(Details {
+        owner,
+        group,
+        creation_event: None,
+        update_event: None,
+        permissions: permissions(perm1),
+        external_info: None,
+        call: Context::new(),
+        event: None,
+    }))
+}
+
+/// A loaded Experimenter (names and email, no collections).
+pub fn experimenter(user: &ExperimenterInfo) -> ValueRef {
+    ValueRef::new(Experimenter {
+        base: iobject(user.id, None, true),
+        version: None,
+        group_experimenter_map_seq: Vec::new(),
+        group_experimenter_map_loaded: false,
+        ome_name: rstring(&user.ome_name),
+        first_name: rstring(&user.first_name),
+        middle_name: None,
+        last_name: rstring(&user.last_name),
+        institution: None,
+        ldap: rbool(false),
+        email: user.email.as_deref().and_then(rstring),
+        config: Vec::new(),
+        annotation_links_seq: Vec::new(),
+        annotation_links_loaded: false,
+        annotation_links_count_per_owner: HashMap::new(),
+    })
+}
+
+/// A loaded ExperimenterGroup whose details carry its permissions.
+pub fn group(g: &GroupInfo) -> ValueRef {
+    ValueRef::new(ExperimenterGroup {
+        base: iobject(g.id, details(None, None, g.perm1), true),
+        version: None,
+        name: rstring(&g.name),
+        ldap: rbool(false),
+        group_experimenter_map_seq: Vec::new(),
+        group_experimenter_map_loaded: false,
+        config: Vec::new(),
+        annotation_links_seq: Vec::new(),
+        annotation_links_loaded: false,
+        annotation_links_count_per_owner: HashMap::new(),
+        description: None,
+    })
+}
+
+/// An unloaded ExperimenterGroup: only its id (what setSecurityContext returns).
+pub fn group_ref(id: i64) -> ValueRef {
+    ValueRef::new(ExperimenterGroup {
+        base: iobject(id, None, false),
+        version: None,
+        name: None,
+        ldap: None,
+        group_experimenter_map_seq: Vec::new(),
+        group_experimenter_map_loaded: false,
+        config: Vec::new(),
+        annotation_links_seq: Vec::new(),
+        annotation_links_loaded: false,
+        annotation_links_count_per_owner: HashMap::new(),
+        description: None,
+    })
+}
+
+/// The Session object of spec §7: details.owner and details.group loaded, permissions
+/// `rw----`, closed null while alive.
+pub fn session(info: &SessionInfo, directory: &Directory) -> ValueRef {
+    let owner = directory.experimenter(info.owner_id).map(|u| experimenter(&u));
+    let grp = directory.group(info.group_id).map(|g| group(&g));
+    let sudoer = info
+        .sudoer_id
+        .and_then(|id| directory.experimenter(id))
+        .map(|u| experimenter(&u));
+    ValueRef::new(Session {
+        base: iobject(info.id, details(owner.clone(), grp, PRIVATE_PERM1), true),
+        version: None,
+        node: None,
+        uuid: rstring(&info.uuid),
+        owner,
+        sudoer,
+        time_to_idle: rlong(info.time_to_idle),
+        time_to_live: rlong(info.time_to_live),
+        started: rtime(info.started),
+        closed: None,
+        message: rstring(INITIAL_MESSAGE),
+        default_event_type: rstring(&info.event_type),
+        user_agent: info.agent.as_deref().and_then(rstring),
+        user_ip: info.ip.as_deref().and_then(rstring),
+        events_seq: Vec::new(),
+        events_loaded: false,
+        annotation_links_seq: Vec::new(),
+        annotation_links_loaded: false,
+        annotation_links_count_per_owner: HashMap::new(),
+    })
+}
+
+/// IAdmin.getEventContext (spec §6) for a live session. `None` when its owner or group has
+/// disappeared from the directory.
+pub fn event_context(info: &SessionInfo, directory: &Directory) -> Option<ValueRef> {
+    let user = directory.experimenter(info.owner_id)?;
+    let grp = directory.group(info.group_id)?;
+    let sudoer = info.sudoer_id.and_then(|id| directory.experimenter(id));
+    let admin = user.is_admin();
+    let privileges = if admin {
+        ADMIN_PRIVILEGES.iter().map(|p| p.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    Some(ValueRef::new(EventContext {
+        share_id: -1,
+        session_id: info.id,
+        session_uuid: info.uuid.clone(),
+        user_id: user.id,
+        user_name: user.ome_name.clone(),
+        sudoer_id: sudoer.as_ref().and_then(|s| rlong(s.id)),
+        sudoer_name: sudoer.as_ref().and_then(|s| rstring(&s.ome_name)),
+        group_id: grp.id,
+        group_name: grp.name.clone(),
+        is_admin: admin,
+        admin_privileges: privileges,
+        event_id: -1,
+        event_type: info.event_type.clone(),
+        member_of_groups: user.member_of.clone(),
+        leader_of_groups: user.leader_of.clone(),
+        group_permissions: permissions(grp.perm1),
+    }))
+}
+
+/// IAdmin.getSecurityRoles: the built-in accounts.
+pub fn roles() -> ValueRef {
+    ValueRef::new(Roles {
+        root_id: ROOT_USER_ID,
+        root_name: "root".to_string(),
+        system_group_id: SYSTEM_GROUP_ID,
+        system_group_name: "system".to_string(),
+        user_group_id: USER_GROUP_ID,
+        user_group_name: "user".to_string(),
+        guest_id: GUEST_USER_ID,
+        guest_name: "guest".to_string(),
+        guest_group_id: GUEST_GROUP_ID,
+        guest_group_name: "guest".to_string(),
+    })
+}

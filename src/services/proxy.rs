@@ -1,0 +1,43 @@
+//! Proxies this server hands out. Clients reach every object through the router connection
+//! they already have, so the endpoint only needs to be plausible: the listener the request
+//! came in on.
+
+use crate::facade::{ConnectionInfo, Encoding, Endpoint, Identity, Proxy, ProxyMode};
+
+/// The endpoint of the listener a connection arrived on, if known.
+pub fn listener_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
+    let Some(local) = conn.local else {
+        return Vec::new();
+    };
+    let host = local.ip().to_string();
+    let port = i32::from(local.port());
+    if conn.transport == "ssl" {
+        vec![Endpoint::Ssl {
+            host,
+            port,
+            timeout: -1,
+            compress: false,
+        }]
+    } else {
+        vec![Endpoint::Tcp {
+            host,
+            port,
+            timeout: -1,
+            compress: false,
+        }]
+    }
+}
+
+/// A twoway proxy for `identity` on the connection's listener.
+pub fn proxy_for(identity: Identity, conn: &ConnectionInfo) -> Proxy {
+    Proxy {
+        identity,
+        facet: String::new(),
+        mode: ProxyMode::Twoway,
+        secure: conn.transport == "ssl",
+        protocol: (1, 0),
+        encoding: Encoding::V1_1,
+        endpoints: listener_endpoints(conn),
+        adapter_id: String::new(),
+    }
+}
