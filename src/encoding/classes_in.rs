@@ -1,0 +1,911 @@
+//! Decoding class instances and user exceptions (encodings 1.0 and 1.1).
+//!
+//! The stream keeps, per encapsulation, the type-id table, the instance table and a stack
+//! of frames (one per instance or exception being decoded) holding the slice currently
+//! open. Generated `decode_slices` only reads members and calls `end_slice`/`start_slice`;
+//! everything about headers, ids, indirection and skipping happens here.
+//!
+//! In the sliced format a slice's indirection table follows its members, but the members
+//! refer to it. The decoder reads the table when it opens the slice (it jumps over the
+//! members using the slice size and comes back), so a member reference resolves at once to
+//! the shared handle. Ids stay in wire order: the members of a sliced slice never hold
+//! inline instances, so reading the table first decodes instances in the order written.
+
+use std::collections::HashMap;
+
+use super::value::{registered_factories, SliceInfo, UnknownValue};
+use super::{DecodeError, Encoding, Factories, InputStream, UserException, Value, ValueRef};
+
+pub(super) const FLAG_TYPE_ID_STRING: u8 = 0x01;
+pub(super) const FLAG_TYPE_ID_INDEX: u8 = 0x02;
+pub(super) const FLAG_TYPE_ID_COMPACT: u8 = 0x03;
+pub(super) const FLAG_HAS_OPTIONALS: u8 = 0x04;
+pub(super) const FLAG_HAS_TABLE: u8 = 0x08;
+pub(super) const FLAG_HAS_SIZE: u8 = 0x10;
+pub(super) const FLAG_IS_LAST: u8 = 0x20;
+
+/// The 1.0 slice every instance ends with.
+pub(super) const OBJECT_ID: &str = "::Ice::Object";
+
+/// What one new handle costs against the allocation budget.
+const HANDLE_COST: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SliceKind {
+    Value,
+    Exception,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ReadClasses {
+    type_ids: Vec<String>,
+    /// 1.1 instances by id; id 2 is at index 0.
+    instances: Vec<ValueRef>,
+    /// 1.0 instances by id, created empty at the first reference.
+    ids_10: HashMap<i32, ValueRef>,
+    frames: Vec<ReadFrame>,
+}
+
+#[derive(Debug)]
+struct ReadFrame {
+    kind: SliceKind,
+    slice: Option<ReadSlice>,
+    seen_last: bool,
+}
+
+#[derive(Debug)]
+struct ReadSlice {
+    flags: u8,
+    type_id: Option<String>,
+    compact_id: Option<i32>,
+    /// First member byte.
+    start: usize,
+    /// End of the sized part (members, optionals and end marker), when the size is known.
+    end: Option<usize>,
+    table: Option<Vec<Option<ValueRef>>>,
+    table_end: usize,
+}
+
+fn marshal(text: &str) -> DecodeError {
+    DecodeError::Marshal(text.to_owned())
+}
+
+impl InputStream<'_> {
+    fn lookups(&self) -> Factories {
+        self.factories.unwrap_or_else(registered_factories)
+    }
+
+    /// A class reference (`Option<ValueRef>`); in 1.0 the instance arrives later, with
+    /// [`read_pending_values`](Self::read_pending_values).
+    pub fn read_value(&mut self) -> Result<Option<ValueRef>, DecodeError> {
+        if self.encoding() == Encoding::V1_0 {
+            return self.read_reference_10();
+        }
+        let index = self.read_size()?;
+        if index == 0 {
+            return Ok(None);
+        }
+        let table = self
+            .classes
+            .frames
+            .last()
+            .and_then(|f| f.slice.as_ref())
+            .and_then(|s| s.table.as_ref());
+        if let Some(table) = table {
+            return match table.get(index - 1) {
+                Some(entry) => Ok(entry.clone()),
+                None => Err(marshal("indirection index out of range")),
+            };
+        }
+        self.read_instance_11(index)
+    }
+
+    fn read_reference_10(&mut self) -> Result<Option<ValueRef>, DecodeError> {
+        let n = self.read_i32()?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n > 0 || n == i32::MIN {
+            return Err(marshal("invalid class reference"));
+        }
+        self.handle_10(-n).map(Some)
+    }
+
+    fn handle_10(&mut self, id: i32) -> Result<ValueRef, DecodeError> {
+        if let Some(handle) = self.classes.ids_10.get(&id) {
+            return Ok(handle.clone());
+        }
+        self.charge(HANDLE_COST)?;
+        let handle = ValueRef::empty();
+        self.classes.ids_10.insert(id, handle.clone());
+        Ok(handle)
+    }
+
+    /// A 1.1 reference outside indirection: 1 = new instance inline, n ≥ 2 = instance n.
+    fn read_instance_11(&mut self, index: usize) -> Result<Option<ValueRef>, DecodeError> {
+        match index {
+            0 => Ok(None),
+            1 => self.read_new_instance_11().map(Some),
+            n => match self.classes.instances.get(n - 2) {
+                Some(handle) => Ok(Some(handle.clone())),
+                None => Err(marshal("reference to an instance id not yet seen")),
+            },
+        }
+    }
+
+    fn read_new_instance_11(&mut self) -> Result<ValueRef, DecodeError> {
+        self.charge(HANDLE_COST)?;
+        let handle = ValueRef::empty();
+        self.classes.instances.push(handle.clone());
+        let (value, slices) = self.in_frame(SliceKind::Value, Self::read_instance_body)?;
+        handle.fill(value, slices);
+        Ok(handle)
+    }
+
+    /// Runs `f` inside a new frame one nesting level deeper, and always leaves it.
+    fn in_frame<T>(
+        &mut self,
+        kind: SliceKind,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        self.enter()?;
+        self.classes.frames.push(ReadFrame {
+            kind,
+            slice: None,
+            seen_last: false,
+        });
+        let out = f(self);
+        self.classes.frames.pop();
+        self.leave();
+        out
+    }
+
+    /// Reads an instance's slices: unknown ones are skipped (and kept, in 1.1) until a type
+    /// with a factory is found.
+    fn read_instance_body(&mut self) -> Result<(Box<dyn Value>, Vec<SliceInfo>), DecodeError> {
+        let lookups = self.lookups();
+        let v10 = self.encoding() == Encoding::V1_0;
+        let mut preserved = Vec::new();
+        let mut most_derived: Option<String> = None;
+        self.start_slice()?;
+        loop {
+            let (type_id, has_size, is_last) = self.current_slice_facts()?;
+            let Some(type_id) = type_id else {
+                return Err(marshal("instance slice without a type id"));
+            };
+            let most_derived = most_derived.get_or_insert_with(|| type_id.clone());
+            if v10 && type_id == OBJECT_ID {
+                return Err(DecodeError::NoValueFactory(most_derived.clone()));
+            }
+            if let Some(factory) = (lookups.value)(&type_id) {
+                let value = factory(self)?;
+                self.finish_instance()?;
+                return Ok((value, preserved));
+            }
+            if !has_size {
+                return Err(DecodeError::NoValueFactory(most_derived.clone()));
+            }
+            let info = self.skip_slice()?;
+            if !v10 {
+                preserved.push(info);
+                if is_last {
+                    return Ok((Box::new(UnknownValue), preserved));
+                }
+            }
+            self.start_slice()?;
+        }
+    }
+
+    /// After the known slices: 1.0 reads up to and including the `::Ice::Object` slice,
+    /// 1.1 skips base slices the local type does not have.
+    fn finish_instance(&mut self) -> Result<(), DecodeError> {
+        if self.encoding() == Encoding::V1_0 {
+            loop {
+                self.start_slice()?;
+                let (type_id, _, _) = self.current_slice_facts()?;
+                if type_id.as_deref() == Some(OBJECT_ID) {
+                    if self.read_size()? != 0 {
+                        return Err(marshal("non-empty facet map"));
+                    }
+                    return self.end_slice();
+                }
+                self.skip_slice()?;
+            }
+        }
+        self.skip_remaining_slices()
+    }
+
+    fn skip_remaining_slices(&mut self) -> Result<(), DecodeError> {
+        while !self.top_frame()?.seen_last {
+            self.open_slice(self.top_frame()?.kind)?;
+            self.skip_slice()?;
+        }
+        Ok(())
+    }
+
+    fn top_frame(&self) -> Result<&ReadFrame, DecodeError> {
+        self.classes
+            .frames
+            .last()
+            .ok_or_else(|| marshal("slice outside an instance or exception"))
+    }
+
+    fn top_frame_mut(&mut self) -> Result<&mut ReadFrame, DecodeError> {
+        self.classes
+            .frames
+            .last_mut()
+            .ok_or_else(|| marshal("slice outside an instance or exception"))
+    }
+
+    fn current_slice_facts(&self) -> Result<(Option<String>, bool, bool), DecodeError> {
+        let slice = self
+            .top_frame()?
+            .slice
+            .as_ref()
+            .ok_or_else(|| marshal("no open slice"))?;
+        Ok((
+            slice.type_id.clone(),
+            slice.end.is_some(),
+            slice.flags & FLAG_IS_LAST != 0,
+        ))
+    }
+
+    /// Whether optional members may follow in the open slice, or `None` at top level.
+    pub(super) fn slice_has_optionals(&self) -> Option<bool> {
+        let slice = self.classes.frames.last()?.slice.as_ref()?;
+        Some(self.encoding() == Encoding::V1_1 && slice.flags & FLAG_HAS_OPTIONALS != 0)
+    }
+
+    /// Opens the next slice of the class instance being decoded (generated code calls it
+    /// between a class's members and its base's).
+    pub fn start_slice(&mut self) -> Result<(), DecodeError> {
+        self.open_slice(SliceKind::Value)
+    }
+
+    /// Closes the open slice of the class instance being decoded: skips optional members
+    /// the local type does not know, checks the slice size and steps over the indirection
+    /// table.
+    pub fn end_slice(&mut self) -> Result<(), DecodeError> {
+        self.close_slice()
+    }
+
+    /// Opens the next slice of the exception being decoded.
+    pub fn start_exception_slice(&mut self) -> Result<(), DecodeError> {
+        self.open_slice(SliceKind::Exception)
+    }
+
+    pub fn end_exception_slice(&mut self) -> Result<(), DecodeError> {
+        self.close_slice()
+    }
+
+    fn open_slice(&mut self, kind: SliceKind) -> Result<(), DecodeError> {
+        self.top_frame()?;
+        let slice = if self.encoding() == Encoding::V1_0 {
+            self.read_header_10(kind)?
+        } else {
+            self.read_header_11(kind)?
+        };
+        self.top_frame_mut()?.slice = Some(slice);
+        Ok(())
+    }
+
+    fn read_header_10(&mut self, kind: SliceKind) -> Result<ReadSlice, DecodeError> {
+        let type_id = if kind == SliceKind::Exception || !self.read_bool()? {
+            self.read_type_id_string(kind == SliceKind::Value)?
+        } else {
+            let index = self.read_size()?;
+            self.type_id_at(index)?
+        };
+        let end = self.read_slice_size()?;
+        Ok(ReadSlice {
+            flags: FLAG_HAS_SIZE,
+            type_id: Some(type_id),
+            compact_id: None,
+            start: self.pos,
+            end: Some(end),
+            table: None,
+            table_end: end,
+        })
+    }
+
+    fn read_header_11(&mut self, kind: SliceKind) -> Result<ReadSlice, DecodeError> {
+        let flags = self.read_u8()?;
+        let mut compact_id = None;
+        let type_id = if kind == SliceKind::Exception {
+            Some(self.read_string()?)
+        } else {
+            match flags & 0x03 {
+                FLAG_TYPE_ID_STRING => Some(self.read_type_id_string(true)?),
+                FLAG_TYPE_ID_INDEX => {
+                    let index = self.read_size()?;
+                    Some(self.type_id_at(index)?)
+                }
+                FLAG_TYPE_ID_COMPACT => {
+                    let id = i32::try_from(self.read_size()?)
+                        .map_err(|_| marshal("compact type id out of range"))?;
+                    compact_id = Some(id);
+                    Some(match (self.lookups().compact)(id) {
+                        Some(type_id) => type_id.to_owned(),
+                        None => id.to_string(),
+                    })
+                }
+                _ => None,
+            }
+        };
+        let end = if flags & FLAG_HAS_SIZE != 0 {
+            Some(self.read_slice_size()?)
+        } else {
+            None
+        };
+        let start = self.pos;
+        let mut slice = ReadSlice {
+            flags,
+            type_id,
+            compact_id,
+            start,
+            end,
+            table: None,
+            table_end: end.unwrap_or(start),
+        };
+        if flags & FLAG_HAS_TABLE != 0 {
+            let Some(end) = end else {
+                return Err(marshal("indirection table in a slice without a size"));
+            };
+            self.seek(end)?;
+            slice.table = Some(self.read_indirection_table()?);
+            slice.table_end = self.pos;
+            self.seek(start)?;
+        }
+        Ok(slice)
+    }
+
+    fn read_indirection_table(&mut self) -> Result<Vec<Option<ValueRef>>, DecodeError> {
+        let count = self.read_count(1)?;
+        if count == 0 {
+            return Err(marshal("empty indirection table"));
+        }
+        self.charge(count.saturating_mul(std::mem::size_of::<Option<ValueRef>>()))?;
+        let mut table = Vec::with_capacity(count);
+        for _ in 0..count {
+            let index = self.read_size()?;
+            table.push(self.read_instance_11(index)?);
+        }
+        Ok(table)
+    }
+
+    /// Reads a slice size (which counts its own four bytes) and returns where the slice ends.
+    fn read_slice_size(&mut self) -> Result<usize, DecodeError> {
+        let at = self.pos;
+        let size = self.read_i32()?;
+        let size = usize::try_from(size).map_err(|_| DecodeError::NegativeSize(size))?;
+        if size < 4 {
+            return Err(marshal("slice size smaller than 4"));
+        }
+        let end = at.saturating_add(size);
+        if end > self.encaps_end() {
+            return Err(DecodeError::OutOfBounds {
+                offset: at,
+                needed: size,
+                remaining: self.encaps_end().saturating_sub(at),
+            });
+        }
+        Ok(end)
+    }
+
+    fn read_type_id_string(&mut self, register: bool) -> Result<String, DecodeError> {
+        let type_id = self.read_string()?;
+        if register {
+            self.charge(type_id.len())?;
+            self.classes.type_ids.push(type_id.clone());
+        }
+        Ok(type_id)
+    }
+
+    fn type_id_at(&self, index: usize) -> Result<String, DecodeError> {
+        index
+            .checked_sub(1)
+            .and_then(|i| self.classes.type_ids.get(i))
+            .cloned()
+            .ok_or_else(|| marshal("unknown type id index"))
+    }
+
+    fn close_slice(&mut self) -> Result<(), DecodeError> {
+        if self.slice_has_optionals() == Some(true) {
+            self.skip_remaining_optionals()?;
+        }
+        let frame = self.top_frame_mut()?;
+        let slice = frame.slice.take().ok_or_else(|| marshal("no open slice"))?;
+        if slice.flags & FLAG_IS_LAST != 0 {
+            frame.seen_last = true;
+        }
+        if let Some(end) = slice.end {
+            if self.pos > end {
+                return Err(marshal("slice members overran the slice size"));
+            }
+            if self.pos < end {
+                tracing::debug!(unread = end - self.pos, "skipping unread slice bytes");
+            }
+            self.seek(end)?;
+        }
+        if slice.table.is_some() {
+            self.seek(slice.table_end)?;
+        }
+        Ok(())
+    }
+
+    /// Steps over the open slice (its size must be known) and returns what it held.
+    fn skip_slice(&mut self) -> Result<SliceInfo, DecodeError> {
+        let frame = self.top_frame_mut()?;
+        let slice = frame.slice.take().ok_or_else(|| marshal("no open slice"))?;
+        let has_optionals = slice.flags & FLAG_HAS_OPTIONALS != 0;
+        let is_last = slice.flags & FLAG_IS_LAST != 0;
+        if is_last {
+            frame.seen_last = true;
+        }
+        let Some(end) = slice.end else {
+            return Err(marshal("cannot skip a slice without a size"));
+        };
+        let mut bytes = self.data.get(slice.start..end).unwrap_or_default();
+        if has_optionals {
+            match bytes.split_last() {
+                Some((0xFF, rest)) => bytes = rest,
+                _ => return Err(marshal("optional members without an end marker")),
+            }
+        }
+        self.charge(bytes.len())?;
+        let bytes = bytes.to_vec();
+        self.seek(slice.table_end.max(end))?;
+        Ok(SliceInfo {
+            type_id: slice.type_id.unwrap_or_default(),
+            compact_id: slice.compact_id,
+            bytes,
+            instances: slice.table.unwrap_or_default(),
+            has_optional_members: has_optionals,
+            is_last,
+        })
+    }
+
+    /// Reads the 1.0 pending-instance batches that follow the parameters and fills every
+    /// handle handed out so far. A no-op in 1.1, where instances are inline.
+    pub fn read_pending_values(&mut self) -> Result<(), DecodeError> {
+        if self.encoding() != Encoding::V1_0 {
+            return Ok(());
+        }
+        loop {
+            let count = self.read_count(5)?;
+            if count == 0 {
+                break;
+            }
+            for _ in 0..count {
+                self.read_pending_instance()?;
+            }
+        }
+        if self.classes.ids_10.values().any(|h| !h.is_filled()) {
+            return Err(marshal("reference to an instance that was never sent"));
+        }
+        Ok(())
+    }
+
+    fn read_pending_instance(&mut self) -> Result<(), DecodeError> {
+        let id = self.read_i32()?;
+        if id <= 0 {
+            return Err(marshal("invalid instance id"));
+        }
+        let handle = self.handle_10(id)?;
+        if handle.is_filled() {
+            return Err(marshal("instance sent twice"));
+        }
+        let (value, slices) = self.in_frame(SliceKind::Value, Self::read_instance_body)?;
+        handle.fill(value, slices);
+        Ok(())
+    }
+
+    /// Reads a user exception (reply status 1): the most-derived type that has a factory,
+    /// after skipping the slices of unknown ones. None known gives
+    /// [`DecodeError::UnknownUserException`] with the most-derived type id.
+    pub fn read_exception(&mut self) -> Result<Box<dyn UserException>, DecodeError> {
+        let uses_classes = self.encoding() == Encoding::V1_0 && self.read_bool()?;
+        let exception = self.in_frame(SliceKind::Exception, Self::read_exception_body)?;
+        if uses_classes {
+            self.read_pending_values()?;
+        }
+        Ok(exception)
+    }
+
+    fn read_exception_body(&mut self) -> Result<Box<dyn UserException>, DecodeError> {
+        let lookups = self.lookups();
+        let v10 = self.encoding() == Encoding::V1_0;
+        self.start_exception_slice()?;
+        let (most_derived, _, _) = self.current_slice_facts()?;
+        let most_derived = most_derived.unwrap_or_default();
+        let unknown = || DecodeError::UnknownUserException(most_derived.clone());
+        loop {
+            let (type_id, has_size, is_last) = self.current_slice_facts()?;
+            let type_id = type_id.unwrap_or_default();
+            if let Some(factory) = (lookups.exception)(&type_id) {
+                let exception = factory(self)?;
+                if !v10 {
+                    self.skip_remaining_slices()?;
+                }
+                return Ok(exception);
+            }
+            if !has_size {
+                return Err(unknown());
+            }
+            self.skip_slice()?;
+            if is_last || (v10 && self.is_at_end()) {
+                return Err(unknown());
+            }
+            self.start_exception_slice().map_err(|_| unknown())?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::test_types::*;
+    use crate::encoding::{Decode, Encode, Format, OutputStream};
+
+    const SPEC_1_0: &str = "70 00 00 00 01 00 | ff ff ff ff | 01 | 01 00 00 00
+        00 0f ::Test::Derived 07 00 00 00 02 68 69
+        00 0c ::Test::Base 0c 00 00 00 07 00 00 00 fe ff ff ff
+        00 0d ::Ice::Object 05 00 00 00 00
+        01 02 00 00 00 | 01 02 0c 00 00 00 08 00 00 00 ff ff ff ff | 01 03 05 00 00 00 00 | 00";
+    const SPEC_COMPACT: &str = "3a 00 00 00 01 01 | 01 | 05 0f ::Test::Derived 02 68 69
+        0a 2a 00 00 00 ff | 20 07 00 00 00 | 01 21 0c ::Test::Base 08 00 00 00 02";
+    const SPEC_SLICED: &str = "4b 00 00 00 01 01 | 01 | 15 0f ::Test::Derived 0d 00 00 00
+        02 68 69 0a 2a 00 00 00 ff | 39 0c ::Test::Base 09 00 00 00 07 00 00 00 01
+        01 | 01 3a 02 09 00 00 00 08 00 00 00 01 | 01 02";
+
+    fn encode_in_encaps(encoding: Encoding, format: Format, v: &ValueRef) -> Vec<u8> {
+        let mut w = OutputStream::new(encoding);
+        w.set_format(format);
+        w.start_encapsulation(encoding);
+        Some(v.clone()).encode(&mut w);
+        w.write_pending_values();
+        w.end_encapsulation();
+        w.into_bytes()
+    }
+
+    fn decode_in_encaps(bytes: &[u8], f: Factories) -> Result<Option<ValueRef>, DecodeError> {
+        let mut r = InputStream::new(bytes, Encoding::V1_1);
+        r.set_factories(f);
+        r.start_encapsulation()?;
+        let v = Option::<ValueRef>::decode(&mut r)?;
+        r.read_pending_values()?;
+        r.end_encapsulation()?;
+        Ok(v)
+    }
+
+    fn check_spec_graph(v: &ValueRef, o: Option<i32>) {
+        let d = v.get::<Derived>().unwrap();
+        assert_eq!((d.s.as_str(), d.o, d.base.i), ("hi", o, 7));
+        let second = d.base.next.as_ref().unwrap();
+        assert_eq!(second.ice_id(), "::Test::Base");
+        let b = second.get::<Base>().unwrap();
+        assert_eq!(b.i, 8);
+        assert!(ValueRef::ptr_eq(b.next.as_ref().unwrap(), v));
+        assert_eq!(v.get::<Base>().unwrap().i, 7);
+    }
+
+    #[test]
+    fn spec_1_0_graph_decodes_and_encodes() {
+        let wire = bytes(SPEC_1_0);
+        let v = decode_in_encaps(&wire, factories()).unwrap().unwrap();
+        check_spec_graph(&v, None);
+        let out = encode_in_encaps(Encoding::V1_0, Format::Compact, &spec_graph(Some(42)));
+        assert_eq!(out, wire);
+    }
+
+    #[test]
+    fn spec_1_1_compact_graph_decodes_and_encodes() {
+        let wire = bytes(SPEC_COMPACT);
+        let v = decode_in_encaps(&wire, factories()).unwrap().unwrap();
+        check_spec_graph(&v, Some(42));
+        let out = encode_in_encaps(Encoding::V1_1, Format::Compact, &spec_graph(Some(42)));
+        assert_eq!(out, wire);
+    }
+
+    #[test]
+    fn spec_1_1_sliced_graph_decodes_and_encodes() {
+        let wire = bytes(SPEC_SLICED);
+        let v = decode_in_encaps(&wire, factories()).unwrap().unwrap();
+        check_spec_graph(&v, Some(42));
+        let out = encode_in_encaps(Encoding::V1_1, Format::Sliced, &spec_graph(Some(42)));
+        assert_eq!(out, wire);
+    }
+
+    #[test]
+    fn sliced_unknown_derived_falls_back_to_base_and_is_preserved() {
+        let wire = bytes(SPEC_SLICED);
+        let v = decode_in_encaps(&wire, base_only()).unwrap().unwrap();
+        assert_eq!(v.ice_id(), "::Test::Base");
+        assert_eq!(v.get::<Base>().unwrap().i, 7);
+        let kept = v.preserved_slices();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].type_id, "::Test::Derived");
+        assert!(kept[0].has_optional_members);
+        assert_eq!(kept[0].bytes, bytes("02 68 69 0a 2a 00 00 00"));
+        // sent again in the sliced format, the unknown slice comes back unchanged
+        assert_eq!(encode_in_encaps(Encoding::V1_1, Format::Sliced, &v), wire);
+        // and a receiver that knows Derived sees the whole value
+        let again = encode_in_encaps(Encoding::V1_1, Format::Sliced, &v);
+        let full = decode_in_encaps(&again, factories()).unwrap().unwrap();
+        check_spec_graph(&full, Some(42));
+    }
+
+    #[test]
+    fn sliced_value_of_no_known_type_is_kept_whole() {
+        let wire = bytes(SPEC_SLICED);
+        let v = decode_in_encaps(&wire, Factories::none()).unwrap().unwrap();
+        assert_eq!(v.ice_id(), "::Test::Derived");
+        assert_eq!(v.preserved_slices().len(), 2);
+        assert_eq!(encode_in_encaps(Encoding::V1_1, Format::Sliced, &v), wire);
+        // compact output keeps the slices too, because there is nothing else to send
+        let compact = encode_in_encaps(Encoding::V1_1, Format::Compact, &v);
+        let full = decode_in_encaps(&compact, factories()).unwrap().unwrap();
+        check_spec_graph(&full, Some(42));
+    }
+
+    #[test]
+    fn compact_unknown_most_derived_is_no_value_factory() {
+        let wire = bytes(SPEC_COMPACT);
+        assert_eq!(
+            decode_in_encaps(&wire, base_only()),
+            Err(DecodeError::NoValueFactory("::Test::Derived".into()))
+        );
+    }
+
+    #[test]
+    fn v1_0_unknown_types_slice_to_base_or_fail() {
+        let wire = bytes(SPEC_1_0);
+        let v = decode_in_encaps(&wire, base_only()).unwrap().unwrap();
+        assert_eq!(v.get::<Base>().unwrap().i, 7);
+        assert!(v.preserved_slices().is_empty());
+        assert_eq!(
+            decode_in_encaps(&wire, Factories::none()),
+            Err(DecodeError::NoValueFactory("::Test::Derived".into()))
+        );
+    }
+
+    #[test]
+    fn compact_id_is_written_and_read() {
+        let v = ValueRef::new(Compact { v: 5 });
+        for (format, wire) in [
+            (Format::Compact, "0d 00 00 00 01 01 | 01 23 07 05 00 00 00"),
+            (Format::Sliced, "11 00 00 00 01 01 | 01 33 07 08 00 00 00 05 00 00 00"),
+        ] {
+            let out = encode_in_encaps(Encoding::V1_1, format, &v);
+            assert_eq!(out, bytes(wire));
+            let back = decode_in_encaps(&out, factories()).unwrap().unwrap();
+            assert_eq!(back.get::<Compact>().unwrap().v, 5);
+            // an unknown compact id in the sliced format is skipped and kept
+            if format == Format::Sliced {
+                let kept = decode_in_encaps(&out, Factories::none()).unwrap().unwrap();
+                assert_eq!(kept.ice_id(), "7");
+                assert_eq!(kept.preserved_slices()[0].compact_id, Some(7));
+                assert_eq!(encode_in_encaps(Encoding::V1_1, format, &kept), out);
+            }
+        }
+    }
+
+    #[test]
+    fn null_references() {
+        for (encoding, wire) in [(Encoding::V1_0, "00 00 00 00"), (Encoding::V1_1, "00")] {
+            let mut w = OutputStream::new(encoding);
+            None::<ValueRef>.encode(&mut w);
+            assert_eq!(w.as_slice(), bytes(wire));
+            let mut r = InputStream::new(w.as_slice(), encoding);
+            assert_eq!(Option::<ValueRef>::decode(&mut r).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn v1_0_reference_never_sent_is_an_error() {
+        // reference to instance 1, then an empty pending list
+        let mut r = InputStream::new(&[0xff, 0xff, 0xff, 0xff, 0x00], Encoding::V1_0);
+        r.read_value().unwrap();
+        assert!(r.read_pending_values().is_err());
+    }
+
+    #[test]
+    fn v1_0_later_batches_patch_earlier_references() {
+        // two separate references, to 1 and 2; the batch holds 2 first then 1
+        let wire = bytes(
+            "ff ff ff ff fe ff ff ff 02
+             02 00 00 00 00 0c ::Test::Base 0c 00 00 00 02 00 00 00 00 00 00 00
+               00 0d ::Ice::Object 05 00 00 00 00
+             01 00 00 00 01 01 0c 00 00 00 01 00 00 00 fe ff ff ff 01 02 05 00 00 00 00
+             00",
+        );
+        let mut r = InputStream::new(&wire, Encoding::V1_0);
+        r.set_factories(factories());
+        let a = r.read_value().unwrap().unwrap();
+        let b = r.read_value().unwrap().unwrap();
+        assert!(a.value().is_none());
+        r.read_pending_values().unwrap();
+        assert!(r.is_at_end());
+        assert_eq!(a.get::<Base>().unwrap().i, 1);
+        assert_eq!(b.get::<Base>().unwrap().i, 2);
+        assert!(ValueRef::ptr_eq(
+            a.get::<Base>().unwrap().next.as_ref().unwrap(),
+            &b
+        ));
+    }
+
+    #[test]
+    fn self_cycle_round_trips_in_every_format() {
+        let v = ValueRef::empty();
+        v.fill_with(Base {
+            i: 3,
+            next: Some(v.clone()),
+        });
+        for (encoding, format) in [
+            (Encoding::V1_0, Format::Compact),
+            (Encoding::V1_1, Format::Compact),
+            (Encoding::V1_1, Format::Sliced),
+        ] {
+            let out = encode_in_encaps(encoding, format, &v);
+            let back = decode_in_encaps(&out, factories()).unwrap().unwrap();
+            let b = back.get::<Base>().unwrap();
+            assert!(ValueRef::ptr_eq(b.next.as_ref().unwrap(), &back));
+            assert_eq!(back, v);
+            let _ = format!("{back:?}");
+        }
+    }
+
+    #[test]
+    fn shared_instance_is_written_once() {
+        let shared = ValueRef::new(Base { i: 1, next: None });
+        let mut w = OutputStream::new(Encoding::V1_1);
+        Some(shared.clone()).encode(&mut w);
+        Some(shared.clone()).encode(&mut w);
+        assert_eq!(w.as_slice(), bytes("01 21 0c ::Test::Base 01 00 00 00 00 | 02"));
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        r.set_factories(factories());
+        let a = r.read_value().unwrap().unwrap();
+        let b = r.read_value().unwrap().unwrap();
+        assert!(ValueRef::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn deep_nesting_hits_the_depth_limit_not_the_stack() {
+        // Base{next: Base{next: ...}} 10,000 levels deep, compact
+        let mut wire = Vec::new();
+        wire.extend(bytes("01 21 0c ::Test::Base 00 00 00 00"));
+        for _ in 0..10_000 {
+            wire.extend(bytes("01 22 01 00 00 00 00"));
+        }
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        assert_eq!(r.read_value().unwrap_err(), DecodeError::TooDeep(100));
+    }
+
+    #[test]
+    fn references_to_unseen_ids_and_bad_indexes_are_errors() {
+        for wire in ["05", "01 22 09", "01 38 0c ::Test::Base 08 00 00 00 00 00 00 00 00"] {
+            let data = bytes(wire);
+            let mut r = InputStream::new(&data, Encoding::V1_1);
+            r.set_factories(factories());
+            assert!(r.read_value().is_err(), "{wire}");
+        }
+    }
+
+    fn exception_bytes(encoding: Encoding, e: &dyn UserException) -> Vec<u8> {
+        let mut w = OutputStream::new(encoding);
+        w.start_encapsulation(encoding);
+        w.write_exception(e);
+        w.end_encapsulation();
+        w.into_bytes()
+    }
+
+    fn read_exception_with(
+        bytes: &[u8],
+        f: Factories,
+    ) -> Result<Box<dyn UserException>, DecodeError> {
+        let mut r = InputStream::new(bytes, Encoding::V1_1);
+        r.set_factories(f);
+        r.start_encapsulation()?;
+        let e = r.read_exception()?;
+        r.end_encapsulation()?;
+        Ok(e)
+    }
+
+    const EX_COMPACT: &str =
+        "2d 00 00 00 01 01 | 00 11 ::Test::DerivedEx 05 00 00 00 | 20 0a ::Test::Ex 03 62 61 64";
+    const EX_SLICED: &str = "35 00 00 00 01 01 | 10 11 ::Test::DerivedEx 08 00 00 00 05 00 00 00
+        | 30 0a ::Test::Ex 08 00 00 00 03 62 61 64";
+    const EX_1_0: &str = "34 00 00 00 01 00 | 00 | 11 ::Test::DerivedEx 08 00 00 00 05 00 00 00
+        | 0a ::Test::Ex 08 00 00 00 03 62 61 64";
+
+    fn spec_exception() -> DerivedEx {
+        DerivedEx {
+            base: Ex {
+                reason: "bad".into(),
+            },
+            code: 5,
+        }
+    }
+
+    #[test]
+    fn spec_exceptions_decode_in_all_three_forms() {
+        for wire in [EX_COMPACT, EX_SLICED, EX_1_0] {
+            let e = read_exception_with(&bytes(wire), factories()).unwrap();
+            assert_eq!(e.ice_id(), "::Test::DerivedEx");
+            let d = e.find("::Test::DerivedEx").unwrap();
+            assert_eq!(d.downcast_ref::<DerivedEx>(), Some(&spec_exception()));
+        }
+    }
+
+    #[test]
+    fn spec_exceptions_encode_sliced_and_1_0() {
+        let e = spec_exception();
+        assert_eq!(exception_bytes(Encoding::V1_1, &e), bytes(EX_SLICED));
+        assert_eq!(exception_bytes(Encoding::V1_0, &e), bytes(EX_1_0));
+    }
+
+    #[test]
+    fn unknown_exception_falls_back_to_known_base() {
+        for wire in [EX_SLICED, EX_1_0] {
+            let e = read_exception_with(&bytes(wire), base_only()).unwrap();
+            assert_eq!(e.ice_id(), "::Test::Ex");
+        }
+        // compact cannot be sliced
+        assert_eq!(
+            read_exception_with(&bytes(EX_COMPACT), base_only()).unwrap_err(),
+            DecodeError::UnknownUserException("::Test::DerivedEx".into())
+        );
+        for wire in [EX_SLICED, EX_1_0, EX_COMPACT] {
+            assert_eq!(
+                read_exception_with(&bytes(wire), Factories::none()).unwrap_err(),
+                DecodeError::UnknownUserException("::Test::DerivedEx".into())
+            );
+        }
+    }
+
+    #[test]
+    fn glacier2_permission_denied_reply_is_unknown_without_its_type() {
+        let wire = bytes(
+            "40 00 00 00 01 01 | 30 | 25 ::Glacier2::PermissionDeniedException | 13 00 00 00
+             | 0e \"wrong password\"",
+        );
+        assert_eq!(
+            read_exception_with(&wire, factories()).unwrap_err(),
+            DecodeError::UnknownUserException("::Glacier2::PermissionDeniedException".into())
+        );
+    }
+
+    #[test]
+    fn exception_with_class_member_round_trips() {
+        let e = ClassEx {
+            base: Ex { reason: "r".into() },
+            b: Some(spec_graph(Some(1))),
+            note: Some("n".into()),
+        };
+        for encoding in [Encoding::V1_0, Encoding::V1_1] {
+            let wire = exception_bytes(encoding, &e);
+            let back = read_exception_with(&wire, factories()).unwrap();
+            let back = back.find("::Test::ClassEx").unwrap();
+            let back = back.downcast_ref::<ClassEx>().unwrap();
+            check_spec_graph(
+                back.b.as_ref().unwrap(),
+                (encoding == Encoding::V1_1).then_some(1),
+            );
+            let note = (encoding == Encoding::V1_1).then(|| "n".to_string());
+            assert_eq!(back.note, note);
+            // and the base alone, slicing off the class member slice
+            let base = read_exception_with(&wire, base_only()).unwrap();
+            assert_eq!(base.ice_id(), "::Test::Ex");
+        }
+    }
+
+    #[test]
+    fn exception_written_in_1_1_is_sliced_even_in_compact_streams() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.set_format(Format::Compact);
+        w.write_exception(&Ex { reason: "x".into() });
+        assert_eq!(w.as_slice(), bytes("30 0a ::Test::Ex 06 00 00 00 01 78"));
+        assert_eq!(w.format(), Format::Compact);
+    }
+}
