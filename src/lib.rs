@@ -5,8 +5,10 @@
 //! generated from `slice/`, and the services on top.
 
 pub mod auth;
+pub mod config;
 pub mod encoding;
 pub mod facade;
+pub mod protocol;
 pub mod runtime;
 pub mod sessions;
 pub mod store;
