@@ -24,7 +24,11 @@ pub enum Builtin {
 pub enum TypeRef {
     Builtin(Builtin),
     /// A scoped name as written (`Ice::Identity`, `::omero::RString`); `proxy` for `Name*`.
-    Named { name: String, proxy: bool, at: At },
+    Named {
+        name: String,
+        proxy: bool,
+        at: At,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -202,7 +202,10 @@ fn ident(i: &str) -> PResult<'_, (String, At)> {
         return fail(i, "an identifier");
     };
     if escaped.is_none() && KEYWORDS.contains(&word) {
-        return fail(i, format!("an identifier (`{word}` is a keyword; write `\\{word}`)"));
+        return fail(
+            i,
+            format!("an identifier (`{word}` is a keyword; write `\\{word}`)"),
+        );
     }
     Ok((rest, (word.to_string(), at)))
 }
@@ -320,7 +323,9 @@ fn integer(i: &str) -> PResult<'_, i128> {
         None => (opt(char('+'))(rest)?.0, false),
     };
     let parsed: PResult<'_, (&str, u32)> = alt((
-        map(preceded(alt((tag("0x"), tag("0X"))), hex_digit1), |d| (d, 16)),
+        map(preceded(alt((tag("0x"), tag("0X"))), hex_digit1), |d| {
+            (d, 16)
+        }),
         map(recognize(pair(char('0'), oct_digit0)), |d| (d, 8)),
         map(digit1, |d| (d, 10)),
     ))(rest);
@@ -593,10 +598,7 @@ fn operation(i: &str) -> PResult<'_, Operation> {
 }
 
 /// `item ;` repeated until `}`.
-fn body<'a, T>(
-    i: &'a str,
-    mut item: impl FnMut(&'a str) -> PResult<'a, T>,
-) -> PResult<'a, Vec<T>> {
+fn body<'a, T>(i: &'a str, mut item: impl FnMut(&'a str) -> PResult<'a, T>) -> PResult<'a, Vec<T>> {
     let (mut i, _) = expect("`{`", sym("{"))(i)?;
     let mut items = Vec::new();
     loop {
@@ -710,7 +712,21 @@ impl Parser {
             "const" => constant(i)?,
             _ => return fail(i, "a definition"),
         };
-        let (i, _) = expect("`;`", sym(";"))(i)?;
+        // Ice 3.7 makes the `;` after a closing brace optional.
+        let braced = matches!(
+            kind,
+            Kind::Module(_)
+                | Kind::Class { .. }
+                | Kind::Interface { .. }
+                | Kind::Exception { .. }
+                | Kind::Struct(_)
+                | Kind::Enum(_)
+        );
+        let (i, _) = if braced {
+            opt(sym(";"))(i)?
+        } else {
+            map(expect("`;`", sym(";")), Some)(i)?
+        };
         let def = Definition {
             name,
             kind,
@@ -903,7 +919,14 @@ mod tests {
         assert_eq!(members.len(), 4);
         assert_eq!(members[0].default, Some(ConstValue::Int(5)));
         assert_eq!(members[1].tag, Some(2));
-        assert_eq!(members[3].ty, TypeRef::Named { name: "B".into(), proxy: true, at: members[3].ty_at() });
+        assert_eq!(
+            members[3].ty,
+            TypeRef::Named {
+                name: "B".into(),
+                proxy: true,
+                at: members[3].ty_at()
+            }
+        );
         assert!(ops[0].idempotent);
         assert!(ops[0].params[1].out);
         assert_eq!(ops[0].throws[0].0, "E");
@@ -968,23 +991,28 @@ mod tests {
 
     #[test]
     fn escaped_identifiers_and_comments() {
-        let d = module_body(
-            "/** doc */ struct \\module { /* c */ int \\out; // x\n string s; };",
-        );
+        let d = module_body("/** doc */ struct \\module { /* c */ int \\out; // x\n string s; };");
         assert_eq!(d[0].name, "module");
-        let Kind::Struct(m) = &d[0].kind else { panic!() };
+        let Kind::Struct(m) = &d[0].kind else {
+            panic!()
+        };
         assert_eq!(m[0].name, "out");
     }
 
     #[test]
     fn errors_are_located_and_recovered_from() {
-        let src = "module M {\n struct S { int a b; };\n struct T { int; };\n struct U { int ok; };\n};";
+        let src =
+            "module M {\n struct S { int a b; };\n struct T { int; };\n struct U { int ok; };\n};";
         let (f, errs) = parse_file(src);
         assert_eq!(errs.len(), 2, "{errs:?}");
         let off = offset(src, errs[0].at);
         assert_eq!(&src[off..off + 1], "b");
         assert_eq!(errs[0].message, "expected `;`");
-        assert!(errs[1].message.contains("identifier"), "{}", errs[1].message);
+        assert!(
+            errs[1].message.contains("identifier"),
+            "{}",
+            errs[1].message
+        );
         let Kind::Module(d) = &f.definitions[0].kind else {
             panic!()
         };

@@ -337,7 +337,8 @@ mod tests {
 
     #[test]
     fn keeps_line_numbers_and_collects_includes() {
-        let (p, d) = run("#pragma once\n#include <Ice/Identity.ice>\n#include \"x.ice\"\nmodule M {};");
+        let (p, d) =
+            run("#pragma once\n#include <Ice/Identity.ice>\n#include \"x.ice\"\nmodule M {};");
         assert!(d.is_empty());
         assert_eq!(p.text, "\n\n\nmodule M {};");
         assert_eq!(p.includes.len(), 2);
