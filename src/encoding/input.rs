@@ -1,4 +1,5 @@
-use super::{DecodeError, Encoding};
+use super::classes_in::ReadClasses;
+use super::{DecodeError, Encoding, Factories};
 
 /// Bounds that keep hostile input from exhausting the server.
 #[derive(Clone, Copy, Debug)]
@@ -30,14 +31,20 @@ struct Encaps {
 /// checks the bytes that remain in the current encapsulation.
 #[derive(Debug)]
 pub struct InputStream<'a> {
-    data: &'a [u8],
-    pos: usize,
+    pub(super) data: &'a [u8],
+    pub(super) pos: usize,
     /// The innermost open encapsulation; the whole input behaves as one at the bottom.
     current: Encaps,
     outer: Vec<Encaps>,
     limits: DecodeLimits,
     budget: usize,
     depth: usize,
+    /// Class and type-id state of the current encapsulation; each nested encapsulation
+    /// starts afresh and the outer state is saved here.
+    pub(super) classes: ReadClasses,
+    pub(super) saved_classes: Vec<ReadClasses>,
+    /// Lookups for this stream only; the process-wide registry when `None`.
+    pub(super) factories: Option<Factories>,
 }
 
 impl<'a> InputStream<'a> {
@@ -60,7 +67,15 @@ impl<'a> InputStream<'a> {
             limits,
             budget,
             depth: 0,
+            classes: ReadClasses::default(),
+            saved_classes: Vec::new(),
+            factories: None,
         }
+    }
+
+    /// Uses `factories` instead of the process-wide registry (tests, tools).
+    pub fn set_factories(&mut self, factories: Factories) {
+        self.factories = Some(factories);
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -142,6 +157,27 @@ impl<'a> InputStream<'a> {
         Ok(())
     }
 
+    /// The end of the current encapsulation.
+    pub(super) fn encaps_end(&self) -> usize {
+        self.current.end
+    }
+
+    /// An enum: in 1.0 a byte, short or int depending on the enum's largest enumerator,
+    /// in 1.1 a size. Generated code maps the number to an enumerator.
+    pub fn read_enum(&mut self, max_value: i32) -> Result<i32, DecodeError> {
+        if self.encoding() == Encoding::V1_1 {
+            let v = self.read_size()?;
+            return i32::try_from(v).map_err(|_| DecodeError::InvalidEnumerator(i32::MAX));
+        }
+        if max_value < 127 {
+            Ok(i32::from(self.read_u8()?))
+        } else if max_value < 32767 {
+            Ok(i32::from(self.read_i16()?))
+        } else {
+            self.read_i32()
+        }
+    }
+
     fn read_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let bytes = self.read_bytes(N)?;
         let mut out = [0u8; N];
@@ -221,6 +257,7 @@ impl<'a> InputStream<'a> {
             end: self.pos + size - 6,
             encoding,
         };
+        self.saved_classes.push(std::mem::take(&mut self.classes));
         Ok(encoding)
     }
 
@@ -245,6 +282,7 @@ impl<'a> InputStream<'a> {
             ));
         };
         self.current = outer;
+        self.classes = self.saved_classes.pop().unwrap_or_default();
         self.leave();
         Ok(())
     }

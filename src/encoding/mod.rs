@@ -6,11 +6,15 @@
 //! against the bytes that remain before anything is allocated, nesting is bounded, and the
 //! total allocation is bounded by a budget proportional to the input length.
 
+mod classes_in;
+mod classes_out;
 mod error;
 mod exception;
 mod identity;
 mod input;
+mod optional;
 mod output;
+mod proxy;
 mod traits;
 mod value;
 
@@ -18,9 +22,15 @@ pub use error::DecodeError;
 pub use exception::{ExceptionType, UserException};
 pub use identity::{Context, Identity};
 pub use input::{DecodeLimits, InputStream};
+pub use optional::{OptionalFormat, OptionalValue};
 pub use output::OutputStream;
+pub use proxy::{Endpoint, Proxy, ProxyMode};
 pub use traits::{Decode, Encode};
-pub use value::{ClassType, Value};
+pub use value::{
+    register_factories, registered_factories, ClassType, CompactLookup, ExceptionFactory,
+    ExceptionLookup, Factories, Format, SliceInfo, UnknownValue, Value, ValueFactory,
+    ValueLookup, ValueRef, UNKNOWN_VALUE_ID,
+};
 
 /// The payload encoding of an encapsulation. The protocol header always says 1.0; this is the
 /// version written in each encapsulation header.

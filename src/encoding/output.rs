@@ -1,12 +1,18 @@
-use super::Encoding;
+use super::classes_out::WriteClasses;
+use super::{Encoding, Format};
 
 /// Writes Ice-encoded values into a growing buffer.
 #[derive(Debug, Clone)]
 pub struct OutputStream {
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     encoding: Encoding,
     /// Open encapsulations: where each one's size field starts, and the encoding outside it.
     open: Vec<(usize, Encoding)>,
+    pub(super) format: Format,
+    /// Class and type-id state of the current encapsulation; each nested encapsulation
+    /// starts afresh and the outer state is saved here.
+    pub(super) classes: WriteClasses,
+    saved_classes: Vec<WriteClasses>,
 }
 
 impl OutputStream {
@@ -15,6 +21,51 @@ impl OutputStream {
             buf: Vec::with_capacity(64),
             encoding,
             open: Vec::new(),
+            format: Format::Compact,
+            classes: WriteClasses::default(),
+            saved_classes: Vec::new(),
+        }
+    }
+
+    /// How class instances are written in encoding 1.1 (compact unless told otherwise).
+    pub fn set_format(&mut self, format: Format) {
+        self.format = format;
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// An enum: in 1.0 a byte, short or int depending on the enum's largest enumerator
+    /// (`max_value`), in 1.1 a size.
+    pub fn write_enum(&mut self, value: i32, max_value: i32) {
+        if self.encoding == Encoding::V1_1 {
+            self.write_size(usize::try_from(value).unwrap_or(0));
+        } else if max_value < 127 {
+            self.write_u8(value as u8);
+        } else if max_value < 32767 {
+            self.write_i16(value as i16);
+        } else {
+            self.write_i32(value);
+        }
+    }
+
+    /// Starts a value whose byte count (an int) precedes it: optional FSize values.
+    pub fn start_fsize(&mut self) -> usize {
+        let pos = self.buf.len();
+        self.write_i32(0);
+        pos
+    }
+
+    /// Patches the count started by [`start_fsize`](Self::start_fsize).
+    pub fn end_fsize(&mut self, pos: usize) {
+        let size = self.buf.len().saturating_sub(pos + 4);
+        self.patch_i32(pos, i32::try_from(size).unwrap_or(i32::MAX));
+    }
+
+    pub(super) fn patch_u8(&mut self, pos: usize, v: u8) {
+        if let Some(slot) = self.buf.get_mut(pos) {
+            *slot = v;
         }
     }
 
@@ -97,6 +148,7 @@ impl OutputStream {
     /// [`end_encapsulation`](Self::end_encapsulation) use its rules.
     pub fn start_encapsulation(&mut self, encoding: Encoding) {
         self.open.push((self.buf.len(), self.encoding));
+        self.saved_classes.push(std::mem::take(&mut self.classes));
         self.encoding = encoding;
         self.write_i32(0);
         let (major, minor) = encoding.to_bytes();
@@ -109,6 +161,7 @@ impl OutputStream {
             let size = self.buf.len() - start;
             self.patch_i32(start, i32::try_from(size).unwrap_or(i32::MAX));
             self.encoding = outer;
+            self.classes = self.saved_classes.pop().unwrap_or_default();
         }
     }
 

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use super::{DecodeError, InputStream, OutputStream};
+use super::{DecodeError, InputStream, OutputStream, ValueRef};
 
 /// A value that can be read from an Ice stream. Generated code implements it for every
 /// Slice struct, enum, sequence and dictionary.
@@ -9,6 +9,9 @@ pub trait Decode: Sized {
     /// The fewest bytes one value takes on the wire; sequence counts are checked against
     /// it before anything is allocated.
     const MIN_WIRE_SIZE: usize = 1;
+    /// `Some(n)` when every value takes exactly `n` bytes (primitives, structs of them);
+    /// decides how sequences of the type are framed as optionals.
+    const FIXED_SIZE: Option<usize> = None;
 
     fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError>;
 }
@@ -22,6 +25,7 @@ macro_rules! primitive {
     ($t:ty, $size:expr, $read:ident, $write:ident) => {
         impl Decode for $t {
             const MIN_WIRE_SIZE: usize = $size;
+            const FIXED_SIZE: Option<usize> = Some($size);
             fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
                 r.$read()
             }
@@ -132,6 +136,18 @@ impl<K: Encode, V: Encode> Encode for BTreeMap<K, V> {
             k.encode(w);
             v.encode(w);
         }
+    }
+}
+
+impl Decode for Option<ValueRef> {
+    fn decode(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+        r.read_value()
+    }
+}
+
+impl Encode for Option<ValueRef> {
+    fn encode(&self, w: &mut OutputStream) {
+        w.write_value(self.as_ref())
     }
 }
 

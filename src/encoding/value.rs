@@ -1,9 +1,30 @@
 //! Class instances ("values"): Slice classes, shared and possibly cyclic graphs.
+//!
+//! # Why `ValueRef` is an `Arc` to a once-filled cell
+//!
+//! Both encodings let a reference exist before the instance it points to has been decoded:
+//! in 1.0 every instance arrives in the pending-instance batches after the parameters that
+//! reference it, and in 1.1 an instance that is still being decoded can be referenced from
+//! inside itself (cycles). A handle that is created empty and filled exactly once when the
+//! instance is complete gives generated code a plain owned member type (`Option<ValueRef>`)
+//! with no patch callbacks, and keeps sharing visible (`ptr_eq`), which the encoder needs to
+//! write a shared instance once. `OnceLock` makes the fill thread-safe and lets readers
+//! borrow the value without locking.
+//!
+//! The price: a cyclic graph is an `Arc` cycle and is never freed. Graphs that OMERO
+//! clients send to the session service are small and acyclic in practice; a peer that sends
+//! cycles leaks at most the (budget-bounded) size of the message each time.
+//!
+//! Unknown slices that the decoder skipped (sliced format) stay with the instance in the
+//! cell, not in the generated struct, so generated code needs no field for them; the encoder
+//! re-emits them before the known slices when it writes the instance in the sliced format.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
-use super::{DecodeError, InputStream, OutputStream};
+use super::{DecodeError, InputStream, OutputStream, UserException};
 
 /// A class instance, whatever its type. Generated code implements it for every class.
 pub trait Value: Any + Send + Sync + fmt::Debug {
@@ -24,4 +45,257 @@ pub trait ClassType: Value + Sized + Clone {
     /// Reads this class's members and then its bases' slices; the header of this class's
     /// slice has been read already.
     fn decode_slices(r: &mut InputStream<'_>) -> Result<Self, DecodeError>;
+}
+
+/// Whether class instances are written in the compact or the sliced format (encoding 1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Compact,
+    Sliced,
+}
+
+/// Creates a value from the stream; the header of its most-derived known slice has been read.
+pub type ValueFactory = fn(&mut InputStream<'_>) -> Result<Box<dyn Value>, DecodeError>;
+/// Creates an exception from the stream; the header of its most-derived known slice has been read.
+pub type ExceptionFactory = fn(&mut InputStream<'_>) -> Result<Box<dyn UserException>, DecodeError>;
+pub type ValueLookup = fn(&str) -> Option<ValueFactory>;
+pub type CompactLookup = fn(i32) -> Option<&'static str>;
+pub type ExceptionLookup = fn(&str) -> Option<ExceptionFactory>;
+
+/// The three lookups the decoder uses to turn type ids into Rust types.
+#[derive(Clone, Copy, Debug)]
+pub struct Factories {
+    pub value: ValueLookup,
+    pub compact: CompactLookup,
+    pub exception: ExceptionLookup,
+}
+
+impl Factories {
+    /// Knows no type at all.
+    pub fn none() -> Self {
+        Factories {
+            value: |_| None,
+            compact: |_| None,
+            exception: |_| None,
+        }
+    }
+}
+
+static REGISTRY: OnceLock<Factories> = OnceLock::new();
+
+/// Installs the process-wide lookups (generated code's `register()`). Only the first call
+/// counts, so every dispatcher may call it.
+pub fn register_factories(
+    value_lookup: ValueLookup,
+    compact_lookup: CompactLookup,
+    exception_lookup: ExceptionLookup,
+) {
+    let _ = REGISTRY.set(Factories {
+        value: value_lookup,
+        compact: compact_lookup,
+        exception: exception_lookup,
+    });
+}
+
+/// The process-wide lookups, or none registered yet.
+pub fn registered_factories() -> Factories {
+    REGISTRY.get().copied().unwrap_or_else(Factories::none)
+}
+
+/// A slice the decoder did not know, kept so it can be sent on unchanged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceInfo {
+    pub type_id: String,
+    pub compact_id: Option<i32>,
+    /// The members as received, without the optional-members end marker.
+    pub bytes: Vec<u8>,
+    /// The slice's indirection table.
+    pub instances: Vec<Option<ValueRef>>,
+    pub has_optional_members: bool,
+    pub is_last: bool,
+}
+
+/// An instance whose types were all unknown (sliced format only): nothing but preserved
+/// slices, which [`ValueRef::preserved_slices`] exposes and the encoder re-emits.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct UnknownValue;
+
+/// What [`Value::ice_id`] answers for an [`UnknownValue`]; [`ValueRef::ice_id`] gives the
+/// real most-derived id instead.
+pub const UNKNOWN_VALUE_ID: &str = "::Ice::UnknownSlicedValue";
+
+impl Value for UnknownValue {
+    fn ice_id(&self) -> &'static str {
+        UNKNOWN_VALUE_ID
+    }
+    fn find(&self, type_id: &str) -> Option<&dyn Any> {
+        (type_id == UNKNOWN_VALUE_ID).then_some(self as &dyn Any)
+    }
+    fn encode_slices(&self, _w: &mut OutputStream) {}
+    fn eq_value(&self, other: &dyn Value) -> bool {
+        other.ice_id() == UNKNOWN_VALUE_ID
+    }
+    fn clone_value(&self) -> Box<dyn Value> {
+        Box::new(UnknownValue)
+    }
+}
+
+pub(super) struct Instance {
+    pub(super) value: Box<dyn Value>,
+    pub(super) slices: Vec<SliceInfo>,
+}
+
+/// A shared handle to a class instance; cloning shares, it does not copy.
+#[derive(Clone)]
+pub struct ValueRef(Arc<OnceLock<Instance>>);
+
+impl ValueRef {
+    pub fn new(v: impl Value) -> ValueRef {
+        Self::from_box(Box::new(v))
+    }
+
+    pub fn from_box(value: Box<dyn Value>) -> ValueRef {
+        let cell = OnceLock::new();
+        let _ = cell.set(Instance {
+            value,
+            slices: Vec::new(),
+        });
+        ValueRef(Arc::new(cell))
+    }
+
+    /// A handle whose instance the decoder has not read yet.
+    pub(super) fn empty() -> ValueRef {
+        ValueRef(Arc::new(OnceLock::new()))
+    }
+
+    /// Fills an empty handle; false if it was filled already.
+    pub(super) fn fill(&self, value: Box<dyn Value>, slices: Vec<SliceInfo>) -> bool {
+        self.0.set(Instance { value, slices }).is_ok()
+    }
+
+    pub(super) fn is_filled(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    /// Identity of the shared instance, for the encoder's instance tables.
+    pub(super) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
+    /// The instance, or its part of type `T` (a base class of the instance's type).
+    pub fn get<T: ClassType>(&self) -> Option<&T> {
+        self.value()?.find(T::ICE_ID)?.downcast_ref::<T>()
+    }
+
+    /// The instance, unless the decoder has not read it yet.
+    pub fn value(&self) -> Option<&dyn Value> {
+        self.0.get().map(|i| i.value.as_ref())
+    }
+
+    /// The most-derived type id: the first preserved slice's id for an instance of unknown
+    /// type, `::Ice::Object` for a handle not yet filled.
+    pub fn ice_id(&self) -> &str {
+        match self.0.get() {
+            None => "::Ice::Object",
+            Some(i) if i.value.ice_id() == UNKNOWN_VALUE_ID => i
+                .slices
+                .first()
+                .map_or(UNKNOWN_VALUE_ID, |s| s.type_id.as_str()),
+            Some(i) => i.value.ice_id(),
+        }
+    }
+
+    /// Slices of unknown types the decoder skipped, most-derived first.
+    pub fn preserved_slices(&self) -> &[SliceInfo] {
+        self.0.get().map_or(&[], |i| i.slices.as_slice())
+    }
+
+    pub fn ptr_eq(a: &ValueRef, b: &ValueRef) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+thread_local! {
+    static DEBUG_DEPTH: Cell<usize> = const { Cell::new(0) };
+    static EQ_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f` one level deeper on `counter`, or returns `fallback` past `max` levels: the
+/// guard that keeps `Debug` and `PartialEq` finite on cyclic graphs.
+fn guarded<R>(
+    counter: &'static std::thread::LocalKey<Cell<usize>>,
+    max: usize,
+    fallback: R,
+    f: impl FnOnce() -> R,
+) -> R {
+    let depth = counter.with(Cell::get);
+    if depth >= max {
+        return fallback;
+    }
+    counter.with(|c| c.set(depth + 1));
+    let out = f();
+    counter.with(|c| c.set(depth));
+    out
+}
+
+impl fmt::Debug for ValueRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(instance) = self.0.get() else {
+            return f.write_str("ValueRef(<unread>)");
+        };
+        guarded(&DEBUG_DEPTH, 8, f.write_str("ValueRef(..)"), || {
+            if instance.slices.is_empty() {
+                write!(f, "ValueRef({:?})", instance.value)
+            } else {
+                write!(
+                    f,
+                    "ValueRef({:?}, preserved: {:?})",
+                    instance.value, instance.slices
+                )
+            }
+        })
+    }
+}
+
+/// Compares the values, not the handles. Past 64 nested levels the rest of the graph is
+/// assumed equal, which keeps the comparison of two cyclic graphs finite.
+impl PartialEq for ValueRef {
+    fn eq(&self, other: &ValueRef) -> bool {
+        if ValueRef::ptr_eq(self, other) {
+            return true;
+        }
+        match (self.0.get(), other.0.get()) {
+            (None, None) => true,
+            (Some(a), Some(b)) => guarded(&EQ_DEPTH, 64, true, || {
+                a.value.eq_value(b.value.as_ref()) && a.slices == b.slices
+            }),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_handle_fills_once() {
+        let r = ValueRef::empty();
+        assert!(r.value().is_none());
+        assert_eq!(r.ice_id(), "::Ice::Object");
+        assert!(r.fill(Box::new(UnknownValue), Vec::new()));
+        assert!(!r.fill(Box::new(UnknownValue), Vec::new()));
+        assert!(r.is_filled());
+        assert_eq!(r.ice_id(), UNKNOWN_VALUE_ID);
+    }
+
+    #[test]
+    fn clones_share() {
+        let a = ValueRef::new(UnknownValue);
+        let b = a.clone();
+        assert!(ValueRef::ptr_eq(&a, &b));
+        assert!(!ValueRef::ptr_eq(&a, &ValueRef::new(UnknownValue)));
+        assert_eq!(a, ValueRef::new(UnknownValue));
+    }
 }
