@@ -6,4 +6,5 @@
 
 pub mod encoding;
 pub mod facade;
+pub mod generated;
 pub mod runtime;
