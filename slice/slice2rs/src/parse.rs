@@ -35,14 +35,9 @@ pub fn parse_file(text: &str) -> (File, Vec<SyntaxError>) {
     let parser = Parser::default();
     let mut file = File::default();
     let mut i = text;
-    loop {
-        match global_meta(i) {
-            Ok((rest, meta)) => {
-                file.global_meta.extend(meta);
-                i = rest;
-            }
-            Err(_) => break,
-        }
+    while let Ok((rest, meta)) = global_meta(i) {
+        file.global_meta.extend(meta);
+        i = rest;
     }
     let (_, defs) = parser.definitions(i, false);
     file.definitions = defs;

@@ -40,7 +40,7 @@ pub fn preprocess(source: &str, lines: &LineIndex, diags: &mut Vec<Diagnostic>) 
     let mut stack: Vec<Cond> = Vec::new();
     for (i, line) in source.split('\n').enumerate() {
         let lineno = i + 1;
-        let active = stack.last().map_or(true, |c| c.active);
+        let active = !matches!(stack.last(), Some(c) if !c.active);
         let trimmed = line.trim_start();
         if let Some(directive) = trimmed.strip_prefix('#') {
             let err = directive_line(

@@ -74,16 +74,16 @@ pub fn resolve(files: &mut [SourceFile], diags: &mut Vec<Diagnostic>) -> Symbols
         };
         d.declare_all("", &file.ast.definitions);
     }
-    for idx in 0..files.len() {
-        let mut defs = std::mem::take(&mut files[idx].ast.definitions);
+    for file in files.iter_mut() {
+        let mut defs = std::mem::take(&mut file.ast.definitions);
         let mut b = Binder {
             symbols: &symbols,
             consts: &consts,
-            source: &files[idx],
+            source: &*file,
             diags,
         };
         b.bind_all("", &mut defs);
-        files[idx].ast.definitions = defs;
+        file.ast.definitions = defs;
     }
     check_cycles(files, diags);
     symbols
@@ -655,8 +655,6 @@ trait KeyKind {
 
 impl KeyKind for Option<&Symbol> {
     fn is_none_or_key(&self) -> bool {
-        self.map_or(true, |s| {
-            matches!(s.kind, SymKind::Enum | SymKind::Struct | SymKind::Sequence)
-        })
+        !matches!(self, Some(s) if !matches!(s.kind, SymKind::Enum | SymKind::Struct | SymKind::Sequence))
     }
 }
