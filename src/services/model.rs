@@ -1,16 +1,15 @@
 //! Builds the `omero::model` and `omero::sys` values clients receive (spec §6, §7), and reads
 //! the few they send.
 
-use std::collections::HashMap;
-
 use crate::auth::{Directory, ExperimenterInfo, GroupInfo};
-use crate::facade::{Context, ValueRef};
+use crate::facade::ValueRef;
 use crate::generated::omero::model::{
     Details, Experimenter, ExperimenterGroup, IObject, Permissions, Session,
 };
 use crate::generated::omero::sys::{EventContext, Roles};
 use crate::generated::omero::{RBool, RInt, RLong, RString, RTime, RType};
-use crate::sessions::{SessionInfo, INITIAL_MESSAGE};
+use crate::sessions::manager::INITIAL_MESSAGE;
+use crate::sessions::SessionInfo;
 use crate::store::directory::{
     GUEST_GROUP_ID, GUEST_USER_ID, ROOT_USER_ID, SYSTEM_GROUP_ID, USER_GROUP_ID,
 };
@@ -39,35 +38,35 @@ pub const PRIVATE_PERM1: i64 = -120;
 
 pub fn rstring(v: &str) -> Option<ValueRef> {
     Some(ValueRef::new(RString {
-        base: RType {},
+        base: RType::default(),
         val: v.to_string(),
     }))
 }
 
 pub fn rlong(v: i64) -> Option<ValueRef> {
     Some(ValueRef::new(RLong {
-        base: RType {},
+        base: RType::default(),
         val: v,
     }))
 }
 
 pub fn rint(v: i32) -> Option<ValueRef> {
     Some(ValueRef::new(RInt {
-        base: RType {},
+        base: RType::default(),
         val: v,
     }))
 }
 
 pub fn rtime(v: i64) -> Option<ValueRef> {
     Some(ValueRef::new(RTime {
-        base: RType {},
+        base: RType::default(),
         val: v,
     }))
 }
 
 pub fn rbool(v: bool) -> Option<ValueRef> {
     Some(ValueRef::new(RBool {
-        base: RType {},
+        base: RType::default(),
         val: v,
     }))
 }
@@ -85,9 +84,8 @@ pub fn id_of(v: &Option<ValueRef>) -> Option<i64> {
 
 pub fn permissions(perm1: i64) -> Option<ValueRef> {
     Some(ValueRef::new(Permissions {
-        restrictions: Vec::new(),
-        extended_restrictions: Vec::new(),
         perm1,
+        ..Default::default()
     }))
 }
 
@@ -103,12 +101,8 @@ fn details(owner: Option<ValueRef>, group: Option<ValueRef>, perm1: i64) -> Opti
     Some(ValueRef::new(Details {
         owner,
         group,
-        creation_event: None,
-        update_event: None,
         permissions: permissions(perm1),
-        external_info: None,
-        call: Context::new(),
-        event: None,
+        ..Default::default()
     }))
 }
 
@@ -116,20 +110,12 @@ fn details(owner: Option<ValueRef>, group: Option<ValueRef>, perm1: i64) -> Opti
 pub fn experimenter(user: &ExperimenterInfo) -> ValueRef {
     ValueRef::new(Experimenter {
         base: iobject(user.id, None, true),
-        version: None,
-        group_experimenter_map_seq: Vec::new(),
-        group_experimenter_map_loaded: false,
         ome_name: rstring(&user.ome_name),
         first_name: rstring(&user.first_name),
-        middle_name: None,
         last_name: rstring(&user.last_name),
-        institution: None,
         ldap: rbool(false),
         email: user.email.as_deref().and_then(rstring),
-        config: Vec::new(),
-        annotation_links_seq: Vec::new(),
-        annotation_links_loaded: false,
-        annotation_links_count_per_owner: HashMap::new(),
+        ..Default::default()
     })
 }
 
@@ -137,16 +123,9 @@ pub fn experimenter(user: &ExperimenterInfo) -> ValueRef {
 pub fn group(g: &GroupInfo) -> ValueRef {
     ValueRef::new(ExperimenterGroup {
         base: iobject(g.id, details(None, None, g.perm1), true),
-        version: None,
         name: rstring(&g.name),
         ldap: rbool(false),
-        group_experimenter_map_seq: Vec::new(),
-        group_experimenter_map_loaded: false,
-        config: Vec::new(),
-        annotation_links_seq: Vec::new(),
-        annotation_links_loaded: false,
-        annotation_links_count_per_owner: HashMap::new(),
-        description: None,
+        ..Default::default()
     })
 }
 
@@ -154,16 +133,7 @@ pub fn group(g: &GroupInfo) -> ValueRef {
 pub fn group_ref(id: i64) -> ValueRef {
     ValueRef::new(ExperimenterGroup {
         base: iobject(id, None, false),
-        version: None,
-        name: None,
-        ldap: None,
-        group_experimenter_map_seq: Vec::new(),
-        group_experimenter_map_loaded: false,
-        config: Vec::new(),
-        annotation_links_seq: Vec::new(),
-        annotation_links_loaded: false,
-        annotation_links_count_per_owner: HashMap::new(),
-        description: None,
+        ..Default::default()
     })
 }
 
@@ -178,24 +148,17 @@ pub fn session(info: &SessionInfo, directory: &Directory) -> ValueRef {
         .map(|u| experimenter(&u));
     ValueRef::new(Session {
         base: iobject(info.id, details(owner.clone(), grp, PRIVATE_PERM1), true),
-        version: None,
-        node: None,
         uuid: rstring(&info.uuid),
         owner,
         sudoer,
         time_to_idle: rlong(info.time_to_idle),
         time_to_live: rlong(info.time_to_live),
         started: rtime(info.started),
-        closed: None,
         message: rstring(INITIAL_MESSAGE),
         default_event_type: rstring(&info.event_type),
         user_agent: info.agent.as_deref().and_then(rstring),
         user_ip: info.ip.as_deref().and_then(rstring),
-        events_seq: Vec::new(),
-        events_loaded: false,
-        annotation_links_seq: Vec::new(),
-        annotation_links_loaded: false,
-        annotation_links_count_per_owner: HashMap::new(),
+        ..Default::default()
     })
 }
 

@@ -11,8 +11,9 @@ use crate::generated::omero::model::Session;
 use crate::generated::omero::sys::Principal;
 use crate::sessions::{
     check_group_sudo, normalize_event_type, AgentFilter, Env, NewSession, SessionError,
-    SessionInfo, SudoerFilter, AGENT_CREATE_SESSION, AGENT_SUDO,
+    SessionInfo, SudoerFilter,
 };
+use crate::sessions::manager::{AGENT_CREATE_SESSION, AGENT_SUDO};
 
 use super::context::{Factory, Services};
 use super::errors::{to_dispatch, Outcome, OrOmero};
