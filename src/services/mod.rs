@@ -12,7 +12,9 @@ pub mod factory;
 pub mod model;
 pub mod proxy;
 pub mod session;
+pub mod setup;
 
 pub use context::{Factory, Registry, Services, Sessions};
 pub use errors::ONLY_SESSION_AND_ADMIN;
 pub use factory::{factory_identity, FactoryServant, ADMIN_SERVICE, SESSION_SERVICE};
+pub use setup::{open_services, SessionsFileConfig, SetupError};
