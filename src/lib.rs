@@ -4,6 +4,9 @@
 //! `protocol` (framing and messages, no IO), `runtime` (sockets and dispatch), the code
 //! generated from `slice/`, and the services on top.
 
+pub mod auth;
 pub mod encoding;
 pub mod facade;
 pub mod runtime;
+pub mod sessions;
+pub mod store;
