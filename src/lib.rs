@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod encoding;
 pub mod facade;
+pub mod http;
 pub mod runtime;
 pub mod sessions;
 pub mod store;
