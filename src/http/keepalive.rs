@@ -10,6 +10,7 @@
 //! Deadlines are in the session manager's clock (so they agree with its expiry test); the
 //! pauses between refreshes are tokio sleeps.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,23 +37,66 @@ pub enum KeepAliveEnd {
     Cancelled,
 }
 
-/// Starts the keep-alive of `uuid`, created at `started` (manager clock, ms), for `duration`.
-/// Subscribe before the session can be closed by anyone else; here the caller has just
-/// created it and nobody else knows its uuid yet.
-pub fn spawn_keep_alive<V: Clone + Send + Sync + 'static>(
-    sessions: Arc<SessionManager<V>>,
-    uuid: String,
-    started: i64,
-    duration: Duration,
+/// The keep-alive tasks of one endpoint: how many run, and a switch that stops them all.
+#[derive(Debug, Clone, Default)]
+pub struct KeepAlives {
     cancel: CancellationToken,
-) -> JoinHandle<KeepAliveEnd> {
-    let events = sessions.subscribe();
-    let deadline = started.saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
-    tokio::spawn(async move {
-        let end = run(&sessions, &uuid, deadline, events, &cancel).await;
-        tracing::debug!(session = %uuid, ?end, "keep-alive ended");
-        end
-    })
+    active: Arc<AtomicUsize>,
+}
+
+impl KeepAlives {
+    pub fn new() -> Self {
+        KeepAlives::default()
+    }
+
+    /// Tasks still running.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Ends every task; the sessions themselves stay.
+    pub fn stop_all(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Starts keeping `uuid` (created at `started`, manager clock in ms) alive for `duration`.
+    /// Call it right after creating the session, before its uuid is handed to anyone who
+    /// could close it, so the close event cannot be missed.
+    pub fn start<V: Clone + Send + Sync + 'static>(
+        &self,
+        sessions: Arc<SessionManager<V>>,
+        uuid: String,
+        started: i64,
+        duration: Duration,
+    ) -> JoinHandle<KeepAliveEnd> {
+        let events = sessions.subscribe();
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let deadline = started.saturating_add(millis);
+        let cancel = self.cancel.child_token();
+        let counted = Counted::new(self.active.clone());
+        tokio::spawn(async move {
+            let _counted = counted;
+            let end = run(&sessions, &uuid, deadline, events, &cancel).await;
+            tracing::debug!(session = %uuid, ?end, "keep-alive ended");
+            end
+        })
+    }
+}
+
+// Counts a task while it exists, also when it is aborted.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn run<V: Clone + Send + Sync + 'static>(
@@ -147,16 +191,18 @@ mod tests {
     async fn holds_the_session_until_the_deadline_then_lets_it_idle_out() {
         let sessions = manager(600);
         let info = sessions.create(NewSession::new(2, 3)).unwrap();
-        let task = spawn_keep_alive(
+        let keep = KeepAlives::new();
+        let task = keep.start(
             sessions.clone(),
             info.uuid.clone(),
             info.started,
             Duration::from_millis(2000),
-            CancellationToken::new(),
         );
+        assert_eq!(keep.active(), 1);
         sleep_ms(1500).await;
         assert!(sessions.is_live(&info.uuid), "held past two idle timeouts");
         assert_eq!(task.await.unwrap(), KeepAliveEnd::Elapsed);
+        assert_eq!(keep.active(), 0);
         let last = sessions.lookup(&info.uuid, true).unwrap().last_access;
         assert!(last >= info.started + 2000, "last refresh at the deadline");
         sleep_ms(900).await;
@@ -170,12 +216,11 @@ mod tests {
     async fn stops_when_the_session_is_closed() {
         let sessions = manager(60_000);
         let info = sessions.create(NewSession::new(2, 3)).unwrap();
-        let task = spawn_keep_alive(
+        let task = KeepAlives::new().start(
             sessions.clone(),
             info.uuid.clone(),
             info.started,
             Duration::from_secs(3600),
-            CancellationToken::new(),
         );
         sleep_ms(50).await;
         assert_eq!(sessions.close_session(&info.uuid), -2);
@@ -187,22 +232,21 @@ mod tests {
     async fn stops_on_cancel_and_on_unknown_sessions() {
         let sessions = manager(60_000);
         let info = sessions.create(NewSession::new(2, 3)).unwrap();
-        let cancel = CancellationToken::new();
-        let task = spawn_keep_alive(
+        let keep = KeepAlives::new();
+        let task = keep.start(
             sessions.clone(),
             info.uuid.clone(),
             info.started,
             Duration::from_secs(3600),
-            cancel.clone(),
         );
-        cancel.cancel();
+        keep.stop_all();
         assert_eq!(task.await.unwrap(), KeepAliveEnd::Cancelled);
-        let task = spawn_keep_alive(
+        assert_eq!(keep.active(), 0);
+        let task = keep.start(
             sessions,
             "no-such-session".to_string(),
             0,
             Duration::from_secs(3600),
-            CancellationToken::new(),
         );
         assert_eq!(task.await.unwrap(), KeepAliveEnd::SessionGone);
     }

@@ -30,7 +30,7 @@ pub mod media;
 pub mod request;
 pub mod server;
 
-pub use keepalive::{spawn_keep_alive, KeepAliveEnd};
+pub use keepalive::{KeepAliveEnd, KeepAlives};
 pub use request::{parse_request, CreateSessionRequest, RequestError};
 pub use server::{
     bind, HttpConfig, HttpDeps, HttpError, HttpService, CANNOT_CREATE, CREATE_PATH, DEFAULT_AGENT,

@@ -19,10 +19,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::keepalive::spawn_keep_alive;
+use super::keepalive::KeepAlives;
 use super::media::{accepts_json, is_json_content};
 use super::request::{parse_request, CreateSessionRequest};
 use crate::auth::{AuthError, Authenticator};
@@ -95,7 +94,7 @@ struct Inner<V> {
     sessions: Arc<SessionManager<V>>,
     auth: Authenticator,
     config: HttpConfig,
-    keep_alives: CancellationToken,
+    keep_alives: KeepAlives,
 }
 
 /// The client's address, put on each request by the listener.
@@ -109,7 +108,7 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
                 sessions: deps.sessions,
                 auth: deps.auth,
                 config,
-                keep_alives: CancellationToken::new(),
+                keep_alives: KeepAlives::new(),
             }),
         }
     }
@@ -125,9 +124,14 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             .with_state(self.clone())
     }
 
-    /// Stops every keep-alive task; the sessions themselves stay.
+    /// Stops every keep-alive task (server shutdown); the sessions themselves stay.
     pub fn stop_keep_alives(&self) {
-        self.inner.keep_alives.cancel();
+        self.inner.keep_alives.stop_all();
+    }
+
+    /// Sessions this endpoint is currently keeping alive.
+    pub fn active_keep_alives(&self) -> usize {
+        self.inner.keep_alives.active()
     }
 
     /// Serves HTTPS on `listener` until `shutdown` completes. `tls` is the server
@@ -266,12 +270,11 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
             }
         };
-        spawn_keep_alive(
+        self.inner.keep_alives.start(
             sessions.clone(),
             info.uuid.clone(),
             info.started,
             keep_alive,
-            self.inner.keep_alives.child_token(),
         );
         tracing::info!(
             user = %username, session = %info.uuid, ?peer,
