@@ -9,6 +9,7 @@ pub mod config;
 pub mod encoding;
 pub mod facade;
 pub mod generated;
+pub mod http;
 pub mod protocol;
 pub mod router;
 pub mod runtime;
