@@ -3,16 +3,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use omero_sessiond::auth::cli::AuthCommand;
 use omero_sessiond::config::{
     listener_address, ConnectionConfig, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR,
     DEFAULT_SSL, DEFAULT_TCP,
 };
-use omero_sessiond::encoding::Identity;
-use omero_sessiond::runtime::{Current, Dispatch, DispatchError, ObjectAdapter, Server};
+use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
+use omero_sessiond::router::RouterConfig;
+use omero_sessiond::runtime::{ObjectAdapter, Server};
+use omero_sessiond::services::open_services;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Auth(AuthCommand),
 }
 
 #[derive(Args)]
@@ -45,6 +49,9 @@ struct ServeArgs {
     /// Ice over TLS listener, host:port (default 0.0.0.0:4064); "off" disables it.
     #[arg(long, value_name = "ADDR")]
     ssl: Option<String>,
+    /// HTTPS session endpoint (POST /omero/session/create), host:port; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    https: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     json_logs: bool,
@@ -54,6 +61,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Auth(cmd) => match omero_sessiond::auth::cli::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("omero-sessiond: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -74,7 +88,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let data = data_dir(&args, &file);
+    match runtime.block_on(run(config, file, data, args.https)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "omero-sessiond failed");
@@ -84,12 +99,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn server_config(args: &ServeArgs, file: &FileConfig) -> ServerConfig {
-    let data = args
-        .data
+fn data_dir(args: &ServeArgs, file: &FileConfig) -> PathBuf {
+    args.data
         .clone()
         .or_else(|| file.data.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+fn server_config(args: &ServeArgs, file: &FileConfig) -> ServerConfig {
+    let data = data_dir(args, file);
     let pick = |cli: &Option<String>, file: &Option<String>, default: &str| {
         listener_address(cli.as_deref().or(file.as_deref()).unwrap_or(default))
     };
@@ -122,12 +140,32 @@ fn init_logging(json: bool) {
     }
 }
 
-async fn run(config: ServerConfig) -> anyhow::Result<()> {
+async fn run(
+    config: ServerConfig,
+    file: FileConfig,
+    data: PathBuf,
+    https: Option<String>,
+) -> anyhow::Result<()> {
+    let sessions_config = file.sessions.clone();
+    let services =
+        tokio::task::spawn_blocking(move || open_services(&data, &sessions_config)).await??;
+    services
+        .sessions
+        .spawn_reaper(file.sessions.reaper_interval());
     let adapter = ObjectAdapter::new();
-    adapter.add(
-        Identity::new("OMERO.Glacier2", "router"),
-        Arc::new(PlaceholderRouter),
+    omero_sessiond::router::install(
+        &adapter,
+        RouterConfig::from_file(&file.router),
+        services.clone(),
     );
+    let http = HttpService::new(
+        HttpDeps {
+            sessions: services.sessions.clone(),
+            auth: services.auth.clone(),
+        },
+        HttpConfig::default(),
+    );
+    let tls = omero_sessiond::runtime::tls::server_config(&config.tls)?;
     let server = Server::bind(config, adapter).await?;
     if let Some(a) = server.tcp_addr() {
         tracing::info!(
@@ -145,8 +183,19 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         );
         println!("omero-sessiond: listening on ssl {a}");
     }
+    if let Some(addr) = https.as_deref() {
+        let listener = omero_sessiond::http::bind(addr).await?;
+        let a = listener.local_addr()?;
+        println!("omero-sessiond: listening on https {a}");
+        let http = http.clone();
+        tokio::spawn(async move {
+            http.serve_https(listener, tls, std::future::pending())
+                .await
+        });
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    http.stop_keep_alives();
     server.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
@@ -160,24 +209,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-    }
-}
-
-/// PLACEHOLDER until the Glacier2 router exists (replaced by src/router): answers only the
-/// built-in operations, with the type ids of `::Glacier2::Router`.
-struct PlaceholderRouter;
-
-#[async_trait::async_trait]
-impl Dispatch for PlaceholderRouter {
-    fn type_ids(&self) -> &'static [&'static str] {
-        &["::Glacier2::Router", "::Ice::Object", "::Ice::Router"]
-    }
-
-    fn most_derived_type_id(&self) -> &'static str {
-        "::Glacier2::Router"
-    }
-
-    async fn dispatch(&self, _: &Current, _: &[u8]) -> Result<Vec<u8>, DispatchError> {
-        Err(DispatchError::OperationNotExist)
     }
 }

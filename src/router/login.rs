@@ -7,9 +7,9 @@ use std::sync::Arc;
 use crate::auth::{AuthError, Password};
 use crate::facade::{Current, DispatchError};
 use crate::generated::glacier2::PermissionDeniedException;
-use crate::sessions::{java_timestamp, normalize_event_type, NewSession, SessionInfo};
 use crate::services::errors::create_failed;
 use crate::services::{Factory, Services};
+use crate::sessions::{java_timestamp, normalize_event_type, NewSession, SessionInfo};
 
 /// Context keys read at login.
 pub const CTX_CLIENT_UUID: &str = "omero.client.uuid";
@@ -103,9 +103,9 @@ fn create(
 ) -> Result<SessionInfo, DispatchError> {
     let dir = &services.directory;
     let group = match current.ctx.get(CTX_GROUP).filter(|g| !g.is_empty()) {
-        Some(name) => dir.group_by_name(name).ok_or_else(|| {
-            create_failed("ApiUsageException", &format!("No such group: {name}"))
-        })?,
+        Some(name) => dir
+            .group_by_name(name)
+            .ok_or_else(|| create_failed("ApiUsageException", &format!("No such group: {name}")))?,
         None => dir.default_group(user.id).ok_or_else(|| {
             create_failed(
                 "ApiUsageException",
@@ -165,7 +165,10 @@ pub async fn login(
             .release(&info.uuid, crate::sessions::DestroyMode::Detach);
         return Err(create_failed(
             "ApiUsageException",
-            &format!("client {client_uuid} is already attached to session {}", info.uuid),
+            &format!(
+                "client {client_uuid} is already attached to session {}",
+                info.uuid
+            ),
         ));
     }
     tracing::info!(

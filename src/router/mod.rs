@@ -57,7 +57,11 @@ impl RouterConfig {
 /// Registers `<instance>/router` and `Ice/RouterFinder` on `adapter`, makes the router
 /// decide what every request may reach, and starts the background jobs (inactivity
 /// timeout; dropping the servants of sessions that die). Call inside a tokio runtime.
-pub fn install(adapter: &ObjectAdapter, config: RouterConfig, services: Services) -> Arc<GlacierRouter> {
+pub fn install(
+    adapter: &ObjectAdapter,
+    config: RouterConfig,
+    services: Services,
+) -> Arc<GlacierRouter> {
     let router = GlacierRouter::new(config, services);
     adapter.add(
         router.router_identity(),
@@ -65,7 +69,9 @@ pub fn install(adapter: &ObjectAdapter, config: RouterConfig, services: Services
     );
     adapter.add(
         GlacierRouter::finder_identity(),
-        Arc::new(RouterFinderDispatcher(Arc::new(FinderServant(router.clone())))),
+        Arc::new(RouterFinderDispatcher(Arc::new(FinderServant(
+            router.clone(),
+        )))),
     );
     adapter.set_locator(Arc::new(RouterLocator(router.clone())));
     router.spawn_idle_reaper();

@@ -126,7 +126,10 @@ pub struct RouterServant(pub Arc<GlacierRouter>);
 
 #[async_trait]
 impl Router for RouterServant {
-    async fn get_client_proxy(&self, _current: &Current) -> Result<(Option<Proxy>, Option<bool>), DispatchError> {
+    async fn get_client_proxy(
+        &self,
+        _current: &Current,
+    ) -> Result<(Option<Proxy>, Option<bool>), DispatchError> {
         // Null: clients keep using the router's own connection for every routed call.
         Ok((None, Some(true)))
     }
@@ -236,7 +239,10 @@ pub struct FinderServant(pub Arc<GlacierRouter>);
 #[async_trait]
 impl RouterFinder for FinderServant {
     async fn get_router(&self, current: &Current) -> Result<Option<Proxy>, DispatchError> {
-        Ok(Some(proxy_for(self.0.router_identity(), &current.connection)))
+        Ok(Some(proxy_for(
+            self.0.router_identity(),
+            &current.connection,
+        )))
     }
 }
 
@@ -247,7 +253,8 @@ pub struct RouterLocator(pub Arc<GlacierRouter>);
 impl Locator for RouterLocator {
     fn find(&self, current: &Current) -> Located {
         let router = &self.0;
-        if current.id == router.router_identity() || current.id == GlacierRouter::finder_identity() {
+        if current.id == router.router_identity() || current.id == GlacierRouter::finder_identity()
+        {
             return Located::Pass;
         }
         let Some(session) = router.session_of(&current.connection) else {
@@ -276,7 +283,10 @@ impl Locator for RouterLocator {
 
     fn connection_closed(&self, connection: &ConnectionInfo) {
         if self.0.end_session(connection.id) {
-            tracing::info!(connection = connection.id, "glacier2 session ended with its connection");
+            tracing::info!(
+                connection = connection.id,
+                "glacier2 session ended with its connection"
+            );
         }
     }
 }

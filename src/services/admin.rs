@@ -49,21 +49,26 @@ impl AdminService {
     }
 
     fn experimenter_id(&self, exp: &Obj, operation: &str) -> Outcome<i64> {
-        model::id_of(exp).ok_or_else(|| {
-            api_usage(format!("Argument 1 to {operation} may not be null."))
-        })
+        model::id_of(exp)
+            .ok_or_else(|| api_usage(format!("Argument 1 to {operation} may not be null.")))
     }
 
     async fn set_password(&self, name: String, password: &Obj, operation: &str) -> Outcome<()> {
         let Some(plain) = model::string_of(password) else {
-            return Err(api_usage(format!("Argument to {operation} may not be null.")));
+            return Err(api_usage(format!(
+                "Argument to {operation} may not be null."
+            )));
         };
         let directory = self.services.directory.clone();
         let result = tokio::task::spawn_blocking(move || {
             directory.set_password(&name, &Password::new(plain))
         })
         .await
-        .map_err(|e| to_dispatch(SessionError::Internal(format!("password change failed: {e}"))))?;
+        .map_err(|e| {
+            to_dispatch(SessionError::Internal(format!(
+                "password change failed: {e}"
+            )))
+        })?;
         result.map_err(|e| match e {
             DirectoryError::EmptyPassword | DirectoryError::UnknownUser(_) => {
                 api_usage(e.to_string())
@@ -129,7 +134,9 @@ impl IAdmin for AdminService {
         self.caller()?;
         let group = self.services.directory.default_group(experimenter_id);
         let group = group.ok_or_else(|| {
-            api_usage(format!("No default group for experimenter {experimenter_id}"))
+            api_usage(format!(
+                "No default group for experimenter {experimenter_id}"
+            ))
         })?;
         Ok(Some(model::group(&group)))
     }
@@ -305,7 +312,12 @@ impl IAdmin for AdminService {
         Err(self.refuse("moveToCommonSpace"))
     }
 
-    async fn set_admin_privileges(&self, _user: Obj, _privileges: Objs, _c: &Current) -> Outcome<()> {
+    async fn set_admin_privileges(
+        &self,
+        _user: Obj,
+        _privileges: Objs,
+        _c: &Current,
+    ) -> Outcome<()> {
         Err(self.refuse("setAdminPrivileges"))
     }
 
@@ -313,7 +325,10 @@ impl IAdmin for AdminService {
         let info = self.caller()?;
         require_password(&self.factory)?;
         let Some(user) = self.services.directory.experimenter(info.owner_id) else {
-            return Err(api_usage(format!("No such experimenter: {}", info.owner_id)));
+            return Err(api_usage(format!(
+                "No such experimenter: {}",
+                info.owner_id
+            )));
         };
         self.set_password(user.ome_name, &new_password, "changePassword")
             .await
@@ -360,7 +375,12 @@ impl IAdmin for AdminService {
         Err(self.refuse("changeExpiredCredentials"))
     }
 
-    async fn report_forgotten_password(&self, _name: String, _email: String, _c: &Current) -> Outcome<()> {
+    async fn report_forgotten_password(
+        &self,
+        _name: String,
+        _email: String,
+        _c: &Current,
+    ) -> Outcome<()> {
         Err(self.refuse("reportForgottenPassword"))
     }
 

@@ -12,7 +12,8 @@ use crate::generated::omero::{
 use crate::sessions::SessionError;
 
 /// The message every refused service operation carries; clients and tests look for it.
-pub const ONLY_SESSION_AND_ADMIN: &str = "omero-sessiond provides the session and admin services only";
+pub const ONLY_SESSION_AND_ADMIN: &str =
+    "omero-sessiond provides the session and admin services only";
 
 /// ApiUsageException for an operation this server does not provide.
 pub fn not_provided(operation: &str) -> DispatchError {

@@ -12,7 +12,7 @@ use crate::sessions::{DestroyMode, SessionError};
 
 use super::admin::AdminService;
 use super::context::{Factory, Services};
-use super::errors::{not_provided, to_dispatch, Outcome, OrOmero};
+use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
 use super::model;
 use super::proxy::proxy_for;
 use super::session::SessionService;
@@ -50,7 +50,9 @@ impl FactoryServant {
         let factory = self.factory.clone();
         let make: Box<dyn FnOnce() -> Arc<dyn Dispatch>> = match service {
             ADMIN_SERVICE => Box::new(move || {
-                Arc::new(IAdminDispatcher(Arc::new(AdminService::new(services, factory))))
+                Arc::new(IAdminDispatcher(Arc::new(AdminService::new(
+                    services, factory,
+                ))))
             }),
             SESSION_SERVICE => Box::new(move || {
                 Arc::new(ISessionDispatcher(Arc::new(SessionService::new(
@@ -280,7 +282,12 @@ impl ServiceFactory for FactoryServant {
         Err(not_provided(&format!("createByName(\"{name}\")")))
     }
 
-    async fn subscribe(&self, topic_name: String, _prx: Option<Proxy>, _c: &Current) -> Outcome<()> {
+    async fn subscribe(
+        &self,
+        topic_name: String,
+        _prx: Option<Proxy>,
+        _c: &Current,
+    ) -> Outcome<()> {
         self.touch()?;
         if !topic_name.starts_with("/public/") {
             return Err(to_dispatch(SessionError::ApiUsage(
@@ -314,7 +321,11 @@ impl ServiceFactory for FactoryServant {
             .service_names(&self.factory.session_uuid))
     }
 
-    async fn keep_all_alive(&self, proxies: Vec<Option<Proxy>>, _current: &Current) -> Outcome<i64> {
+    async fn keep_all_alive(
+        &self,
+        proxies: Vec<Option<Proxy>>,
+        _current: &Current,
+    ) -> Outcome<i64> {
         self.touch()?;
         if proxies.is_empty() {
             return Ok(-1);

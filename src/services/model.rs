@@ -140,7 +140,9 @@ pub fn group_ref(id: i64) -> ValueRef {
 /// The Session object of spec §7: details.owner and details.group loaded, permissions
 /// `rw----`, closed null while alive.
 pub fn session(info: &SessionInfo, directory: &Directory) -> ValueRef {
-    let owner = directory.experimenter(info.owner_id).map(|u| experimenter(&u));
+    let owner = directory
+        .experimenter(info.owner_id)
+        .map(|u| experimenter(&u));
     let grp = directory.group(info.group_id).map(|g| group(&g));
     let sudoer = info
         .sudoer_id

@@ -9,14 +9,14 @@ use crate::facade::{async_trait, Current, ValueRef};
 use crate::generated::omero::api::ISession;
 use crate::generated::omero::model::Session;
 use crate::generated::omero::sys::Principal;
+use crate::sessions::manager::{AGENT_CREATE_SESSION, AGENT_SUDO};
 use crate::sessions::{
     check_group_sudo, normalize_event_type, AgentFilter, Env, NewSession, SessionError,
     SessionInfo, SudoerFilter,
 };
-use crate::sessions::manager::{AGENT_CREATE_SESSION, AGENT_SUDO};
 
 use super::context::{Factory, Services};
-use super::errors::{to_dispatch, Outcome, OrOmero};
+use super::errors::{to_dispatch, OrOmero, Outcome};
 use super::model;
 
 /// Context key that makes getSession leave the target's idle time alone.
@@ -128,7 +128,9 @@ impl SessionService {
         require_role(&self.services, &info, &["user"])?;
         let p = principal(p, operation)?;
         let dir = &self.services.directory;
-        let user = dir.experimenter_by_name(&p.name).ok_or_else(|| to_dispatch(creation_error()))?;
+        let user = dir
+            .experimenter_by_name(&p.name)
+            .ok_or_else(|| to_dispatch(creation_error()))?;
         let group = self.target_group(&user, &p.group).or_omero()?;
         let caller_is_admin = dir.is_admin(info.owner_id);
         let caller_owns = dir.led_group_ids(info.owner_id).contains(&group.id);
@@ -144,7 +146,6 @@ impl SessionService {
         let created = self.services.sessions.create(new).or_omero()?;
         Ok(self.model(&created))
     }
-
 }
 
 #[async_trait]
@@ -247,7 +248,11 @@ impl ISession for SessionService {
         )
     }
 
-    async fn get_session(&self, session_uuid: String, current: &Current) -> Outcome<Option<ValueRef>> {
+    async fn get_session(
+        &self,
+        session_uuid: String,
+        current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
         self.caller()?;
         let quiet = current.ctx.get(QUIETLY).is_some_and(|v| v == "true");
         let info = self
@@ -297,19 +302,40 @@ impl ISession for SessionService {
         self.open_sessions(AgentFilter::Exactly(Some(agent)))
     }
 
-    async fn get_my_open_client_sessions(&self, _current: &Current) -> Outcome<Vec<Option<ValueRef>>> {
+    async fn get_my_open_client_sessions(
+        &self,
+        _current: &Current,
+    ) -> Outcome<Vec<Option<ValueRef>>> {
         self.open_sessions(AgentFilter::clients())
     }
 
-    async fn get_input(&self, sess: String, key: String, _current: &Current) -> Outcome<Option<ValueRef>> {
+    async fn get_input(
+        &self,
+        sess: String,
+        key: String,
+        _current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
         self.caller()?;
-        let value = self.services.sessions.get_env(&sess, Env::Input, &key).or_omero()?;
+        let value = self
+            .services
+            .sessions
+            .get_env(&sess, Env::Input, &key)
+            .or_omero()?;
         Ok(value)
     }
 
-    async fn get_output(&self, sess: String, key: String, _current: &Current) -> Outcome<Option<ValueRef>> {
+    async fn get_output(
+        &self,
+        sess: String,
+        key: String,
+        _current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
         self.caller()?;
-        let value = self.services.sessions.get_env(&sess, Env::Output, &key).or_omero()?;
+        let value = self
+            .services
+            .sessions
+            .get_env(&sess, Env::Output, &key)
+            .or_omero()?;
         Ok(value)
     }
 
@@ -321,7 +347,10 @@ impl ISession for SessionService {
         _current: &Current,
     ) -> Outcome<()> {
         self.caller()?;
-        self.services.sessions.set_env(&sess, Env::Input, &key, value).or_omero()
+        self.services
+            .sessions
+            .set_env(&sess, Env::Input, &key, value)
+            .or_omero()
     }
 
     async fn set_output(
@@ -332,17 +361,26 @@ impl ISession for SessionService {
         _current: &Current,
     ) -> Outcome<()> {
         self.caller()?;
-        self.services.sessions.set_env(&sess, Env::Output, &key, value).or_omero()
+        self.services
+            .sessions
+            .set_env(&sess, Env::Output, &key, value)
+            .or_omero()
     }
 
     async fn get_input_keys(&self, sess: String, _current: &Current) -> Outcome<Vec<String>> {
         self.caller()?;
-        self.services.sessions.env_keys(&sess, Env::Input).or_omero()
+        self.services
+            .sessions
+            .env_keys(&sess, Env::Input)
+            .or_omero()
     }
 
     async fn get_output_keys(&self, sess: String, _current: &Current) -> Outcome<Vec<String>> {
         self.caller()?;
-        self.services.sessions.env_keys(&sess, Env::Output).or_omero()
+        self.services
+            .sessions
+            .env_keys(&sess, Env::Output)
+            .or_omero()
     }
 
     async fn get_inputs(
@@ -351,7 +389,11 @@ impl ISession for SessionService {
         _current: &Current,
     ) -> Outcome<std::collections::HashMap<String, Option<ValueRef>>> {
         self.caller()?;
-        let map = self.services.sessions.env_copy(&sess, Env::Input).or_omero()?;
+        let map = self
+            .services
+            .sessions
+            .env_copy(&sess, Env::Input)
+            .or_omero()?;
         Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
     }
 
@@ -361,7 +403,11 @@ impl ISession for SessionService {
         _current: &Current,
     ) -> Outcome<std::collections::HashMap<String, Option<ValueRef>>> {
         self.caller()?;
-        let map = self.services.sessions.env_copy(&sess, Env::Output).or_omero()?;
+        let map = self
+            .services
+            .sessions
+            .env_copy(&sess, Env::Output)
+            .or_omero()?;
         Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
     }
 }

@@ -35,8 +35,12 @@ impl SessionsFileConfig {
         SessionConfig {
             default_time_to_idle: self.time_to_idle_ms.unwrap_or(d.default_time_to_idle),
             default_time_to_live: self.time_to_live_ms.unwrap_or(d.default_time_to_live),
-            max_user_time_to_idle: self.max_user_time_to_idle_ms.unwrap_or(d.max_user_time_to_idle),
-            max_user_time_to_live: self.max_user_time_to_live_ms.unwrap_or(d.max_user_time_to_live),
+            max_user_time_to_idle: self
+                .max_user_time_to_idle_ms
+                .unwrap_or(d.max_user_time_to_idle),
+            max_user_time_to_live: self
+                .max_user_time_to_live_ms
+                .unwrap_or(d.max_user_time_to_live),
         }
     }
 
