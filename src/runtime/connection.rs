@@ -208,7 +208,7 @@ impl Conn {
                     "reply without a request, ignored"
                 );
             }
-            Message::ValidateConnection => {}
+            Message::ValidateConnection => self.shared.adapter.heartbeat(&self.info),
             Message::CloseConnection => return true,
         }
         false
