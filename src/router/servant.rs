@@ -281,6 +281,14 @@ impl Locator for RouterLocator {
         Located::Denied
     }
 
+    fn heartbeat(&self, connection: &ConnectionInfo) {
+        // Glacier2 counts heartbeats as activity, so idle but connected clients keep their
+        // session (spec ice-protocol §7.6).
+        if let Some(session) = self.0.connections.get(connection.id) {
+            session.touch();
+        }
+    }
+
     fn connection_closed(&self, connection: &ConnectionInfo) {
         if self.0.end_session(connection.id) {
             tracing::info!(
