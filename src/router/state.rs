@@ -167,3 +167,95 @@ impl Connections {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facade::{async_trait, Current, DispatchError};
+
+    struct Nothing;
+
+    #[async_trait]
+    impl Dispatch for Nothing {
+        fn type_ids(&self) -> &'static [&'static str] {
+            &["::Ice::Object"]
+        }
+        fn most_derived_type_id(&self) -> &'static str {
+            "::Ice::Object"
+        }
+        async fn dispatch(&self, _: &Current, _: &[u8]) -> Result<Vec<u8>, DispatchError> {
+            Err(DispatchError::OperationNotExist)
+        }
+    }
+
+    fn session(client: &str) -> Arc<RouterSession> {
+        let factory = Arc::new(Factory::new(client, "sess-uuid", true));
+        Arc::new(RouterSession::new(factory, Arc::new(Nothing)))
+    }
+
+    #[test]
+    fn categories_are_random_alphanumeric() {
+        let a = random_category();
+        assert_eq!(a.len(), CATEGORY_LEN);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, random_category());
+    }
+
+    #[test]
+    fn one_session_per_connection() {
+        let c = Connections::default();
+        assert_eq!(c.begin_create(1), Ok(()));
+        assert_eq!(c.begin_create(1), Err(SessionExists));
+        assert!(c.get(1).is_none());
+        let s = session("a");
+        assert!(c.finish_create(1, s.clone()));
+        assert_eq!(c.begin_create(1), Err(SessionExists));
+        assert!(c.get(1).is_some_and(|g| Arc::ptr_eq(&g, &s)));
+        assert_eq!(
+            s.factory_identity,
+            Identity::new("session-a", "sess-uuid")
+        );
+        assert_eq!(c.len(), 1);
+        assert!(c.remove(1).is_some());
+        assert!(c.is_empty());
+        assert_eq!(c.begin_create(1), Ok(()));
+        c.abort_create(1);
+        assert_eq!(c.begin_create(1), Ok(()));
+    }
+
+    #[test]
+    fn a_connection_that_closed_during_login_gets_no_session() {
+        let c = Connections::default();
+        c.begin_create(7).unwrap();
+        assert!(c.remove(7).is_none());
+        assert!(!c.finish_create(7, session("a")));
+        assert!(c.get(7).is_none());
+    }
+
+    #[test]
+    fn remove_if_only_removes_the_same_session() {
+        let c = Connections::default();
+        let (s1, s2) = (session("a"), session("b"));
+        c.begin_create(1).unwrap();
+        c.finish_create(1, s1.clone());
+        assert!(!c.remove_if(1, &s2));
+        assert!(c.remove_if(1, &s1));
+        assert!(c.get(1).is_none());
+    }
+
+    #[test]
+    fn idle_sessions_are_taken() {
+        let c = Connections::default();
+        c.begin_create(1).unwrap();
+        c.finish_create(1, session("a"));
+        c.begin_create(2).unwrap();
+        let now = Instant::now();
+        assert!(c.take_idle(now, Duration::from_secs(60)).is_empty());
+        let later = now + Duration::from_secs(61);
+        let idle = c.take_idle(later, Duration::from_secs(60));
+        assert_eq!(idle.len(), 1);
+        assert!(c.get(1).is_none());
+        // A login still running is not a session yet.
+        assert_eq!(c.begin_create(2), Err(SessionExists));
+    }
+}

@@ -200,3 +200,87 @@ impl Factory {
         Some(outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Throttle, ThrottleConfig};
+    use crate::facade::{async_trait, Current, DispatchError};
+    use crate::sessions::{ManualClock, MemorySessionStore, NewSession, SessionConfig};
+
+    struct Nothing;
+
+    #[async_trait]
+    impl Dispatch for Nothing {
+        fn type_ids(&self) -> &'static [&'static str] {
+            &["::Ice::Object"]
+        }
+        fn most_derived_type_id(&self) -> &'static str {
+            "::Ice::Object"
+        }
+        async fn dispatch(&self, _: &Current, _: &[u8]) -> Result<Vec<u8>, DispatchError> {
+            Err(DispatchError::OperationNotExist)
+        }
+    }
+
+    fn services(dir: &std::path::Path) -> Services {
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let directory = Directory::open(dir).unwrap();
+        let throttle = Throttle::new(ThrottleConfig::default(), clock.clone());
+        let auth = Authenticator::new(directory, Arc::new(throttle));
+        let sessions = SessionManager::new(
+            SessionConfig::default(),
+            clock,
+            Arc::new(MemorySessionStore::default()),
+        );
+        Services::new(auth, Arc::new(sessions))
+    }
+
+    #[test]
+    fn registry_tracks_servants_per_session_and_client() {
+        let r = Registry::default();
+        assert!(r.add_factory("s", "c1"));
+        assert!(!r.add_factory("s", "c1"));
+        assert!(r.add_factory("s", "c2"));
+        r.service_or_insert("s", "c1", "c1omero.api.IAdmin", || Arc::new(Nothing));
+        r.service_or_insert("s", "c2", "c2omero.api.IAdmin", || Arc::new(Nothing));
+        // Registered once: a second request returns the first servant.
+        let first = r.service("s", "c1omero.api.IAdmin").unwrap();
+        let again = r.service_or_insert("s", "c1", "c1omero.api.IAdmin", || Arc::new(Nothing));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(
+            r.service_names("s"),
+            vec!["c1omero.api.IAdmin", "c2omero.api.IAdmin"]
+        );
+        r.drop_client("s", "c1");
+        assert!(!r.has_service("s", "c1omero.api.IAdmin"));
+        assert!(r.has_service("s", "c2omero.api.IAdmin"));
+        assert!(r.add_factory("s", "c1"));
+        r.drop_session("s");
+        assert!(r.service_names("s").is_empty());
+    }
+
+    #[test]
+    fn destroy_follows_the_mode_and_runs_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = services(tmp.path());
+        let info = svc.sessions.create(NewSession::new(0, 0)).unwrap();
+        svc.sessions.join(&info.uuid).unwrap();
+        let detached = Factory::new("c1", &info.uuid, true);
+        detached.set_mode(DestroyMode::Detach);
+        svc.registry.add_factory(&info.uuid, "c1");
+        svc.registry
+            .service_or_insert(&info.uuid, "c1", "c1x", || Arc::new(Nothing));
+        assert_eq!(
+            detached.destroy(&svc),
+            Some(ReleaseOutcome::Detached { remaining: 1 })
+        );
+        assert!(detached.is_destroyed());
+        assert_eq!(detached.destroy(&svc), None);
+        assert!(!svc.registry.has_service(&info.uuid, "c1x"));
+        let closing = Factory::new("c2", &info.uuid, false);
+        assert!(!closing.has_password());
+        assert_eq!(closing.destroy(&svc), Some(ReleaseOutcome::Destroyed));
+        assert!(!svc.sessions.is_live(&info.uuid));
+    }
+}
