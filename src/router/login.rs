@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::context::{check_group_usable, login_group};
 use crate::auth::{AuthError, Password};
 use crate::facade::{Current, DispatchError};
 use crate::generated::glacier2::PermissionDeniedException;
@@ -102,26 +103,11 @@ fn create(
     current: &Current,
 ) -> Result<SessionInfo, DispatchError> {
     let dir = &services.directory;
-    let group = match current.ctx.get(CTX_GROUP).filter(|g| !g.is_empty()) {
-        Some(name) => dir
-            .group_by_name(name)
-            .ok_or_else(|| create_failed("ApiUsageException", &format!("No such group: {name}")))?,
-        None => dir.default_group(user.id).ok_or_else(|| {
-            create_failed(
-                "ApiUsageException",
-                &format!("Can't find default group for {}", user.ome_name),
-            )
-        })?,
-    };
-    if !user.is_member(group.id) && !user.is_admin() {
-        return Err(create_failed(
-            "SecurityViolation",
-            &format!(
-                "User {} is not a member of group {} and cannot login",
-                user.id, group.id
-            ),
-        ));
-    }
+    let wanted = current.ctx.get(CTX_GROUP).map(String::as_str);
+    let group = login_group(dir, user, wanted)
+        .map_err(|e| create_failed("ApiUsageException", e.message()))?;
+    check_group_usable(user, &group)
+        .map_err(|e| create_failed("SecurityViolation", e.message()))?;
     let event = current.ctx.get(CTX_EVENT).map_or("", String::as_str);
     let event_type = normalize_event_type(event)
         .map_err(|_| create_failed("ApiUsageException", &format!("Unknown event type: {event}")))?;

@@ -211,10 +211,7 @@ mod tests {
         assert!(c.finish_create(1, s.clone()));
         assert_eq!(c.begin_create(1), Err(SessionExists));
         assert!(c.get(1).is_some_and(|g| Arc::ptr_eq(&g, &s)));
-        assert_eq!(
-            s.factory_identity,
-            Identity::new("session-a", "sess-uuid")
-        );
+        assert_eq!(s.factory_identity, Identity::new("session-a", "sess-uuid"));
         assert_eq!(c.len(), 1);
         assert!(c.remove(1).is_some());
         assert!(c.is_empty());

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
+use crate::auth::context::event_context;
 use crate::auth::{DirectoryError, Password};
 use crate::facade::{async_trait, Current, DispatchError, ValueRef};
 use crate::generated::omero::api::IAdmin;
 use crate::sessions::{SessionError, SessionInfo};
 
 use super::context::{Factory, Services};
-use super::errors::{not_provided, to_dispatch, Outcome};
+use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
 use super::model;
 use super::session::{caller, require_password};
 
@@ -391,13 +392,7 @@ impl IAdmin for AdminService {
 
     async fn get_event_context(&self, _c: &Current) -> Outcome<Obj> {
         let info = self.caller()?;
-        model::event_context(&info, &self.services.directory)
-            .map(Some)
-            .ok_or_else(|| {
-                to_dispatch(SessionError::Internal(format!(
-                    "owner or group of session {} no longer exists",
-                    info.uuid
-                )))
-            })
+        let ec = event_context(&self.services.directory, &info).or_omero()?;
+        Ok(Some(model::event_context(ec)))
     }
 }

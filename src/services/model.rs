@@ -1,6 +1,7 @@
 //! Builds the `omero::model` and `omero::sys` values clients receive (spec §6, §7), and reads
 //! the few they send.
 
+use crate::auth::context::EventContextData;
 use crate::auth::{Directory, ExperimenterInfo, GroupInfo};
 use crate::facade::ValueRef;
 use crate::generated::omero::model::{
@@ -13,25 +14,6 @@ use crate::sessions::SessionInfo;
 use crate::store::directory::{
     GUEST_GROUP_ID, GUEST_USER_ID, ROOT_USER_ID, SYSTEM_GROUP_ID, USER_GROUP_ID,
 };
-
-/// Light-admin privileges; full administrators hold all of them (spec §6).
-pub const ADMIN_PRIVILEGES: [&str; 15] = [
-    "Chgrp",
-    "Chown",
-    "DeleteFile",
-    "DeleteManagedRepo",
-    "DeleteOwned",
-    "DeleteScriptRepo",
-    "ModifyGroup",
-    "ModifyGroupMembership",
-    "ModifyUser",
-    "ReadSession",
-    "Sudo",
-    "WriteFile",
-    "WriteManagedRepo",
-    "WriteOwned",
-    "WriteScriptRepo",
-];
 
 /// `perm1` of a private (`rw----`) object: the permissions of a Session row.
 pub const PRIVATE_PERM1: i64 = -120;
@@ -164,36 +146,26 @@ pub fn session(info: &SessionInfo, directory: &Directory) -> ValueRef {
     })
 }
 
-/// IAdmin.getEventContext (spec §6) for a live session. `None` when its owner or group has
-/// disappeared from the directory.
-pub fn event_context(info: &SessionInfo, directory: &Directory) -> Option<ValueRef> {
-    let user = directory.experimenter(info.owner_id)?;
-    let grp = directory.group(info.group_id)?;
-    let sudoer = info.sudoer_id.and_then(|id| directory.experimenter(id));
-    let admin = user.is_admin();
-    let privileges = if admin {
-        ADMIN_PRIVILEGES.iter().map(|p| p.to_string()).collect()
-    } else {
-        Vec::new()
-    };
-    Some(ValueRef::new(EventContext {
-        share_id: -1,
-        session_id: info.id,
-        session_uuid: info.uuid.clone(),
-        user_id: user.id,
-        user_name: user.ome_name.clone(),
-        sudoer_id: sudoer.as_ref().and_then(|s| rlong(s.id)),
-        sudoer_name: sudoer.as_ref().and_then(|s| rstring(&s.ome_name)),
-        group_id: grp.id,
-        group_name: grp.name.clone(),
-        is_admin: admin,
-        admin_privileges: privileges,
-        event_id: -1,
-        event_type: info.event_type.clone(),
-        member_of_groups: user.member_of.clone(),
-        leader_of_groups: user.leader_of.clone(),
-        group_permissions: permissions(grp.perm1),
-    }))
+/// The `omero::sys::EventContext` of spec §6.
+pub fn event_context(ec: EventContextData) -> ValueRef {
+    ValueRef::new(EventContext {
+        share_id: ec.share_id,
+        session_id: ec.session_id,
+        session_uuid: ec.session_uuid,
+        user_id: ec.user_id,
+        user_name: ec.user_name,
+        sudoer_id: ec.sudoer_id.and_then(rlong),
+        sudoer_name: ec.sudoer_name.as_deref().and_then(rstring),
+        group_id: ec.group_id,
+        group_name: ec.group_name,
+        is_admin: ec.is_admin,
+        admin_privileges: ec.admin_privileges,
+        event_id: ec.event_id,
+        event_type: ec.event_type,
+        member_of_groups: ec.member_of_groups,
+        leader_of_groups: ec.leader_of_groups,
+        group_permissions: permissions(ec.group_permissions_perm1),
+    })
 }
 
 /// IAdmin.getSecurityRoles: the built-in accounts.

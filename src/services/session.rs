@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::context::login_group;
 use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
 use crate::facade::{async_trait, Current, ValueRef};
 use crate::generated::omero::api::ISession;
@@ -96,13 +97,7 @@ impl SessionService {
     /// The group a new session of `user` starts in: `name`, or the default group when empty
     /// or "user".
     fn target_group(&self, user: &ExperimenterInfo, name: &str) -> Result<GroupInfo, SessionError> {
-        let group = if name.is_empty() || name == "user" {
-            user.default_group_id()
-                .and_then(|id| self.services.directory.group(id))
-        } else {
-            self.services.directory.group_by_name(name)
-        };
-        group.ok_or_else(creation_error)
+        login_group(&self.services.directory, user, Some(name)).map_err(|_| creation_error())
     }
 
     fn agent(current: &Current, default: &str) -> Option<String> {
