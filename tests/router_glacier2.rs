@@ -326,3 +326,76 @@ async fn inactivity_ends_the_glacier2_session() {
     let (id, _) = exception_of(&a.call(&router_id(), "refreshSession", Vec::new()).await);
     assert_eq!(id, "::Glacier2::SessionNotExistException");
 }
+
+#[tokio::test]
+async fn a_closed_session_ends_the_glacier2_session_on_refresh() {
+    let f = start(RouterConfig::default()).await;
+    let mut a = Client::connect(&f, "client-a").await;
+    let sf = a.session("alice", "alicepw").await;
+    let admin = proxy_of(a.call(&sf.identity, "getAdminService", Vec::new()).await);
+    assert_eq!(f.services.sessions.close_session(&sf.identity.name), -2);
+    assert!(is_one(&a.call(&sf.identity, "ice_ping", Vec::new()).await));
+    assert!(is_one(
+        &a.call(&admin.identity, "getEventContext", Vec::new()).await
+    ));
+    let (id, _) = exception_of(&a.call(&router_id(), "refreshSession", Vec::new()).await);
+    assert_eq!(id, "::Glacier2::SessionNotExistException");
+    let (id, _) = exception_of(&a.call(&router_id(), "destroySession", Vec::new()).await);
+    assert_eq!(id, "::Glacier2::SessionNotExistException");
+}
+
+#[tokio::test]
+async fn router_proxies_and_timeouts() {
+    let f = start(RouterConfig::default()).await;
+    let mut a = Client::connect(&f, "client-a").await;
+    a.session("alice", "alicepw").await;
+    match a.call(&router_id(), "getClientProxy", Vec::new()).await {
+        ReplyBody::Ok { payload, .. } => {
+            let mut r = InputStream::new(&payload, Encoding::V1_1);
+            assert!(r.read_proxy().unwrap().is_none());
+            assert_eq!(r.read_optional::<bool>(1).unwrap(), Some(true));
+        }
+        other => panic!("{other:?}"),
+    }
+    let server = proxy_of(a.call(&router_id(), "getServerProxy", Vec::new()).await);
+    assert_eq!(server.identity.name, "dummy");
+    assert_eq!(server.identity.category.len(), 20);
+    assert!(!server.endpoints.is_empty());
+    match a
+        .call(&router_id(), "getCategoryForClient", Vec::new())
+        .await
+    {
+        ReplyBody::Ok { payload, .. } => {
+            let category = InputStream::new(&payload, Encoding::V1_1)
+                .read_string()
+                .unwrap();
+            assert_eq!(category, server.identity.category);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut w = OutputStream::new(Encoding::V1_1);
+    w.write_size(1);
+    w.write_proxy(Some(&server));
+    match a.call(&router_id(), "addProxies", w.into_bytes()).await {
+        ReplyBody::Ok { payload, .. } => assert_eq!(&payload[..], &[0]),
+        other => panic!("{other:?}"),
+    }
+    match a.call(&router_id(), "getSessionTimeout", Vec::new()).await {
+        ReplyBody::Ok { payload, .. } => {
+            let t = InputStream::new(&payload, Encoding::V1_1)
+                .read_i64()
+                .unwrap();
+            assert_eq!(t, 600);
+        }
+        other => panic!("{other:?}"),
+    }
+    let finder = proxy_of(
+        a.call(
+            &Identity::new("Ice", "RouterFinder"),
+            "getRouter",
+            Vec::new(),
+        )
+        .await,
+    );
+    assert_eq!(finder.identity, router_id());
+}

@@ -207,10 +207,20 @@ impl Router for RouterServant {
     }
 
     async fn refresh_session(&self, current: &Current) -> Result<(), DispatchError> {
-        let session = self
-            .0
+        let router = &self.0;
+        let session = router
             .session_of(&current.connection)
             .ok_or_else(session_not_exist)?;
+        // Glacier2 pings the backend session here; once the OMERO session is gone that
+        // ping fails, and the Glacier2 session is destroyed with it.
+        let uuid = &session.factory.session_uuid;
+        if matches!(
+            router.services.sessions.lookup(uuid, true),
+            Err(crate::sessions::SessionError::Removed(_))
+        ) {
+            router.end_session(current.connection.id);
+            return Err(session_not_exist());
+        }
         session.touch();
         Ok(())
     }

@@ -6,9 +6,11 @@ use crate::facade::{ConnectionInfo, Encoding, Endpoint, Identity, Proxy, ProxyMo
 
 /// The endpoint of the listener a connection arrived on, if known.
 pub fn listener_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
-    let Some(local) = conn.local else {
-        return Vec::new();
-    };
+    // Without a known listener (connections not driven by the runtime) any endpoint will
+    // do: clients never dial it, but an empty server proxy would make them fail.
+    let local = conn
+        .local
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 4063)));
     let host = local.ip().to_string();
     let port = i32::from(local.port());
     if conn.transport == "ssl" {
