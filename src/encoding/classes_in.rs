@@ -674,7 +674,10 @@ mod tests {
         let v = ValueRef::new(Compact { v: 5 });
         for (format, wire) in [
             (Format::Compact, "0d 00 00 00 01 01 | 01 23 07 05 00 00 00"),
-            (Format::Sliced, "11 00 00 00 01 01 | 01 33 07 08 00 00 00 05 00 00 00"),
+            (
+                Format::Sliced,
+                "11 00 00 00 01 01 | 01 33 07 08 00 00 00 05 00 00 00",
+            ),
         ] {
             let out = encode_in_encaps(Encoding::V1_1, format, &v);
             assert_eq!(out, bytes(wire));
@@ -761,7 +764,10 @@ mod tests {
         let mut w = OutputStream::new(Encoding::V1_1);
         Some(shared.clone()).encode(&mut w);
         Some(shared.clone()).encode(&mut w);
-        assert_eq!(w.as_slice(), bytes("01 21 0c ::Test::Base 01 00 00 00 00 | 02"));
+        assert_eq!(
+            w.as_slice(),
+            bytes("01 21 0c ::Test::Base 01 00 00 00 00 | 02")
+        );
         let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
         r.set_factories(factories());
         let a = r.read_value().unwrap().unwrap();
@@ -784,7 +790,11 @@ mod tests {
 
     #[test]
     fn references_to_unseen_ids_and_bad_indexes_are_errors() {
-        for wire in ["05", "01 22 09", "01 38 0c ::Test::Base 08 00 00 00 00 00 00 00 00"] {
+        for wire in [
+            "05",
+            "01 22 09",
+            "01 38 0c ::Test::Base 08 00 00 00 00 00 00 00 00",
+        ] {
             let data = bytes(wire);
             let mut r = InputStream::new(&data, Encoding::V1_1);
             r.set_factories(factories());
@@ -907,5 +917,183 @@ mod tests {
         w.write_exception(&Ex { reason: "x".into() });
         assert_eq!(w.as_slice(), bytes("30 0a ::Test::Ex 06 00 00 00 01 78"));
         assert_eq!(w.format(), Format::Compact);
+    }
+
+    #[test]
+    fn unknown_optional_members_in_a_slice_are_skipped_to_the_end_marker() {
+        // Derived slice with o (tag 1) and a newer peer's tag 5 (F4) and tag 40 (VSize)
+        let wire = bytes(
+            "01 05 0f ::Test::Derived 02 68 69 0a 2a 00 00 00 2a 05 00 00 00 f5 28 02 61 62 ff
+             20 07 00 00 00 00",
+        );
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        let v = r.read_value().unwrap().unwrap();
+        assert!(r.is_at_end());
+        let d = v.get::<Derived>().unwrap();
+        assert_eq!((d.o, d.base.i, d.base.next.is_none()), (Some(42), 7, true));
+    }
+
+    #[test]
+    fn optionals_absent_when_the_slice_flag_is_clear() {
+        // no optional-members flag: the next bytes are the base slice, not a tag
+        let wire = bytes("01 01 0f ::Test::Derived 02 68 69 20 07 00 00 00 00");
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        let v = r.read_value().unwrap().unwrap();
+        assert_eq!(v.get::<Derived>().unwrap().o, None);
+        // and the writer sets no flag and no marker when no optional is present
+        let mut w = OutputStream::new(Encoding::V1_1);
+        Some(v).encode(&mut w);
+        assert_eq!(w.as_slice(), wire.as_slice());
+    }
+
+    #[test]
+    fn preserved_slices_are_dropped_in_the_compact_format() {
+        let v = decode_in_encaps(&bytes(SPEC_SLICED), base_only())
+            .unwrap()
+            .unwrap();
+        let compact = encode_in_encaps(Encoding::V1_1, Format::Compact, &v);
+        let back = decode_in_encaps(&compact, factories()).unwrap().unwrap();
+        assert_eq!(back.ice_id(), "::Test::Base");
+        assert!(back.preserved_slices().is_empty());
+    }
+
+    #[test]
+    fn long_chain_sent_as_a_sequence_decodes_and_drops_on_a_small_stack() {
+        let mut values = Vec::new();
+        let mut prev = None;
+        for i in 0..100_000 {
+            let v = ValueRef::new(Base { i, next: prev });
+            values.push(Some(v.clone()));
+            prev = Some(v);
+        }
+        drop(prev);
+        let mut w = OutputStream::new(Encoding::V1_1);
+        values.encode(&mut w);
+        drop(values);
+        let wire = w.into_bytes();
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut r = InputStream::new(&wire, Encoding::V1_1);
+                r.set_factories(factories());
+                let back = Vec::<Option<ValueRef>>::decode(&mut r).unwrap();
+                assert_eq!(back.len(), 100_000);
+                let last = back.last().unwrap().as_ref().unwrap().clone();
+                drop(back);
+                drop(r);
+                assert_eq!(last.get::<Base>().unwrap().i, 99_999);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// Nodes: (is_derived, i, next index). Builds the graph, all nodes in one sequence.
+    fn build_graph(nodes: &[(bool, i32, Option<usize>)]) -> Vec<Option<ValueRef>> {
+        let handles: Vec<ValueRef> = nodes.iter().map(|_| ValueRef::empty()).collect();
+        for (h, (derived, i, next)) in handles.iter().zip(nodes) {
+            let base = Base {
+                i: *i,
+                next: next.map(|n| handles[n % handles.len()].clone()),
+            };
+            if *derived {
+                h.fill_with(Derived {
+                    base,
+                    s: i.to_string(),
+                    o: Some(*i),
+                });
+            } else {
+                h.fill_with(base);
+            }
+        }
+        handles.into_iter().map(Some).collect()
+    }
+
+    /// The graph's shape: per node its type, i, and the index of `next`.
+    fn shape(values: &[Option<ValueRef>]) -> Vec<(String, i32, Option<usize>)> {
+        let index_of = |v: &ValueRef| {
+            values
+                .iter()
+                .position(|w| w.as_ref().is_some_and(|w| ValueRef::ptr_eq(v, w)))
+        };
+        values
+            .iter()
+            .map(|v| {
+                let v = v.as_ref().unwrap();
+                let b = v.get::<Base>().unwrap();
+                (
+                    v.ice_id().to_owned(),
+                    b.i,
+                    b.next.as_ref().and_then(&index_of),
+                )
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_graphs_round_trip_in_every_format(
+            nodes in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::num::i32::ANY, proptest::option::of(0usize..64)),
+                1..12,
+            )
+        ) {
+            let values = build_graph(&nodes);
+            for (encoding, format) in [
+                (Encoding::V1_0, Format::Compact),
+                (Encoding::V1_1, Format::Compact),
+                (Encoding::V1_1, Format::Sliced),
+            ] {
+                let mut w = OutputStream::new(encoding);
+                w.set_format(format);
+                values.encode(&mut w);
+                w.write_pending_values();
+                let mut r = InputStream::new(w.as_slice(), encoding);
+                r.set_factories(factories());
+                let back = Vec::<Option<ValueRef>>::decode(&mut r).unwrap();
+                r.read_pending_values().unwrap();
+                proptest::prop_assert!(r.is_at_end());
+                proptest::prop_assert_eq!(shape(&back), shape(&values));
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic_as_classes_or_exceptions(data: Vec<u8>, v11: bool) {
+            let encoding = if v11 { Encoding::V1_1 } else { Encoding::V1_0 };
+            let mut r = InputStream::new(&data, encoding);
+            r.set_factories(factories());
+            if r.read_value().is_ok() {
+                let _ = r.read_pending_values();
+            }
+            let mut r = InputStream::new(&data, encoding);
+            r.set_factories(factories());
+            let _ = r.read_exception();
+        }
+
+        #[test]
+        fn mutated_spec_vectors_never_panic(
+            which in 0usize..6,
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 1..4),
+        ) {
+            let sources = [SPEC_1_0, SPEC_COMPACT, SPEC_SLICED, EX_1_0, EX_COMPACT, EX_SLICED];
+            let mut wire = bytes(sources[which]);
+            for (at, v) in flips {
+                let n = wire.len();
+                wire[at % n] = v;
+            }
+            let mut r = InputStream::new(&wire, Encoding::V1_1);
+            r.set_factories(factories());
+            if r.start_encapsulation().is_ok() {
+                if which < 3 {
+                    if r.read_value().is_ok() {
+                        let _ = r.read_pending_values();
+                    }
+                } else {
+                    let _ = r.read_exception();
+                }
+            }
+        }
     }
 }

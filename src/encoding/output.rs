@@ -219,7 +219,12 @@ mod tests {
             (2, 32766, Encoding::V1_0, &[2, 0]),
             (2, 32767, Encoding::V1_0, &[2, 0, 0, 0]),
             (70000, 70000, Encoding::V1_0, &[0x70, 0x11, 0x01, 0x00]),
-            (70000, 70000, Encoding::V1_1, &[0xff, 0x70, 0x11, 0x01, 0x00]),
+            (
+                70000,
+                70000,
+                Encoding::V1_1,
+                &[0xff, 0x70, 0x11, 0x01, 0x00],
+            ),
             (254, 300, Encoding::V1_1, &[0xfe]),
         ];
         for (value, max, encoding, wire) in cases {

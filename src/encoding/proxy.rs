@@ -404,13 +404,19 @@ mod tests {
 
     #[test]
     fn spec_router_proxy_1_1() {
-        assert_eq!(in_encaps(Encoding::V1_1, Some(&router())), bytes(ROUTER_1_1));
+        assert_eq!(
+            in_encaps(Encoding::V1_1, Some(&router())),
+            bytes(ROUTER_1_1)
+        );
         assert_eq!(from_encaps(&bytes(ROUTER_1_1)), Some(router()));
     }
 
     #[test]
     fn spec_router_proxy_1_0_has_no_versions_and_gets_encoding_1_0() {
-        assert_eq!(in_encaps(Encoding::V1_0, Some(&router())), bytes(ROUTER_1_0));
+        assert_eq!(
+            in_encaps(Encoding::V1_0, Some(&router())),
+            bytes(ROUTER_1_0)
+        );
         let p = from_encaps(&bytes(ROUTER_1_0)).unwrap();
         assert_eq!(p.encoding, Encoding::V1_0);
         assert_eq!(p.protocol, (1, 0));
@@ -454,7 +460,9 @@ mod tests {
             compress: true,
         });
         let v10 = in_encaps(Encoding::V1_0, Some(&p));
-        assert!(v10.ends_with(&bytes("03 00 11 00 00 00 01 00 01 68 09 00 00 00 01 00 01 00 01")));
+        assert!(v10.ends_with(&bytes(
+            "03 00 11 00 00 00 01 00 01 68 09 00 00 00 01 00 01 00 01"
+        )));
         let v11 = in_encaps(Encoding::V1_1, Some(&p));
         assert!(v11.ends_with(&bytes("03 00 0d 00 00 00 01 01 01 68 09 00 00 00 01")));
         assert_eq!(from_encaps(&v11), Some(p.clone()));
@@ -483,7 +491,10 @@ mod tests {
 
     #[test]
     fn invalid_mode_and_facets_are_refused() {
-        for wire in ["01 x 00 00 05 00 01 00 01 01 00 00", "01 x 00 02 00 00 00 00"] {
+        for wire in [
+            "01 x 00 00 05 00 01 00 01 01 00 00",
+            "01 x 00 02 00 00 00 00",
+        ] {
             let data = bytes(wire);
             let mut r = InputStream::new(&data, Encoding::V1_1);
             assert!(r.read_proxy().is_err(), "{wire}");
@@ -493,13 +504,13 @@ mod tests {
     fn endpoint() -> impl Strategy<Value = Endpoint> {
         let ip = ("[a-z.]{0,12}", any::<i32>(), any::<i32>(), any::<bool>());
         prop_oneof![
-            ip.clone().prop_map(|(host, port, timeout, compress)| Endpoint::Tcp {
+            ip.prop_map(|(host, port, timeout, compress)| Endpoint::Tcp {
                 host,
                 port,
                 timeout,
                 compress
             }),
-            ip.clone().prop_map(|(host, port, timeout, compress)| Endpoint::Ssl {
+            ip.prop_map(|(host, port, timeout, compress)| Endpoint::Ssl {
                 host,
                 port,
                 timeout,
@@ -512,7 +523,7 @@ mod tests {
                     compress,
                 }
             }),
-            (ip.clone(), "/[a-z]{0,5}").prop_map(|((host, port, timeout, compress), resource)| {
+            (ip, "/[a-z]{0,5}").prop_map(|((host, port, timeout, compress), resource)| {
                 Endpoint::Ws {
                     host,
                     port,

@@ -15,12 +15,16 @@
 //! clients send to the session service are small and acyclic in practice; a peer that sends
 //! cycles leaks at most the (budget-bounded) size of the message each time.
 //!
+//! Dropping is iterative (see `impl Drop for ValueRef`): a peer can send a chain of any
+//! length without nesting (a sequence whose elements each point at the previous one), and a
+//! recursive drop of such a chain would overflow the stack.
+//!
 //! Unknown slices that the decoder skipped (sliced format) stay with the instance in the
 //! cell, not in the generated struct, so generated code needs no field for them; the encoder
 //! re-emits them before the known slices when it writes the instance in the sliced format.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -224,6 +228,33 @@ impl ValueRef {
 }
 
 thread_local! {
+    static DROP_QUEUE: RefCell<Vec<Instance>> = const { RefCell::new(Vec::new()) };
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The last handle to an instance frees it through a queue rather than recursively: a long
+/// chain of instances (cheap to send: a sequence whose elements each point at the previous
+/// one) would otherwise overflow the stack when dropped.
+impl Drop for ValueRef {
+    fn drop(&mut self) {
+        let Some(cell) = Arc::get_mut(&mut self.0) else {
+            return;
+        };
+        let Some(instance) = cell.take() else {
+            return;
+        };
+        let queued = DROP_QUEUE.try_with(|q| q.borrow_mut().push(instance));
+        if queued.is_err() || DRAINING.try_with(|d| d.replace(true)).unwrap_or(true) {
+            return;
+        }
+        while let Some(next) = DROP_QUEUE.try_with(|q| q.borrow_mut().pop()).ok().flatten() {
+            drop(next);
+        }
+        let _ = DRAINING.try_with(|d| d.set(false));
+    }
+}
+
+thread_local! {
     static DEBUG_DEPTH: Cell<usize> = const { Cell::new(0) };
     static EQ_DEPTH: Cell<usize> = const { Cell::new(0) };
 }
@@ -295,6 +326,40 @@ mod tests {
         assert!(!r.fill(Box::new(UnknownValue), Vec::new()));
         assert!(r.is_filled());
         assert_eq!(r.ice_id(), UNKNOWN_VALUE_ID);
+    }
+
+    #[derive(Debug)]
+    struct Link(Option<ValueRef>);
+
+    impl Value for Link {
+        fn ice_id(&self) -> &'static str {
+            "::Test::Link"
+        }
+        fn find(&self, _: &str) -> Option<&dyn Any> {
+            None
+        }
+        fn encode_slices(&self, _: &mut OutputStream) {}
+        fn eq_value(&self, _: &dyn Value) -> bool {
+            false
+        }
+        fn clone_value(&self) -> Box<dyn Value> {
+            Box::new(Link(self.0.clone()))
+        }
+    }
+
+    #[test]
+    fn dropping_a_long_chain_does_not_recurse() {
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let mut head = None;
+                for _ in 0..200_000 {
+                    head = Some(ValueRef::new(Link(head)));
+                }
+                drop(head);
+            })
+            .unwrap();
+        handle.join().unwrap();
     }
 
     #[test]
