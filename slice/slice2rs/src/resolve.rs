@@ -571,7 +571,12 @@ impl Binder<'_> {
             }
         };
         if let ConstValue::Name(n) = v {
-            match lookup(self.symbols, scope, n) {
+            // An enumerator may also be named relative to its enum's scope.
+            let found = lookup(self.symbols, scope, n).or_else(|| match &kind {
+                Err(enum_name) => lookup(self.symbols, parent_scope(enum_name)?, n),
+                Ok(_) => None,
+            });
+            match found {
                 Some((full, sym)) => {
                     let fits = match (&kind, sym.kind) {
                         (Err(enum_name), SymKind::Enumerator) => sym.parent == *enum_name,
