@@ -239,10 +239,10 @@ pub fn exception_of<T: ExceptionType>(
 }
 
 /// How a struct travels as an optional: `VSize` when fixed-size, `FSize` otherwise.
-pub const fn struct_format(fixed: Option<usize>) -> $crate::facade::OptionalFormat {
+pub const fn struct_format(fixed: Option<usize>) -> crate::facade::OptionalFormat {
     match fixed {
-        Some(_) => $crate::facade::OptionalFormat::VSize,
-        None => $crate::facade::OptionalFormat::FSize,
+        Some(_) => crate::facade::OptionalFormat::VSize,
+        None => crate::facade::OptionalFormat::FSize,
     }
 }
 

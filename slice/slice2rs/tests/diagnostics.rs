@@ -34,12 +34,16 @@ fn syntax_errors_are_located_and_do_not_stop_the_check() {
 #[test]
 fn preprocessor_problems() {
     assert_eq!(summary("#ifdef X\nmodule M {};\n"), [(Code::E002, 1, 1)]);
-    assert_eq!(summary("#include <Missing.ice>\nmodule M {};"), [(Code::E003, 1, 1)]);
+    assert_eq!(
+        summary("#include <Missing.ice>\nmodule M {};"),
+        [(Code::E003, 1, 1)]
+    );
 }
 
 #[test]
 fn redefinitions_and_wrong_kinds() {
-    let src = "module M {\nstruct S { int x; };\nenum S { a };\nconst int C = 1;\nstruct U { C c; };\n};";
+    let src =
+        "module M {\nstruct S { int x; };\nenum S { a };\nconst int C = 1;\nstruct U { C c; };\n};";
     assert_eq!(summary(src), [(Code::E006, 3, 6), (Code::E007, 5, 12)]);
 }
 
@@ -73,7 +77,12 @@ fn constants_must_fit_their_types() {
     let codes: Vec<(Code, usize)> = summary(src).iter().map(|s| (s.0, s.1)).collect();
     assert_eq!(
         codes,
-        [(Code::E011, 4), (Code::E011, 5), (Code::E011, 6), (Code::E011, 8)]
+        [
+            (Code::E011, 4),
+            (Code::E011, 5),
+            (Code::E011, 6),
+            (Code::E011, 8)
+        ]
     );
 }
 

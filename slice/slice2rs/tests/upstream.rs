@@ -4,7 +4,13 @@ use std::path::{Path, PathBuf};
 
 const UPSTREAM: &str = "/usr/share/ice/slice";
 const DIRS: &[&str] = &[
-    "Ice", "Glacier2", "IceSSL", "IceGrid", "IceStorm", "IceBox", "IcePatch2",
+    "Ice",
+    "Glacier2",
+    "IceSSL",
+    "IceGrid",
+    "IceStorm",
+    "IceBox",
+    "IcePatch2",
 ];
 
 fn upstream_files() -> Option<Vec<PathBuf>> {
@@ -45,7 +51,12 @@ fn every_upstream_file_checks() {
             panic!("upstream files rejected:\n{}", text.join("\n"));
         }
     };
-    for name in ["::Ice::Identity", "::Glacier2::Router", "::IceGrid::Admin", "::Ice::Locator"] {
+    for name in [
+        "::Ice::Identity",
+        "::Glacier2::Router",
+        "::IceGrid::Admin",
+        "::Ice::Locator",
+    ] {
         assert!(checked.symbols.contains_key(name), "{name} missing");
     }
     // Generation over the non-local parts must not panic either.
