@@ -284,6 +284,77 @@ pub fn check_throws<T>(
     }
 }
 
+/// What a typed client proxy (`IPrx`) needs from the runtime: send one request on the
+/// proxy's connection and await its reply. `params` is the payload of the request
+/// encapsulation (without header); for a oneway call the reply is `Ok(empty)` at once.
+#[crate::facade::async_trait]
+pub trait Invoker: Send + Sync {
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke(
+        &self,
+        proxy: &crate::facade::Proxy,
+        operation: &str,
+        mode: crate::facade::OperationMode,
+        ctx: &crate::facade::Context,
+        params: Vec<u8>,
+        encoding: Encoding,
+        oneway: bool,
+    ) -> Result<InvokeReply, InvokeError>;
+}
+
+/// The outcome of a request as the peer replied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InvokeReply {
+    /// Reply status 0: the payload of the reply encapsulation.
+    Ok(Vec<u8>),
+    /// Reply status 1: the payload holding the user exception.
+    UserException(Vec<u8>),
+    /// Reply statuses 2 to 7, described (e.g. `ObjectNotExistException`).
+    Failed(String),
+}
+
+/// Why a request got no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    #[error("connection closed")]
+    ConnectionClosed,
+    #[error("invocation timed out")]
+    Timeout,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a call through a typed proxy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("user exception {}", .0.ice_id())]
+    User(Box<dyn UserException>),
+    #[error("the peer failed the request: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    #[error("cannot decode the reply: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// The payload of a successful reply, or the error the reply stands for.
+pub fn reply_payload(reply: InvokeReply, encoding: Encoding) -> Result<Vec<u8>, CallError> {
+    match reply {
+        InvokeReply::Ok(payload) => Ok(payload),
+        InvokeReply::UserException(payload) => {
+            register();
+            let mut r = InputStream::new(&payload, encoding);
+            Err(CallError::User(r.read_exception()?))
+        }
+        InvokeReply::Failed(text) => Err(CallError::Failed(text)),
+    }
+}
+
+/// Whether calls through `proxy` expect no reply.
+pub fn is_oneway(proxy: &crate::facade::Proxy) -> bool {
+    !matches!(proxy.mode, crate::facade::ProxyMode::Twoway)
+}
+
 /// The reply payload of an operation that returns nothing.
 pub fn empty_reply() -> Vec<u8> {
     Vec::new()

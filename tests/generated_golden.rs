@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use omero_sessiond::facade::{
-    ClassType, ConnectionInfo, Current, Decode, Dispatch, DispatchError, Encode, Encoding,
-    Identity, InputStream, OperationMode, OutputStream, UserException, ValueRef,
+    ClassType, ConnectionInfo, Context, Current, Decode, Dispatch, DispatchError, Encode, Encoding,
+    Identity, InputStream, OperationMode, OutputStream, Proxy, UserException, ValueRef,
 };
 
 macro_rules! slice_struct {
@@ -30,7 +30,8 @@ mod facade {
 #[allow(dead_code, clippy::all)]
 mod generated {
     pub use omero_sessiond::generated::{
-        check_throws, empty_reply, end_params, exception_of, no_params, value_of,
+        check_throws, empty_reply, end_params, exception_of, is_oneway, no_params, reply_payload,
+        value_of, CallError, Invoker,
     };
     include!("../slice/slice2rs/tests/golden/features.expected.rs");
 }
@@ -260,4 +261,67 @@ async fn dispatch_with_optionals_outs_and_inherited_operations() {
         .is_empty());
     let reply = d.dispatch(&current("name"), &[]).await.unwrap();
     assert_eq!(reply, b"\x04leaf");
+}
+
+/// Sends calls straight into a dispatcher, encoding user exceptions as a reply would.
+struct Loopback(feat::TreeDispatcher<Leaf>);
+
+#[omero_sessiond::facade::async_trait]
+impl generated::Invoker for Loopback {
+    async fn invoke(
+        &self,
+        proxy: &Proxy,
+        operation: &str,
+        mode: OperationMode,
+        ctx: &Context,
+        params: Vec<u8>,
+        encoding: Encoding,
+        _oneway: bool,
+    ) -> Result<omero_sessiond::generated::InvokeReply, omero_sessiond::generated::InvokeError>
+    {
+        use omero_sessiond::generated::InvokeReply;
+        let mut cur = current(operation);
+        cur.id = proxy.identity.clone();
+        cur.mode = mode;
+        cur.ctx = ctx.clone();
+        cur.encoding = encoding;
+        Ok(match self.0.dispatch(&cur, &params).await {
+            Ok(payload) => InvokeReply::Ok(payload),
+            Err(DispatchError::User(e)) => {
+                let mut w = OutputStream::new(encoding);
+                w.write_exception(&*e);
+                InvokeReply::UserException(w.into_bytes())
+            }
+            Err(other) => InvokeReply::Failed(format!("{other:?}")),
+        })
+    }
+}
+
+#[tokio::test]
+async fn typed_proxies_talk_to_dispatchers() {
+    generated::register();
+    for enc in [Encoding::V1_0, Encoding::V1_1] {
+        let mut proxy = Proxy::new(Identity::new("", "leaf"));
+        proxy.encoding = enc;
+        let prx = feat::TreePrx {
+            proxy,
+            invoker: Arc::new(Loopback(feat::TreeDispatcher(Arc::new(Leaf)))),
+        };
+        let ctx = Context::new();
+        assert_eq!(prx.name(&ctx).await.unwrap(), "leaf");
+        let (named, count, found) = prx.lookup("k".into(), Some(3), &ctx).await.unwrap();
+        assert_eq!(named.unwrap().get::<dep::Named>().unwrap().name, "k");
+        if enc == Encoding::V1_1 {
+            assert_eq!(count, 3);
+            assert_eq!(found, Some(vec![feat::Point { x: 5, y: 6 }]));
+        } else {
+            assert_eq!((count, found), (-1, None));
+        }
+        match prx.lookup("bad".into(), None, &ctx).await {
+            Err(generated::CallError::User(e)) => assert_eq!(e.ice_id(), "::Feat::Problem"),
+            other => panic!("{other:?}"),
+        }
+        prx.current(1, &ctx).await.unwrap();
+        prx.ping(None, None, &ctx).await.unwrap();
+    }
 }

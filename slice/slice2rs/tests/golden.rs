@@ -19,6 +19,7 @@ fn generated_code_matches_the_golden_files() {
         let opts = slice2rs::Options {
             include_dirs: vec![dir.clone()],
             files: vec![dir.join(format!("{name}.ice"))],
+            proxies: vec!["*".to_string()],
         };
         let code = match slice2rs::compile(&opts) {
             Ok(c) => c,

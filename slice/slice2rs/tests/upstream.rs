@@ -43,6 +43,7 @@ fn every_upstream_file_checks() {
     let opts = slice2rs::Options {
         include_dirs: vec![UPSTREAM.into()],
         files,
+        proxies: Vec::new(),
     };
     let checked = match slice2rs::check(&opts) {
         Ok(c) => c,
@@ -60,8 +61,9 @@ fn every_upstream_file_checks() {
         assert!(checked.symbols.contains_key(name), "{name} missing");
     }
     // Generation over the non-local parts must not panic either.
-    let code = slice2rs::gen::generate(&checked);
+    let code = slice2rs::gen::generate_with(&checked, &["*".to_string()]);
     assert!(code.contains("pub trait Router"));
+    assert!(code.contains("pub struct LocatorPrx"));
 }
 
 #[test]

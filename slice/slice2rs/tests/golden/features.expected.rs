@@ -244,6 +244,90 @@ pub mod feat {
         }
     }
 
+    /// A typed client proxy: calls go out through `invoker`.
+    #[derive(Clone)]
+    pub struct NodePrx {
+        pub proxy: crate::facade::Proxy,
+        pub invoker: std::sync::Arc<dyn crate::generated::Invoker>,
+    }
+
+    impl NodePrx {
+        pub async fn name(
+            &self,
+            ctx: &crate::facade::Context,
+        ) -> Result<String, crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let ice_w = crate::facade::OutputStream::new(ice_enc);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "name", crate::facade::OperationMode::Idempotent, ctx, ice_w.into_bytes(), ice_enc, false)
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
+            Ok(ice_v0)
+        }
+
+        pub async fn lookup(
+            &self,
+            key: String,
+            limit: Option<i32>,
+            ctx: &crate::facade::Context,
+        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<crate::generated::feat::Points>), crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let mut ice_w = crate::facade::OutputStream::new(ice_enc);
+            crate::facade::Encode::encode(&key, &mut ice_w);
+            ice_w.write_optional(3, limit.as_ref());
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "lookup", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
+            let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
+            let ice_v2: Option<crate::generated::feat::Points> = ice_r.read_optional(1)?;
+            ice_r.read_pending_values()?;
+            Ok((ice_v0, ice_v1, ice_v2))
+        }
+
+        pub async fn shape(
+            &self,
+            ctx: &crate::facade::Context,
+        ) -> Result<Option<crate::facade::ValueRef>, crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let ice_w = crate::facade::OutputStream::new(ice_enc);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "shape", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
+            ice_r.read_pending_values()?;
+            Ok(ice_v0)
+        }
+
+        pub async fn ping(
+            &self,
+            peer: Option<crate::facade::Proxy>,
+            any: Option<crate::facade::Proxy>,
+            ctx: &crate::facade::Context,
+        ) -> Result<(), crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let mut ice_w = crate::facade::OutputStream::new(ice_enc);
+            crate::facade::Encode::encode(&peer, &mut ice_w);
+            crate::facade::Encode::encode(&any, &mut ice_w);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::generated::is_oneway(&self.proxy))
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let _ = ice_payload;
+            Ok(())
+        }
+    }
+
     #[crate::facade::async_trait]
     pub trait Tree: Send + Sync + 'static {
         async fn paint(
@@ -360,6 +444,125 @@ pub mod feat {
                 }
                 _ => Err(crate::facade::DispatchError::OperationNotExist),
             }
+        }
+    }
+
+    /// A typed client proxy: calls go out through `invoker`.
+    #[derive(Clone)]
+    pub struct TreePrx {
+        pub proxy: crate::facade::Proxy,
+        pub invoker: std::sync::Arc<dyn crate::generated::Invoker>,
+    }
+
+    impl TreePrx {
+        pub async fn paint(
+            &self,
+            c: crate::generated::feat::inner::Color,
+            ctx: &crate::facade::Context,
+        ) -> Result<Option<crate::generated::feat::inner::Color>, crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let mut ice_w = crate::facade::OutputStream::new(ice_enc);
+            crate::facade::Encode::encode(&c, &mut ice_w);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "paint", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            let ice_v0: Option<crate::generated::feat::inner::Color> = ice_r.read_optional(2)?;
+            Ok(ice_v0)
+        }
+
+        pub async fn current(
+            &self,
+            current: i32,
+            ctx: &crate::facade::Context,
+        ) -> Result<(), crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let mut ice_w = crate::facade::OutputStream::new(ice_enc);
+            crate::facade::Encode::encode(&current, &mut ice_w);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "current", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::generated::is_oneway(&self.proxy))
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let _ = ice_payload;
+            Ok(())
+        }
+
+        pub async fn name(
+            &self,
+            ctx: &crate::facade::Context,
+        ) -> Result<String, crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let ice_w = crate::facade::OutputStream::new(ice_enc);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "name", crate::facade::OperationMode::Idempotent, ctx, ice_w.into_bytes(), ice_enc, false)
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
+            Ok(ice_v0)
+        }
+
+        pub async fn lookup(
+            &self,
+            key: String,
+            limit: Option<i32>,
+            ctx: &crate::facade::Context,
+        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<crate::generated::feat::Points>), crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let mut ice_w = crate::facade::OutputStream::new(ice_enc);
+            crate::facade::Encode::encode(&key, &mut ice_w);
+            ice_w.write_optional(3, limit.as_ref());
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "lookup", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
+            let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
+            let ice_v2: Option<crate::generated::feat::Points> = ice_r.read_optional(1)?;
+            ice_r.read_pending_values()?;
+            Ok((ice_v0, ice_v1, ice_v2))
+        }
+
+        pub async fn shape(
+            &self,
+            ctx: &crate::facade::Context,
+        ) -> Result<Option<crate::facade::ValueRef>, crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let ice_w = crate::facade::OutputStream::new(ice_enc);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "shape", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
+            ice_r.read_pending_values()?;
+            Ok(ice_v0)
+        }
+
+        pub async fn ping(
+            &self,
+            peer: Option<crate::facade::Proxy>,
+            any: Option<crate::facade::Proxy>,
+            ctx: &crate::facade::Context,
+        ) -> Result<(), crate::generated::CallError> {
+            let ice_enc = self.proxy.encoding;
+            let mut ice_w = crate::facade::OutputStream::new(ice_enc);
+            crate::facade::Encode::encode(&peer, &mut ice_w);
+            crate::facade::Encode::encode(&any, &mut ice_w);
+            let ice_reply = self
+                .invoker
+                .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::generated::is_oneway(&self.proxy))
+                .await?;
+            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let _ = ice_payload;
+            Ok(())
         }
     }
 
