@@ -109,3 +109,19 @@ fn enumerator_constants_resolve() {
     let src = "module M { module N { enum E { x, y }; }; const N::E v = N::y; const N::E w = ::M::N::E::x; struct S { N::E e = N::x; }; };";
     assert!(errors(src).is_empty(), "{:?}", errors(src));
 }
+
+#[test]
+fn redefining_inherited_names_and_empty_structs() {
+    let src = "module M {\nclass A { int x; };\nclass B extends A { string X; };\ninterface I { void f(); };\ninterface J extends I { void F(); };\nexception E { int c; };\nexception F extends E { int c; };\nstruct S {};\n};";
+    assert_eq!(
+        summary(src),
+        [
+            (Code::E009, 8, 8),
+            (Code::E009, 3, 28),
+            (Code::E009, 7, 29),
+            (Code::E009, 5, 30),
+        ]
+    );
+    let diamond = "module M { interface A { void f(); }; interface B extends A {}; interface C extends A {}; interface D extends B, C { void g(); }; };";
+    assert!(errors(diamond).is_empty(), "{:?}", errors(diamond));
+}
