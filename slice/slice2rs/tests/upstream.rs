@@ -102,3 +102,24 @@ fn the_cli_accepts_upstream_and_reports_a_broken_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn gen_writes_slice_rs() {
+    let dir = std::env::temp_dir().join(format!("slice2rs-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("A.ice");
+    std::fs::write(&src, "module A { interface I { void f(); }; };\n").unwrap();
+    let out = dir.join("out");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_slice2rs"))
+        .arg("gen")
+        .args(["--proxy", "::A::I", "--out"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap();
+    let code = std::fs::read_to_string(out.join("slice.rs")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(status.success());
+    assert!(code.contains("pub trait I: Send + Sync"));
+    assert!(code.contains("pub struct IPrx"));
+}
