@@ -31,6 +31,12 @@ fn main() {
     let opts = slice2rs::Options {
         include_dirs: vec![root],
         files,
+        // The interfaces the server calls rather than serves.
+        proxies: vec![
+            "::omero::api::ClientCallback".to_string(),
+            "::Glacier2::SessionControl".to_string(),
+            "::Glacier2::PermissionsVerifier".to_string(),
+        ],
     };
     let code = match slice2rs::compile(&opts) {
         Ok(code) => code,

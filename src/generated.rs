@@ -18,54 +18,56 @@ use crate::facade::{
 
 /// A struct's `Decode`, `Encode` and `OptionalValue`: members in order; as an optional, a
 /// fixed-size struct is `VSize`-framed and any other `FSize`-framed.
+#[macro_export]
 macro_rules! slice_struct {
     ($name:ident, $min:expr, $fixed:expr, [$($m:ident),*]) => {
-        impl crate::facade::Decode for $name {
+        impl $crate::facade::Decode for $name {
             const MIN_WIRE_SIZE: usize = $min;
             const FIXED_SIZE: Option<usize> = $fixed;
             fn decode(
-                r: &mut crate::facade::InputStream<'_>,
-            ) -> Result<Self, crate::facade::DecodeError> {
-                Ok(Self { $($m: crate::facade::Decode::decode(r)?,)* })
+                r: &mut $crate::facade::InputStream<'_>,
+            ) -> Result<Self, $crate::facade::DecodeError> {
+                Ok(Self { $($m: $crate::facade::Decode::decode(r)?,)* })
             }
         }
-        impl crate::facade::Encode for $name {
-            fn encode(&self, w: &mut crate::facade::OutputStream) {
-                $(crate::facade::Encode::encode(&self.$m, w);)*
+        impl $crate::facade::Encode for $name {
+            fn encode(&self, w: &mut $crate::facade::OutputStream) {
+                $($crate::facade::Encode::encode(&self.$m, w);)*
             }
         }
-        impl crate::facade::OptionalValue for $name {
-            const FORMAT: crate::facade::OptionalFormat =
-                crate::generated::struct_format(<Self as crate::facade::Decode>::FIXED_SIZE);
-            fn write_optional_payload(&self, w: &mut crate::facade::OutputStream) {
-                match <Self as crate::facade::Decode>::FIXED_SIZE {
+        impl $crate::facade::OptionalValue for $name {
+            const FORMAT: $crate::facade::OptionalFormat =
+                $crate::generated::struct_format(<Self as $crate::facade::Decode>::FIXED_SIZE);
+            fn write_optional_payload(&self, w: &mut $crate::facade::OutputStream) {
+                match <Self as $crate::facade::Decode>::FIXED_SIZE {
                     Some(n) => {
                         w.write_size(n);
-                        crate::facade::Encode::encode(self, w);
+                        $crate::facade::Encode::encode(self, w);
                     }
                     None => {
                         let p = w.start_fsize();
-                        crate::facade::Encode::encode(self, w);
+                        $crate::facade::Encode::encode(self, w);
                         w.end_fsize(p);
                     }
                 }
             }
             fn read_optional_payload(
-                r: &mut crate::facade::InputStream<'_>,
-            ) -> Result<Self, crate::facade::DecodeError> {
-                match <Self as crate::facade::Decode>::FIXED_SIZE {
+                r: &mut $crate::facade::InputStream<'_>,
+            ) -> Result<Self, $crate::facade::DecodeError> {
+                match <Self as $crate::facade::Decode>::FIXED_SIZE {
                     Some(_) => {
                         r.read_size()?;
                     }
                     None => r.skip(4)?,
                 }
-                crate::facade::Decode::decode(r)
+                $crate::facade::Decode::decode(r)
             }
         }
     };
 }
 
 /// An enum with explicit discriminants; the first enumerator is the default.
+#[macro_export]
 macro_rules! slice_enum {
     ($name:ident, $max:expr, [$first:ident = $fv:literal $(, $var:ident = $v:literal)*]) => {
         #[repr(i32)]
@@ -85,29 +87,29 @@ macro_rules! slice_enum {
                 }
             }
         }
-        impl crate::facade::Decode for $name {
+        impl $crate::facade::Decode for $name {
             fn decode(
-                r: &mut crate::facade::InputStream<'_>,
-            ) -> Result<Self, crate::facade::DecodeError> {
+                r: &mut $crate::facade::InputStream<'_>,
+            ) -> Result<Self, $crate::facade::DecodeError> {
                 let v = r.read_enum(Self::MAX_VALUE)?;
-                Self::from_i32(v).ok_or(crate::facade::DecodeError::InvalidEnumerator(v))
+                Self::from_i32(v).ok_or($crate::facade::DecodeError::InvalidEnumerator(v))
             }
         }
-        impl crate::facade::Encode for $name {
-            fn encode(&self, w: &mut crate::facade::OutputStream) {
+        impl $crate::facade::Encode for $name {
+            fn encode(&self, w: &mut $crate::facade::OutputStream) {
                 w.write_enum(*self as i32, Self::MAX_VALUE)
             }
         }
-        impl crate::facade::OptionalValue for $name {
-            const FORMAT: crate::facade::OptionalFormat = crate::facade::OptionalFormat::Size;
-            fn write_optional_payload(&self, w: &mut crate::facade::OutputStream) {
+        impl $crate::facade::OptionalValue for $name {
+            const FORMAT: $crate::facade::OptionalFormat = $crate::facade::OptionalFormat::Size;
+            fn write_optional_payload(&self, w: &mut $crate::facade::OutputStream) {
                 w.write_size(*self as i32 as usize)
             }
             fn read_optional_payload(
-                r: &mut crate::facade::InputStream<'_>,
-            ) -> Result<Self, crate::facade::DecodeError> {
+                r: &mut $crate::facade::InputStream<'_>,
+            ) -> Result<Self, $crate::facade::DecodeError> {
                 let v = i32::try_from(r.read_size()?).unwrap_or(-1);
-                Self::from_i32(v).ok_or(crate::facade::DecodeError::InvalidEnumerator(v))
+                Self::from_i32(v).ok_or($crate::facade::DecodeError::InvalidEnumerator(v))
             }
         }
     };
@@ -115,25 +117,26 @@ macro_rules! slice_enum {
 
 /// `Value` and `ClassType` of a class: required members in order, then optional ones by
 /// tag, then the base's slices.
+#[macro_export]
 macro_rules! slice_class {
     ($name:ident, $id:literal, $compact:expr, [$($m:ident),*], [$($tag:literal $o:ident),*] $(, base $base:ty)?) => {
-        impl crate::facade::ClassType for $name {
+        impl $crate::facade::ClassType for $name {
             const ICE_ID: &'static str = $id;
             const COMPACT_ID: Option<i32> = $compact;
             fn decode_slices(
-                r: &mut crate::facade::InputStream<'_>,
-            ) -> Result<Self, crate::facade::DecodeError> {
-                $(let $m = crate::facade::Decode::decode(r)?;)*
+                r: &mut $crate::facade::InputStream<'_>,
+            ) -> Result<Self, $crate::facade::DecodeError> {
+                $(let $m = $crate::facade::Decode::decode(r)?;)*
                 $(let $o = r.read_optional($tag)?;)*
                 r.end_slice()?;
                 $(
                     r.start_slice()?;
-                    let base = <$base as crate::facade::ClassType>::decode_slices(r)?;
+                    let base = <$base as $crate::facade::ClassType>::decode_slices(r)?;
                 )?
-                Ok(Self { $(base: slice_class!(@id base $base),)? $($m,)* $($o,)* })
+                Ok(Self { $(base: $crate::slice_class!(@id base $base),)? $($m,)* $($o,)* })
             }
         }
-        impl crate::facade::Value for $name {
+        impl $crate::facade::Value for $name {
             fn ice_id(&self) -> &'static str {
                 $id
             }
@@ -141,23 +144,23 @@ macro_rules! slice_class {
                 if type_id == $id {
                     return Some(self);
                 }
-                $(return <$base as crate::facade::Value>::find(&self.base, type_id);)?
+                $(return <$base as $crate::facade::Value>::find(&self.base, type_id);)?
                 #[allow(unreachable_code)]
                 None
             }
-            fn encode_slices(&self, w: &mut crate::facade::OutputStream) {
-                let is_last = true $(&& slice_class!(@false $base))?;
+            fn encode_slices(&self, w: &mut $crate::facade::OutputStream) {
+                let is_last = true $(&& $crate::slice_class!(@false $base))?;
                 w.start_slice($id, $compact, is_last);
-                $(crate::facade::Encode::encode(&self.$m, w);)*
+                $($crate::facade::Encode::encode(&self.$m, w);)*
                 $(w.write_optional($tag, self.$o.as_ref());)*
                 w.end_slice();
-                $(<$base as crate::facade::Value>::encode_slices(&self.base, w);)?
+                $(<$base as $crate::facade::Value>::encode_slices(&self.base, w);)?
             }
-            fn eq_value(&self, other: &dyn crate::facade::Value) -> bool {
+            fn eq_value(&self, other: &dyn $crate::facade::Value) -> bool {
                 other.ice_id() == $id
                     && other.find($id).and_then(|a| a.downcast_ref::<Self>()) == Some(self)
             }
-            fn clone_value(&self) -> Box<dyn crate::facade::Value> {
+            fn clone_value(&self) -> Box<dyn $crate::facade::Value> {
                 Box::new(self.clone())
             }
         }
@@ -167,24 +170,25 @@ macro_rules! slice_class {
 }
 
 /// `UserException` and `ExceptionType` of an exception, laid out like a class.
+#[macro_export]
 macro_rules! slice_exception {
     ($name:ident, $id:literal, $uses_classes:literal, [$($m:ident),*], [$($tag:literal $o:ident),*] $(, base $base:ty)?) => {
-        impl crate::facade::ExceptionType for $name {
+        impl $crate::facade::ExceptionType for $name {
             const ICE_ID: &'static str = $id;
             fn decode_slices(
-                r: &mut crate::facade::InputStream<'_>,
-            ) -> Result<Self, crate::facade::DecodeError> {
-                $(let $m = crate::facade::Decode::decode(r)?;)*
+                r: &mut $crate::facade::InputStream<'_>,
+            ) -> Result<Self, $crate::facade::DecodeError> {
+                $(let $m = $crate::facade::Decode::decode(r)?;)*
                 $(let $o = r.read_optional($tag)?;)*
                 r.end_exception_slice()?;
                 $(
                     r.start_exception_slice()?;
-                    let base = <$base as crate::facade::ExceptionType>::decode_slices(r)?;
+                    let base = <$base as $crate::facade::ExceptionType>::decode_slices(r)?;
                 )?
-                Ok(Self { $(base: slice_class!(@id base $base),)? $($m,)* $($o,)* })
+                Ok(Self { $(base: $crate::slice_class!(@id base $base),)? $($m,)* $($o,)* })
             }
         }
-        impl crate::facade::UserException for $name {
+        impl $crate::facade::UserException for $name {
             fn ice_id(&self) -> &'static str {
                 $id
             }
@@ -192,22 +196,22 @@ macro_rules! slice_exception {
                 if type_id == $id {
                     return Some(self);
                 }
-                $(return <$base as crate::facade::UserException>::find(&self.base, type_id);)?
+                $(return <$base as $crate::facade::UserException>::find(&self.base, type_id);)?
                 #[allow(unreachable_code)]
                 None
             }
-            fn encode_slices(&self, w: &mut crate::facade::OutputStream) {
-                let is_last = true $(&& slice_class!(@false $base))?;
+            fn encode_slices(&self, w: &mut $crate::facade::OutputStream) {
+                let is_last = true $(&& $crate::slice_class!(@false $base))?;
                 w.start_exception_slice($id, is_last);
-                $(crate::facade::Encode::encode(&self.$m, w);)*
+                $($crate::facade::Encode::encode(&self.$m, w);)*
                 $(w.write_optional($tag, self.$o.as_ref());)*
                 w.end_exception_slice();
-                $(<$base as crate::facade::UserException>::encode_slices(&self.base, w);)?
+                $(<$base as $crate::facade::UserException>::encode_slices(&self.base, w);)?
             }
             fn uses_classes(&self) -> bool {
                 $uses_classes
             }
-            fn clone_exception(&self) -> Box<dyn crate::facade::UserException> {
+            fn clone_exception(&self) -> Box<dyn $crate::facade::UserException> {
                 Box::new(self.clone())
             }
         }
@@ -278,6 +282,77 @@ pub fn check_throws<T>(
         }
         other => other,
     }
+}
+
+/// What a typed client proxy (`IPrx`) needs from the runtime: send one request on the
+/// proxy's connection and await its reply. `params` is the payload of the request
+/// encapsulation (without header); for a oneway call the reply is `Ok(empty)` at once.
+#[crate::facade::async_trait]
+pub trait Invoker: Send + Sync {
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke(
+        &self,
+        proxy: &crate::facade::Proxy,
+        operation: &str,
+        mode: crate::facade::OperationMode,
+        ctx: &crate::facade::Context,
+        params: Vec<u8>,
+        encoding: Encoding,
+        oneway: bool,
+    ) -> Result<InvokeReply, InvokeError>;
+}
+
+/// The outcome of a request as the peer replied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InvokeReply {
+    /// Reply status 0: the payload of the reply encapsulation.
+    Ok(Vec<u8>),
+    /// Reply status 1: the payload holding the user exception.
+    UserException(Vec<u8>),
+    /// Reply statuses 2 to 7, described (e.g. `ObjectNotExistException`).
+    Failed(String),
+}
+
+/// Why a request got no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    #[error("connection closed")]
+    ConnectionClosed,
+    #[error("invocation timed out")]
+    Timeout,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Why a call through a typed proxy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("user exception {}", .0.ice_id())]
+    User(Box<dyn UserException>),
+    #[error("the peer failed the request: {0}")]
+    Failed(String),
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    #[error("cannot decode the reply: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// The payload of a successful reply, or the error the reply stands for.
+pub fn reply_payload(reply: InvokeReply, encoding: Encoding) -> Result<Vec<u8>, CallError> {
+    match reply {
+        InvokeReply::Ok(payload) => Ok(payload),
+        InvokeReply::UserException(payload) => {
+            register();
+            let mut r = InputStream::new(&payload, encoding);
+            Err(CallError::User(r.read_exception()?))
+        }
+        InvokeReply::Failed(text) => Err(CallError::Failed(text)),
+    }
+}
+
+/// Whether calls through `proxy` expect no reply.
+pub fn is_oneway(proxy: &crate::facade::Proxy) -> bool {
+    !matches!(proxy.mode, crate::facade::ProxyMode::Twoway)
 }
 
 /// The reply payload of an operation that returns nothing.

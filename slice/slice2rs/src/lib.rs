@@ -24,6 +24,9 @@ pub struct Options {
     pub include_dirs: Vec<PathBuf>,
     /// The files to compile; the files they include are read too.
     pub files: Vec<PathBuf>,
+    /// Interfaces that get a typed client proxy (`IPrx`): absolute Slice names such as
+    /// `::omero::api::ClientCallback`, or `*` for every interface.
+    pub proxies: Vec<String>,
 }
 
 /// A checked set of Slice files, ready for generation.
@@ -70,10 +73,10 @@ fn check_from(roots: &[String], sources: &load::Sources<'_>) -> Result<Checked, 
 
 /// Compiles the files of `opts` into one Rust source text (see `docs/slice-mapping.md`).
 pub fn compile(opts: &Options) -> Result<String, Vec<Diagnostic>> {
-    check(opts).map(|c| gen::generate(&c))
+    check(opts).map(|c| gen::generate_with(&c, &opts.proxies))
 }
 
-/// [`compile`] for in-memory sources.
+/// [`compile`] for in-memory sources (no client proxies).
 pub fn compile_sources(sources: &[(&str, &str)]) -> Result<String, Vec<Diagnostic>> {
     check_sources(sources).map(|c| gen::generate(&c))
 }

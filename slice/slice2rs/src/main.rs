@@ -20,12 +20,12 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut out = None;
     let mut it = rest.iter();
     while let Some(a) = it.next() {
-        if a == "-I" || a == "--out" {
+        if a == "-I" || a == "--out" || a == "--proxy" {
             let v = it.next().ok_or(format!("{a} needs a value"))?;
-            if a == "-I" {
-                opts.include_dirs.push(v.into());
-            } else {
-                out = Some(v.into());
+            match a.as_str() {
+                "-I" => opts.include_dirs.push(v.into()),
+                "--out" => out = Some(v.into()),
+                _ => opts.proxies.push(v.clone()),
             }
         } else if let Some(dir) = a.strip_prefix("-I") {
             opts.include_dirs.push(dir.into());

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use crate::ast::*;
 use crate::diag::{Code, Diagnostic, Pos};
 
-/// Absolute name -> (bases, file, position), for the cycle check.
-type Bases = HashMap<String, (Vec<String>, usize, At)>;
+/// Absolute name -> what inheritance checks need.
+type Bases = HashMap<String, Inherits>;
 use crate::load::SourceFile;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,32 +85,85 @@ pub fn resolve(files: &mut [SourceFile], diags: &mut Vec<Diagnostic>) -> Symbols
         b.bind_all("", &mut defs);
         file.ast.definitions = defs;
     }
-    check_cycles(files, diags);
+    check_inheritance(files, diags);
     symbols
+}
+
+/// What inheritance checks need of a class, interface or exception.
+struct Inherits {
+    bases: Vec<String>,
+    file: usize,
+    at: At,
+    /// Member and operation names (lowercase: Slice names clash case-insensitively).
+    names: Vec<(String, At)>,
 }
 
 fn collect_bases(scope: &str, defs: &[Definition], file: usize, out: &mut Bases) {
     for def in defs {
         let name = format!("{scope}::{}", def.name);
-        let bases: Vec<String> = match &def.kind {
+        let member_names = |ms: &[Member]| -> Vec<(String, At)> {
+            ms.iter().map(|m| (m.name.to_lowercase(), m.at)).collect()
+        };
+        let op_names = |os: &[Operation]| -> Vec<(String, At)> {
+            os.iter().map(|o| (o.name.to_lowercase(), o.at)).collect()
+        };
+        let (bases, names): (Vec<String>, Vec<(String, At)>) = match &def.kind {
             Kind::Module(inner) => {
                 collect_bases(&name, inner, file, out);
                 continue;
             }
             Kind::Class {
-                base, implements, ..
-            } => base.iter().chain(implements).map(|b| b.0.clone()).collect(),
-            Kind::Interface { bases, .. } => bases.iter().map(|b| b.0.clone()).collect(),
-            Kind::Exception { base, .. } => base.iter().map(|b| b.0.clone()).collect(),
+                base,
+                implements,
+                members,
+                ops,
+                ..
+            } => {
+                let mut names = member_names(members);
+                names.extend(op_names(ops));
+                let bases = base.iter().chain(implements).map(|b| b.0.clone()).collect();
+                (bases, names)
+            }
+            Kind::Interface { bases, ops } => {
+                (bases.iter().map(|b| b.0.clone()).collect(), op_names(ops))
+            }
+            Kind::Exception { base, members } => (
+                base.iter().map(|b| b.0.clone()).collect(),
+                member_names(members),
+            ),
             _ => continue,
         };
-        out.insert(name, (bases, file, def.at));
+        let entry = Inherits {
+            bases,
+            file,
+            at: def.at,
+            names,
+        };
+        out.insert(name, entry);
     }
 }
 
-/// Reports every type that is its own (indirect) base; the generator relies on there being
-/// none.
-fn check_cycles(files: &[SourceFile], diags: &mut Vec<Diagnostic>) {
+/// Every (indirect) base of `name`, or None when `name` is among them.
+fn ancestors<'a>(name: &str, bases: &'a Bases) -> Option<Vec<&'a String>> {
+    let mut stack: Vec<&String> = bases.get(name)?.bases.iter().collect();
+    let mut seen = Vec::new();
+    while let Some(b) = stack.pop() {
+        if b == name {
+            return None;
+        }
+        if !seen.contains(&b) {
+            seen.push(b);
+            if let Some(more) = bases.get(b) {
+                stack.extend(&more.bases);
+            }
+        }
+    }
+    Some(seen)
+}
+
+/// Reports every type that is its own (indirect) base (the generator relies on there
+/// being none), and members or operations that redefine one of a base.
+fn check_inheritance(files: &[SourceFile], diags: &mut Vec<Diagnostic>) {
     let mut bases = Bases::new();
     for (idx, f) in files.iter().enumerate() {
         collect_bases("", &f.ast.definitions, idx, &mut bases);
@@ -118,22 +171,28 @@ fn check_cycles(files: &[SourceFile], diags: &mut Vec<Diagnostic>) {
     let mut names: Vec<&String> = bases.keys().collect();
     names.sort();
     for name in names {
-        let mut stack: Vec<&String> = bases[name].0.iter().collect();
-        let mut seen = HashSet::new();
-        while let Some(b) = stack.pop() {
-            if b == name {
-                let (_, file, at) = &bases[name];
+        let entry = &bases[name];
+        let source = &files[entry.file];
+        let Some(ancestors) = ancestors(name, &bases) else {
+            diags.push(Diagnostic::new(
+                source.pos(entry.at),
+                Code::E008,
+                format!("`{name}` inherits from itself"),
+            ));
+            continue;
+        };
+        for (own, at) in &entry.names {
+            let clash = ancestors.iter().find(|a| {
+                bases
+                    .get(**a)
+                    .is_some_and(|b| b.names.iter().any(|n| n.0 == *own))
+            });
+            if let Some(base) = clash {
                 diags.push(Diagnostic::new(
-                    files[*file].pos(*at),
-                    Code::E008,
-                    format!("`{name}` inherits from itself"),
+                    source.pos(*at),
+                    Code::E009,
+                    format!("`{own}` is already defined in base `{base}`"),
                 ));
-                break;
-            }
-            if seen.insert(b) {
-                if let Some((more, _, _)) = bases.get(b) {
-                    stack.extend(more);
-                }
             }
         }
     }
@@ -314,6 +373,13 @@ impl Binder<'_> {
                     self.bind_members(scope, members, local);
                 }
                 Kind::Struct(members) => {
+                    if members.is_empty() {
+                        self.error(
+                            def.at,
+                            Code::E009,
+                            format!("struct `{name}` has no members"),
+                        );
+                    }
                     self.bind_members(scope, members, local);
                     for m in members.iter() {
                         if m.tag.is_some() {
@@ -571,7 +637,12 @@ impl Binder<'_> {
             }
         };
         if let ConstValue::Name(n) = v {
-            match lookup(self.symbols, scope, n) {
+            // An enumerator may also be named relative to its enum's scope.
+            let found = lookup(self.symbols, scope, n).or_else(|| match &kind {
+                Err(enum_name) => lookup(self.symbols, parent_scope(enum_name)?, n),
+                Ok(_) => None,
+            });
+            match found {
                 Some((full, sym)) => {
                     let fits = match (&kind, sym.kind) {
                         (Err(enum_name), SymKind::Enumerator) => sym.parent == *enum_name,
