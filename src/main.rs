@@ -80,7 +80,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(args.json_logs || file.json_logs.unwrap_or(false));
-    let config = server_config(&args, &file);
+    let config = match server_config(&args, &file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("omero-sessiond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -106,7 +112,7 @@ fn data_dir(args: &ServeArgs, file: &FileConfig) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
-fn server_config(args: &ServeArgs, file: &FileConfig) -> ServerConfig {
+fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig, String> {
     let data = data_dir(args, file);
     let pick = |cli: &Option<String>, file: &Option<String>, default: &str| {
         listener_address(cli.as_deref().or(file.as_deref()).unwrap_or(default))
@@ -116,14 +122,15 @@ fn server_config(args: &ServeArgs, file: &FileConfig) -> ServerConfig {
             cert: cert.clone(),
             key: key.clone(),
         },
-        _ => TlsSource::SelfSigned { dir: data },
+        (None, None) => TlsSource::SelfSigned { dir: data },
+        _ => return Err("[tls] needs both cert and key, or neither".into()),
     };
-    ServerConfig {
+    Ok(ServerConfig {
         tcp: pick(&args.tcp, &file.tcp, DEFAULT_TCP),
         ssl: pick(&args.ssl, &file.ssl, DEFAULT_SSL),
         tls,
         connection: ConnectionConfig::from_file(&file.connection),
-    }
+    })
 }
 
 fn init_logging(json: bool) {

@@ -13,7 +13,9 @@ use omero_sessiond::protocol::{
     compress_frame, encode_batch, IceCodec, Inbound, Message, Reply, ReplyBody, Request,
     CLOSE_CONNECTION, VALIDATE_CONNECTION,
 };
-use omero_sessiond::runtime::{Current, Dispatch, DispatchError, ObjectAdapter, Server};
+use omero_sessiond::runtime::{
+    ConnectionInfo, Current, Dispatch, DispatchError, Located, Locator, ObjectAdapter, Server,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -25,6 +27,7 @@ const GUARD: Duration = Duration::from_secs(20);
 #[derive(Default)]
 struct TestServant {
     calls: AtomicUsize,
+    gate: tokio::sync::Notify,
 }
 
 #[async_trait]
@@ -50,6 +53,26 @@ impl Dispatch for TestServant {
                 Ok(Vec::new())
             }
             "deny" => Err(DispatchError::User(Box::new(Denied))),
+            "wait" => {
+                self.gate.notified().await;
+                Ok(Vec::new())
+            }
+            "release" => {
+                self.gate.notify_waiters();
+                Ok(Vec::new())
+            }
+            "kill" => {
+                current.connection.handle.close(false);
+                Ok(Vec::new())
+            }
+            "callback" => {
+                // Calls back into the client over the same connection.
+                let r = request(0, Identity::new("client", "cb"), "ice_ping", &[]);
+                let reply = current.connection.handle.invoke(r).await;
+                let mut w = OutputStream::new(current.encoding);
+                w.write_bool(matches!(reply, Ok(ReplyBody::Ok { .. })));
+                Ok(w.into_bytes())
+            }
             "closeme" => {
                 current.connection.handle.close(true);
                 Ok(Vec::new())
@@ -503,4 +526,134 @@ async fn messages_split_into_single_bytes_still_work() {
     }
     let (_, reply) = next_reply(&mut c).await;
     assert_eq!(reply.request_id, 5);
+}
+
+#[tokio::test]
+async fn a_slow_dispatch_does_not_block_later_replies() {
+    let f = start().await;
+    let mut c = connect(&f).await;
+    send(&mut c, request(1, servant_id(), "wait", &[]).encode()).await;
+    timeout(GUARD, async {
+        while f.servant.calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    send(&mut c, request(2, servant_id(), "ice_ping", &[]).encode()).await;
+    let (_, reply) = next_reply(&mut c).await;
+    assert_eq!(reply.request_id, 2, "answered while 1 is still running");
+    send(&mut c, request(3, servant_id(), "release", &[]).encode()).await;
+    let mut ids = vec![
+        next_reply(&mut c).await.1.request_id,
+        next_reply(&mut c).await.1.request_id,
+    ];
+    ids.sort();
+    assert_eq!(ids, vec![1, 3]);
+}
+
+#[tokio::test]
+async fn servant_can_drop_its_connection() {
+    let f = start().await;
+    let mut c = connect(&f).await;
+    send(&mut c, request(1, servant_id(), "kill", &[]).encode()).await;
+    expect_closed(&mut c).await;
+    let mut other = connect(&f).await;
+    send(
+        &mut other,
+        request(1, servant_id(), "ice_ping", &[]).encode(),
+    )
+    .await;
+    assert_eq!(next_reply(&mut other).await.1.request_id, 1);
+}
+
+#[tokio::test]
+async fn servant_calls_back_into_the_client() {
+    let f = start().await;
+    let mut c = connect(&f).await;
+    send(&mut c, request(1, servant_id(), "callback", &[]).encode()).await;
+    let callback = loop {
+        match next(&mut c).await.message {
+            Message::Request(r) => break r,
+            Message::ValidateConnection => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(callback.id, Identity::new("client", "cb"));
+    assert_eq!(
+        callback.request_id, 1,
+        "the server's own id counter starts at 1"
+    );
+    let answer = Reply {
+        request_id: callback.request_id,
+        body: ReplyBody::Ok {
+            encoding: Encoding::V1_1.into(),
+            payload: Bytes::new(),
+        },
+    };
+    send(&mut c, answer.encode()).await;
+    let (_, reply) = next_reply(&mut c).await;
+    assert_eq!(reply.request_id, 1);
+    assert!(matches!(reply.body, ReplyBody::Ok { ref payload, .. } if payload[..] == [1]));
+}
+
+/// Lets only category "open" through and records closed connections.
+#[derive(Default)]
+struct Gatekeeper {
+    closed: std::sync::Mutex<Vec<u64>>,
+    servant: Arc<TestServant>,
+}
+
+impl Locator for Gatekeeper {
+    fn find(&self, current: &Current) -> Located {
+        if current.id.category == "open" {
+            Located::Servant(self.servant.clone())
+        } else {
+            Located::Denied
+        }
+    }
+    fn connection_closed(&self, connection: &ConnectionInfo) {
+        self.closed.lock().unwrap().push(connection.id);
+    }
+}
+
+#[tokio::test]
+async fn locator_decides_and_hears_of_closed_connections() {
+    let f = start().await;
+    let keeper = Arc::new(Gatekeeper::default());
+    f.server.adapter().set_locator(keeper.clone());
+    let mut c = connect(&f).await;
+    send(&mut c, request(1, servant_id(), "ice_ping", &[]).encode()).await;
+    assert!(matches!(
+        next_reply(&mut c).await.1.body,
+        ReplyBody::ObjectNotExist(_)
+    ));
+    send(
+        &mut c,
+        request(2, Identity::new("open", "x"), "ice_ping", &[]).encode(),
+    )
+    .await;
+    assert!(matches!(
+        next_reply(&mut c).await.1.body,
+        ReplyBody::Ok { .. }
+    ));
+    drop(c);
+    timeout(GUARD, async {
+        while keeper.closed.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn stalled_tls_handshake_is_dropped() {
+    let f = start_with(|c| c.connection.tls_handshake_timeout = Duration::from_millis(200)).await;
+    let mut s = TcpStream::connect(f.server.ssl_addr().unwrap())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = timeout(GUARD, s.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0);
 }

@@ -154,3 +154,21 @@ def test_idle_client_without_server_heartbeats_is_closed_by_its_acm(make_server)
         assert closed.wait(30)
     finally:
         ic.destroy()
+
+
+def test_sigterm_closes_connections_gracefully(make_server):
+    # The server sends CloseConnection; the Ice client closes its end at once, so the server
+    # exits well within its 10 s grace period, and the next call reconnects... to nothing.
+    s = make_server()
+    ic = communicator()
+    try:
+        prx = proxy(ic, s, "ssl")
+        prx.ice_ping()
+        closed = watch_close(prx.ice_getConnection())
+        s.proc.terminate()
+        assert s.proc.wait(timeout=30) == 0
+        assert closed.wait(10)
+        with pytest.raises(Ice.ConnectionRefusedException):
+            prx.ice_ping()
+    finally:
+        ic.destroy()

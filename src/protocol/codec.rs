@@ -6,6 +6,9 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::header::{parse_header, Header, HEADER_SIZE};
 use super::{decompress_body, Message, ProtocolError};
 
+/// The most buffer space reserved ahead of the bytes that have arrived.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// A complete inbound message and the compression byte it arrived with (a reply to it
 /// mirrors that byte).
 #[derive(Debug)]
@@ -53,7 +56,9 @@ impl Decoder for IceCodec {
             }
         };
         if src.len() < header.size {
-            src.reserve(header.size - src.len());
+            // Grow with the data that actually arrives: a 14-byte header alone must not
+            // make us allocate the megabyte it announces.
+            src.reserve((header.size - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         self.pending = None;
@@ -137,6 +142,31 @@ mod tests {
         let got = codec.decode(&mut buf).unwrap().unwrap();
         assert_eq!(got.compression, 2);
         assert_eq!(got.message, Message::Request(req));
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a valid header, decoding returns a message or an error, never
+        /// panics, and never holds more than the announced size.
+        #[test]
+        fn arbitrary_bodies_never_panic(
+            message_type in 0u8..5,
+            compression in 0u8..3,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut frame = vec![0x49, 0x63, 0x65, 0x50, 1, 0, 1, 0, message_type, compression];
+            frame.extend_from_slice(&((body.len() + 14) as i32).to_le_bytes());
+            frame.extend_from_slice(&body);
+            let mut codec = IceCodec::new(1 << 16);
+            let mut buf = BytesMut::from(&frame[..]);
+            let _ = codec.decode(&mut buf);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let mut codec = IceCodec::new(1 << 16);
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
+        }
     }
 
     /// Every message of the reference traces (real Ice 3.6/3.7 wire bytes, both directions)

@@ -14,7 +14,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::adapter::ObjectAdapter;
 use super::dispatch::{ConnectionInfo, Current, OperationMode};
-use super::handle::CloseRequest;
+use super::handle::{CloseRequest, HandleParts, Outgoing};
 use crate::config::ConnectionConfig;
 use crate::protocol::{
     prepare_reply, IceCodec, Inbound, Message, ProtocolError, Reply, ReplyBody, Request,
@@ -22,7 +22,7 @@ use crate::protocol::{
 };
 
 /// Replies queued towards the writer; when full, dispatches wait (bounded memory).
-const OUTGOING_QUEUE: usize = 256;
+pub(crate) const OUTGOING_QUEUE: usize = 256;
 /// Messages written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -31,11 +31,6 @@ pub(crate) struct Shared {
     pub adapter: Arc<ObjectAdapter>,
     pub config: ConnectionConfig,
     pub shutdown: watch::Receiver<bool>,
-}
-
-enum Outgoing {
-    Frame(Bytes),
-    Close,
 }
 
 /// Why the read loop stopped.
@@ -52,7 +47,7 @@ enum End {
 pub(crate) async fn run<S>(
     stream: S,
     info: Arc<ConnectionInfo>,
-    close_rx: watch::Receiver<CloseRequest>,
+    parts: HandleParts,
     shared: Arc<Shared>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -60,13 +55,15 @@ pub(crate) async fn run<S>(
     let cfg = &shared.config;
     let (rd, wr) = tokio::io::split(stream);
     let mut reader = FramedRead::new(rd, IceCodec::new(cfg.max_message_size));
-    let (out_tx, out_rx) = mpsc::channel(OUTGOING_QUEUE);
+    let HandleParts { close_rx, out_rx } = parts;
+    let Some(out_tx) = info.handle.sender() else {
+        return;
+    };
     let sink = FramedWrite::new(wr, IceCodec::new(cfg.max_message_size));
     let mut writer = tokio::spawn(write_loop(sink, out_rx, cfg.heartbeat, cfg.close_timeout));
+    // The queue is empty, so this cannot wait; the writer sends it before anything else.
     let validate = Outgoing::Frame(Bytes::from_static(&VALIDATE_CONNECTION));
-    if out_tx.send(validate).await.is_err() {
-        return;
-    }
+    let _ = out_tx.try_send(validate);
 
     let mut conn = Conn {
         info: info.clone(),
@@ -80,11 +77,9 @@ pub(crate) async fn run<S>(
     tracing::debug!(connection = info.id, remote = ?info.remote, reason = ?end, "connection ending");
     match &end {
         End::Graceful => {
-            let Conn { out_tx, .. } = conn;
-            let _ = out_tx.send(Outgoing::Close).await;
-            drop(out_tx);
             // Wait for CloseConnection to be written, then for the peer's EOF (spec §1.4).
             let drain = async {
+                let _ = conn.out_tx.send(Outgoing::Close).await;
                 let _ = (&mut writer).await;
                 while let Some(Ok(_)) = reader.next().await {}
             };
@@ -101,6 +96,7 @@ pub(crate) async fn run<S>(
             conn.dispatches.detach_all();
         }
     }
+    info.handle.connection_ended();
     shared.adapter.connection_closed(&info);
 }
 
@@ -202,11 +198,14 @@ impl Conn {
                 }
             }
             Message::Reply(r) => {
-                tracing::debug!(
-                    connection = self.info.id,
-                    request_id = r.request_id,
-                    "reply without a request, ignored"
-                );
+                let id = r.request_id;
+                if !self.info.handle.deliver_reply(id, r.body) {
+                    tracing::debug!(
+                        connection = self.info.id,
+                        request_id = id,
+                        "reply without a request, ignored"
+                    );
+                }
             }
             Message::ValidateConnection => self.shared.adapter.heartbeat(&self.info),
             Message::CloseConnection => return true,

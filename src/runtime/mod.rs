@@ -10,5 +10,5 @@ pub mod tls;
 
 pub use adapter::{Located, Locator, ObjectAdapter};
 pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
-pub use handle::ConnectionHandle;
+pub use handle::{ConnectionHandle, InvokeError};
 pub use server::{Server, ServerError};

@@ -152,6 +152,17 @@ impl Server {
     }
 }
 
+/// Dropping a server without [`Server::shutdown`] stops its listeners and asks every
+/// connection to close gracefully, without waiting.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for l in &self.listeners {
+            l.abort();
+        }
+    }
+}
+
 async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -223,7 +234,7 @@ async fn start<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (handle, close_rx) = ConnectionHandle::new();
+    let (handle, parts) = ConnectionHandle::new(connection::OUTGOING_QUEUE);
     let info = Arc::new(ConnectionInfo {
         id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
         remote: Some(remote),
@@ -232,5 +243,5 @@ async fn start<S>(
         handle,
     });
     tracing::debug!(connection = info.id, %remote, transport, "connection accepted");
-    connection::run(stream, info, close_rx, shared).await;
+    connection::run(stream, info, parts, shared).await;
 }
