@@ -13,6 +13,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -302,13 +304,20 @@ async fn create_session<V: Clone + Send + Sync + 'static>(
         );
     }
     let limit = svc.inner.config.body_limit;
-    if declared_length(headers).is_some_and(|n| n > limit) {
+    if declared_length(headers).is_some_and(|n| n > limit.max(DRAIN_LIMIT)) {
+        // Too much to drain: answer at once and let the connection close.
         return too_large(limit);
     }
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
-    let Ok(body) = axum::body::to_bytes(req.into_body(), limit).await else {
-        // Over the limit or a broken upload; either way nothing usable arrived.
-        return too_large(limit);
+    let body = match read_body(req.into_body(), limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(limit),
+        Err(BodyError::Broken) => {
+            return reason(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+        }
     };
     match parse_request(&body) {
         Ok(parsed) => svc.create(parsed, peer).await,
@@ -318,6 +327,37 @@ async fn create_session<V: Clone + Send + Sync + 'static>(
 
 fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Reads at most this many bytes of a refused body, so a client that sends its whole body
+/// before reading the answer still gets the 413 rather than a reset connection.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Collects up to `limit` bytes. A longer body is read on (and dropped) up to
+/// [`DRAIN_LIMIT`], then refused; past that the connection is left to close.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut kept = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(kept.freeze())
+    }
 }
 
 async fn method_not_allowed() -> Response {
@@ -475,6 +515,12 @@ mod tests {
         assert_eq!(status, StatusCode::NOT_FOUND);
         let big = format!(r#"{{"omeroHost":"{}"}}"#, "h".repeat(20_000));
         let (status, _) = call(&svc, post_json(&big)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        // A declared length beyond what is worth draining is refused before reading.
+        let mut huge = post_json("");
+        huge.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(10 * DRAIN_LIMIT));
+        let (status, _) = call(&svc, huge).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
