@@ -6,20 +6,27 @@
 //! which run them on the blocking pool.
 
 pub mod cli;
+pub mod context;
 pub mod directory;
 pub mod password;
 pub mod permissions;
 pub mod throttle;
+pub mod verifier;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use context::{
+    check_group_usable, event_context, login_group, password_check_failure_reason,
+    EventContextData, ADMIN_PRIVILEGES,
+};
 pub use directory::{
     Directory, DirectoryError, ExperimenterInfo, GroupInfo, NewExperimenter,
     INITIAL_ROOT_PASSWORD_FILE,
 };
 pub use password::Password;
 pub use throttle::{Delay, Throttle, ThrottleConfig};
+pub use verifier::{check_permissions, check_security_password, Verified, JOIN_MISUSE_REASON};
 
 /// Why a login failed. Messages never contain the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_USER_TIME_TO_IDLE: i64 = 6_000_000;
 /// `omero.sessions.max_user_time_to_live`.
 pub const DEFAULT_MAX_USER_TIME_TO_LIVE: i64 = 0;
 
+/// `omero.sessions.sync_interval`: a sensible period for [`SessionManager::spawn_reaper`].
+pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_millis(120_000);
+
 /// Agent stored by ISession.createSession and createUserSession when the context has none.
 pub const AGENT_CREATE_SESSION: &str = "createSession";
 /// Agent stored by createSessionWithTimeout(s) when the context has none.
@@ -122,6 +125,14 @@ pub struct SessionInfo {
     pub event_type: String,
     pub sudoer_id: Option<i64>,
     pub group_sudo: bool,
+}
+
+impl SessionInfo {
+    /// The sudoer to record on a session this one creates by sudo (§1.3): its own sudoer when
+    /// it is itself sudo'd, else its owner.
+    pub fn sudoer_for_sudo(&self) -> i64 {
+        self.sudoer_id.unwrap_or(self.owner_id)
+    }
 }
 
 /// Which environment map of a session.
@@ -879,6 +890,15 @@ mod tests {
         assert_eq!((a.started, a.last_access), (T0, T0));
         assert!(store.find(&a.uuid).unwrap().closed.is_none());
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn sudoer_for_sudo_prefers_existing_sudoer() {
+        let (m, _, _) = setup();
+        let mut s = new_session(&m);
+        assert_eq!(s.sudoer_for_sudo(), 5);
+        s.sudoer_id = Some(0);
+        assert_eq!(s.sudoer_for_sudo(), 0);
     }
 
     #[test]
