@@ -26,6 +26,7 @@ use tower::ServiceExt;
 use super::keepalive::KeepAlives;
 use super::media::{accepts_json, is_json_content};
 use super::request::{parse_request, CreateSessionRequest};
+use crate::auth::context::{check_group_usable, has_user_role, login_group};
 use crate::auth::{AuthError, Authenticator};
 use crate::sessions::{NewSession, SessionManager};
 
@@ -252,15 +253,25 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
             }
         };
-        let Some(group) = user.default_group_id() else {
-            tracing::warn!(user = %username, "HTTP session refused: user has no group");
-            return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
+        // As the Glacier2 login plus createUserSession (which needs the user role) would.
+        let group = login_group(self.inner.auth.directory(), &user, None)
+            .and_then(|g| check_group_usable(&user, &g).map(|()| g));
+        let group = match group {
+            Ok(group) if has_user_role(&user) => group,
+            Ok(_) => {
+                tracing::info!(user = %username, "HTTP session refused: no user role");
+                return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
+            }
+            Err(e) => {
+                tracing::warn!(user = %username, error = %e, "HTTP session refused: no group");
+                return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
+            }
         };
         let sessions = &self.inner.sessions;
         let new = NewSession {
             agent: Some(self.inner.config.agent.clone()),
             ip: peer.map(|ip| ip.to_string()),
-            ..NewSession::new(user.id, group)
+            ..NewSession::new(user.id, group.id)
         };
         // As Smuggler's CLI: createUserSession(ttl 0, the server's default idle timeout),
         // so a configured max_user_time_to_live refuses it as OMERO would.
@@ -415,6 +426,10 @@ mod tests {
     use axum::http::header::{ACCEPT, CONTENT_TYPE};
 
     fn service(tmp: &std::path::Path) -> HttpService<()> {
+        service_with(tmp, SessionConfig::default())
+    }
+
+    fn service_with(tmp: &std::path::Path, config: SessionConfig) -> HttpService<()> {
         let dir = Directory::open(tmp).unwrap();
         dir.add_experimenter(NewExperimenter {
             ome_name: "alice".into(),
@@ -430,7 +445,7 @@ mod tests {
         let clock = Arc::new(SystemClock);
         let throttle = Arc::new(Throttle::new(ThrottleConfig::default(), clock.clone()));
         let sessions = Arc::new(SessionManager::new(
-            SessionConfig::default(),
+            config,
             clock,
             Arc::new(MemorySessionStore::default()),
         ));
@@ -522,6 +537,21 @@ mod tests {
             .insert(CONTENT_LENGTH, HeaderValue::from(10 * DRAIN_LIMIT));
         let (status, _) = call(&svc, huge).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_capped_time_to_live_refuses_like_create_user_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = SessionConfig {
+            max_user_time_to_live: 60_000,
+            ..SessionConfig::default()
+        };
+        let svc = service_with(tmp.path(), config);
+        let body = r#"{"omeroHost":"h","username":"alice","password":"alicepw"}"#;
+        let (status, body) = call(&svc, post_json(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["reason"], CANNOT_CREATE);
+        assert!(svc.inner.sessions.is_empty());
     }
 
     #[test]
