@@ -24,6 +24,11 @@
 //!
 //! `omeroHost`/`omeroPort` are validated like Smuggler does but ignored otherwise: the session
 //! is always made on this server.
+//!
+//! The plain HTTP listener exists for a TLS-terminating proxy on the same host. Forwarding
+//! headers are not trusted, so behind such a proxy every request comes from the proxy's
+//! address: the session's recorded IP and the per-address login throttle see that address
+//! (the per-user throttle still applies).
 
 pub mod keepalive;
 pub mod media;

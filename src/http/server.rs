@@ -13,6 +13,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,6 +26,7 @@ use tower::ServiceExt;
 use super::keepalive::KeepAlives;
 use super::media::{accepts_json, is_json_content};
 use super::request::{parse_request, CreateSessionRequest};
+use crate::auth::context::{check_group_usable, has_user_role, login_group};
 use crate::auth::{AuthError, Authenticator};
 use crate::sessions::{NewSession, SessionManager};
 
@@ -250,15 +253,25 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
             }
         };
-        let Some(group) = user.default_group_id() else {
-            tracing::warn!(user = %username, "HTTP session refused: user has no group");
-            return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
+        // As the Glacier2 login plus createUserSession (which needs the user role) would.
+        let group = login_group(self.inner.auth.directory(), &user, None)
+            .and_then(|g| check_group_usable(&user, &g).map(|()| g));
+        let group = match group {
+            Ok(group) if has_user_role(&user) => group,
+            Ok(_) => {
+                tracing::info!(user = %username, "HTTP session refused: no user role");
+                return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
+            }
+            Err(e) => {
+                tracing::warn!(user = %username, error = %e, "HTTP session refused: no group");
+                return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
+            }
         };
         let sessions = &self.inner.sessions;
         let new = NewSession {
             agent: Some(self.inner.config.agent.clone()),
             ip: peer.map(|ip| ip.to_string()),
-            ..NewSession::new(user.id, group)
+            ..NewSession::new(user.id, group.id)
         };
         // As Smuggler's CLI: createUserSession(ttl 0, the server's default idle timeout),
         // so a configured max_user_time_to_live refuses it as OMERO would.
@@ -302,13 +315,20 @@ async fn create_session<V: Clone + Send + Sync + 'static>(
         );
     }
     let limit = svc.inner.config.body_limit;
-    if declared_length(headers).is_some_and(|n| n > limit) {
+    if declared_length(headers).is_some_and(|n| n > limit.max(DRAIN_LIMIT)) {
+        // Too much to drain: answer at once and let the connection close.
         return too_large(limit);
     }
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
-    let Ok(body) = axum::body::to_bytes(req.into_body(), limit).await else {
-        // Over the limit or a broken upload; either way nothing usable arrived.
-        return too_large(limit);
+    let body = match read_body(req.into_body(), limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(limit),
+        Err(BodyError::Broken) => {
+            return reason(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+        }
     };
     match parse_request(&body) {
         Ok(parsed) => svc.create(parsed, peer).await,
@@ -318,6 +338,37 @@ async fn create_session<V: Clone + Send + Sync + 'static>(
 
 fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Reads at most this many bytes of a refused body, so a client that sends its whole body
+/// before reading the answer still gets the 413 rather than a reset connection.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Collects up to `limit` bytes. A longer body is read on (and dropped) up to
+/// [`DRAIN_LIMIT`], then refused; past that the connection is left to close.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut kept = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        seen = seen.saturating_add(chunk.len());
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(kept.freeze())
+    }
 }
 
 async fn method_not_allowed() -> Response {
@@ -375,6 +426,10 @@ mod tests {
     use axum::http::header::{ACCEPT, CONTENT_TYPE};
 
     fn service(tmp: &std::path::Path) -> HttpService<()> {
+        service_with(tmp, SessionConfig::default())
+    }
+
+    fn service_with(tmp: &std::path::Path, config: SessionConfig) -> HttpService<()> {
         let dir = Directory::open(tmp).unwrap();
         dir.add_experimenter(NewExperimenter {
             ome_name: "alice".into(),
@@ -390,7 +445,7 @@ mod tests {
         let clock = Arc::new(SystemClock);
         let throttle = Arc::new(Throttle::new(ThrottleConfig::default(), clock.clone()));
         let sessions = Arc::new(SessionManager::new(
-            SessionConfig::default(),
+            config,
             clock,
             Arc::new(MemorySessionStore::default()),
         ));
@@ -476,6 +531,27 @@ mod tests {
         let big = format!(r#"{{"omeroHost":"{}"}}"#, "h".repeat(20_000));
         let (status, _) = call(&svc, post_json(&big)).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        // A declared length beyond what is worth draining is refused before reading.
+        let mut huge = post_json("");
+        huge.headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(10 * DRAIN_LIMIT));
+        let (status, _) = call(&svc, huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_capped_time_to_live_refuses_like_create_user_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = SessionConfig {
+            max_user_time_to_live: 60_000,
+            ..SessionConfig::default()
+        };
+        let svc = service_with(tmp.path(), config);
+        let body = r#"{"omeroHost":"h","username":"alice","password":"alicepw"}"#;
+        let (status, body) = call(&svc, post_json(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["reason"], CANNOT_CREATE);
+        assert!(svc.inner.sessions.is_empty());
     }
 
     #[test]
