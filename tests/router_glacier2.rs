@@ -9,7 +9,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use omero_sessiond::auth::{NewExperimenter, Password};
 use omero_sessiond::config::ServerConfig;
-use omero_sessiond::encoding::{Context, Encoding, Identity, InputStream, OutputStream, Proxy};
+use omero_sessiond::encoding::{
+    Context, Encoding, Endpoint, Identity, InputStream, OutputStream, Proxy,
+};
 use omero_sessiond::protocol::{IceCodec, Message, ReplyBody, Request};
 use omero_sessiond::router::{install, RouterConfig};
 use omero_sessiond::runtime::{ObjectAdapter, Server};
@@ -361,6 +363,11 @@ async fn router_proxies_and_timeouts() {
     assert_eq!(server.identity.name, "dummy");
     assert_eq!(server.identity.category.len(), 20);
     assert!(!server.endpoints.is_empty());
+    // Never the router's own endpoint, or Ice clients would treat routed proxies as collocated.
+    assert!(server
+        .endpoints
+        .iter()
+        .all(|e| matches!(e, Endpoint::Tcp { port: 0, .. })));
     match a
         .call(&router_id(), "getCategoryForClient", Vec::new())
         .await

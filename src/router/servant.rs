@@ -9,7 +9,7 @@ use crate::generated::glacier2::{
 };
 use crate::generated::ice::RouterFinder;
 use crate::runtime::{Located, Locator};
-use crate::services::proxy::proxy_for;
+use crate::services::proxy::{callback_endpoints, proxy_for};
 use crate::services::{FactoryServant, Services};
 
 use super::login::login;
@@ -140,7 +140,9 @@ impl Router for RouterServant {
             .session_of(&current.connection)
             .ok_or(DispatchError::ObjectNotExist)?;
         let id = Identity::new(session.category.clone(), "dummy");
-        Ok(Some(proxy_for(id, &current.connection)))
+        let mut proxy = proxy_for(id, &current.connection);
+        proxy.endpoints = callback_endpoints(&current.connection);
+        Ok(Some(proxy))
     }
 
     async fn add_proxies(

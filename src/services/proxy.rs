@@ -43,3 +43,39 @@ pub fn proxy_for(identity: Identity, conn: &ConnectionInfo) -> Proxy {
         adapter_id: String::new(),
     }
 }
+
+/// Endpoints for the router's server proxy (`getServerProxy`). Clients publish them in the
+/// callback proxies they make but never dial them. They must differ from the router's own
+/// endpoint: Ice treats a proxy whose endpoint equals one published by a local object adapter
+/// as collocated, so with the listener's endpoint an Ice 3.7 client would dispatch calls on
+/// the router and on every proxy returned here to itself. Port 0 names no listener.
+pub fn callback_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
+    listener_endpoints(conn)
+        .into_iter()
+        .map(|e| match e {
+            Endpoint::Tcp {
+                host,
+                timeout,
+                compress,
+                ..
+            } => Endpoint::Tcp {
+                host,
+                port: 0,
+                timeout,
+                compress,
+            },
+            Endpoint::Ssl {
+                host,
+                timeout,
+                compress,
+                ..
+            } => Endpoint::Ssl {
+                host,
+                port: 0,
+                timeout,
+                compress,
+            },
+            other => other,
+        })
+        .collect()
+}
