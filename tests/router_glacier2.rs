@@ -316,7 +316,7 @@ async fn destroy_session_then_no_session() {
 #[tokio::test]
 async fn inactivity_ends_the_glacier2_session() {
     let config = RouterConfig {
-        session_timeout: Duration::from_millis(300),
+        session_timeout: Some(Duration::from_millis(300)),
         ..RouterConfig::default()
     };
     let f = start(config).await;

@@ -45,9 +45,8 @@ impl RouterConfig {
             instance_name: f.instance_name.clone().unwrap_or(d.instance_name),
             session_timeout: match f.session_timeout_s {
                 None => d.session_timeout,
-                // "Never": far enough in the future that the reaper never fires.
-                Some(0) => Duration::from_secs(u64::from(u32::MAX)),
-                Some(s) => Duration::from_secs(s),
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
             },
             acm_timeout_s: f.acm_timeout_s.unwrap_or(d.acm_timeout_s),
         }
@@ -101,4 +100,32 @@ fn spawn_session_listener(router: &Arc<GlacierRouter>) {
             router.services.registry.drop_session(&uuid);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sections_parse() {
+        let file: crate::config::FileConfig = toml::from_str(
+            "[router]\nsession_timeout_s = 30\n[sessions]\ntime_to_idle_ms = 2000\nreaper_interval_ms = 200\n",
+        )
+        .unwrap();
+        let router = RouterConfig::from_file(&file.router);
+        assert_eq!(router.session_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(router.instance_name, "OMERO.Glacier2");
+        assert_eq!(file.sessions.session_config().default_time_to_idle, 2000);
+        assert_eq!(file.sessions.reaper_interval(), Duration::from_millis(200));
+        let never = RouterConfig::from_file(&RouterFileConfig {
+            session_timeout_s: Some(0),
+            ..RouterFileConfig::default()
+        });
+        assert_eq!(never.session_timeout, None);
+        assert_eq!(
+            RouterConfig::from_file(&RouterFileConfig::default()).session_timeout,
+            Some(Duration::from_secs(600))
+        );
+        assert!(toml::from_str::<crate::config::FileConfig>("[router]\nbogus = 1\n").is_err());
+    }
 }

@@ -20,8 +20,9 @@ use super::state::{Connections, RouterSession};
 pub struct RouterConfig {
     /// Category of the router's identity; OMERO clients use `OMERO.Glacier2`.
     pub instance_name: String,
-    /// Glacier2.SessionTimeout: a session with no activity for this long is destroyed.
-    pub session_timeout: Duration,
+    /// Glacier2.SessionTimeout: a session with no activity for this long is destroyed;
+    /// `None` never.
+    pub session_timeout: Option<Duration>,
     /// What getACMTimeout reports, in seconds.
     pub acm_timeout_s: i32,
 }
@@ -30,7 +31,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             instance_name: "OMERO.Glacier2".to_string(),
-            session_timeout: Duration::from_secs(600),
+            session_timeout: Some(Duration::from_secs(600)),
             acm_timeout_s: 60,
         }
     }
@@ -85,9 +86,12 @@ impl GlacierRouter {
 
     /// Destroys the sessions idle longer than the session timeout; returns how many.
     pub fn expire_idle(&self) -> usize {
+        let Some(timeout) = self.config.session_timeout else {
+            return 0;
+        };
         let idle = self
             .connections
-            .take_idle(std::time::Instant::now(), self.config.session_timeout);
+            .take_idle(std::time::Instant::now(), timeout);
         for session in &idle {
             tracing::info!(
                 session = %session.factory.session_uuid,
@@ -100,10 +104,11 @@ impl GlacierRouter {
     }
 
     /// Runs [`Self::expire_idle`] a few times per timeout until the router is dropped.
-    pub fn spawn_idle_reaper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_idle_reaper(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let timeout = self.config.session_timeout?;
         let weak = Arc::downgrade(self);
-        let period = (self.config.session_timeout / 4).max(Duration::from_millis(250));
-        tokio::spawn(async move {
+        let period = (timeout / 4).max(Duration::from_millis(250));
+        Some(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -113,7 +118,7 @@ impl GlacierRouter {
                 };
                 router.expire_idle();
             }
-        })
+        }))
     }
 }
 
@@ -237,7 +242,8 @@ impl Router for RouterServant {
     }
 
     async fn get_session_timeout(&self, _current: &Current) -> Result<i64, DispatchError> {
-        Ok(i64::try_from(self.0.config.session_timeout.as_secs()).unwrap_or(i64::MAX))
+        let secs = self.0.config.session_timeout.map_or(0, |t| t.as_secs());
+        Ok(i64::try_from(secs).unwrap_or(i64::MAX))
     }
 
     async fn get_acm_timeout(&self, _current: &Current) -> Result<i32, DispatchError> {
