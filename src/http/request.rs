@@ -5,7 +5,7 @@
 //! failure as `<label>: <message>`, each line ended by a newline. The parsers are Java's:
 //! an absent or empty string is "no input", numbers go through `Integer.parseInt` (port) or
 //! `Long.parseLong` (keep-alive) whose failure text is `For input string: "<value>"`, and a
-//! parsed value that is not above zero is "not a positive integer: <value>". Host and port are
+//! parsed value that is not above zero is `not a positive integer: <value>`. Host and port are
 //! one pair labelled `omeroHost, omeroPort`: the host is checked first and its failure hides
 //! the port's, then the two are put into an `omero://host:port/` URI, whose syntax errors are
 //! reported with Java's `URISyntaxException` wording.
