@@ -1,12 +1,13 @@
 //! The `omero-sessiond` command: parses the command line and configuration, sets up logging
 //! and runs the server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use omero_sessiond::auth::cli::AuthCommand;
+use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
+use omero_sessiond::auth::Directory;
 use omero_sessiond::config::{
     listener_address, ConnectionConfig, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR,
     DEFAULT_SSL, DEFAULT_TCP,
@@ -31,6 +32,7 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Manage experimenters and groups in the data directory.
     #[command(flatten)]
     Auth(AuthCommand),
 }
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Auth(cmd) => match omero_sessiond::auth::cli::run(cmd) {
+        Command::Auth(cmd) => match auth_cli::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("omero-sessiond: {e:#}");
@@ -95,6 +97,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let data = data_dir(&args, &file);
+    if let Err(e) = announce_root_password(&data) {
+        eprintln!("omero-sessiond: {e}");
+        return ExitCode::FAILURE;
+    }
     match runtime.block_on(run(config, file, data, args.https)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -110,6 +116,20 @@ fn data_dir(args: &ServeArgs, file: &FileConfig) -> PathBuf {
         .clone()
         .or_else(|| file.data.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// Opens (or creates) the directory and, at the very first start, gives `root` a random
+/// password and says where to find it: the newcomer's way in.
+fn announce_root_password(data: &Path) -> anyhow::Result<()> {
+    let directory = Directory::open(data)?;
+    if let Some(path) = directory.ensure_root_password()? {
+        tracing::info!(path = %path.display(), "created the administrator root");
+        println!(
+            "omero-sessiond: first start: log in as root with the password in {}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig, String> {

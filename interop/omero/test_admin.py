@@ -30,8 +30,7 @@ def test_event_context_of_a_user(server, clients):
     assert ec.sudoerId is None and ec.sudoerName is None
     assert list(ec.memberOfGroups) == [1]
     assert list(ec.leaderOfGroups) == []
-    # The built-in "user" group is rwr-r- (perm1 -52), as in OMERO's bootstrap data.
-    assert ec.groupPermissions.getPerm1() == -52
+    assert ec.groupPermissions.getPerm1() == -52  # the user group is rwr-r-, as in OMERO
 
 
 def test_event_context_of_root(server, clients):
