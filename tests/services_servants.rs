@@ -417,3 +417,35 @@ async fn keep_alive_knows_the_registered_services() {
     );
     assert_eq!(id, "::omero::ApiUsageException");
 }
+
+#[tokio::test]
+async fn a_session_in_a_foreign_group_is_unusable() {
+    let w = world();
+    let lab = w.services.directory.add_group("lab", "rw----").unwrap();
+    let root = w.client(0, None);
+    let p = Some(ValueRef::new(Principal {
+        name: "alice".into(),
+        group: "lab".into(),
+        ..Default::default()
+    }));
+    let s = root
+        .session
+        .create_session_with_timeouts(p, 0, 0, &current(&[]))
+        .await
+        .unwrap();
+    let uuid = uuid_of(&s);
+    assert_eq!(
+        w.services.sessions.lookup(&uuid, true).unwrap().group_id,
+        lab.id
+    );
+    let alice = w.client(w.alice, Some(&uuid));
+    let (id, base) = server_error(
+        alice
+            .admin
+            .get_event_context(&current(&[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(id, "::omero::SecurityViolation");
+    assert!(base.message.contains("cannot login"));
+}

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::context::login_group;
+use crate::auth::context::{check_group_usable, login_group};
 use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
 use crate::facade::{async_trait, Current, ValueRef};
 use crate::generated::omero::api::ISession;
@@ -28,12 +28,18 @@ pub struct SessionService {
     factory: Arc<Factory>,
 }
 
-/// The caller's session, refreshed; fails as OMERO's interceptor does.
+/// The caller's session, refreshed; fails as OMERO's interceptor does, including for a
+/// session (made by sudo) in a group its owner may not use.
 pub(super) fn caller(services: &Services, factory: &Factory) -> Outcome<SessionInfo> {
-    services
+    let info = services
         .sessions
         .lookup(&factory.session_uuid, false)
-        .or_omero()
+        .or_omero()?;
+    let dir = &services.directory;
+    if let (Some(user), Some(group)) = (dir.experimenter(info.owner_id), dir.group(info.group_id)) {
+        check_group_usable(&user, &group).or_omero()?;
+    }
+    Ok(info)
 }
 
 /// `@RolesAllowed`: the caller must belong to one of the named groups.
