@@ -406,3 +406,20 @@ async fn router_proxies_and_timeouts() {
     );
     assert_eq!(finder.identity, router_id());
 }
+
+#[tokio::test]
+async fn repeated_failures_are_throttled() {
+    let f = start(RouterConfig::default()).await;
+    let mut a = Client::connect(&f, "client-a").await;
+    for _ in 0..5 {
+        let (_, reason) = exception_of(&a.login("alice", "guess").await);
+        assert_eq!(reason, "Password check failed for 'alice': []");
+    }
+    // Over the free allowance even the right password waits, and the answer says so.
+    let (id, reason) = exception_of(&a.login("alice", "alicepw").await);
+    assert_eq!(id, "::Glacier2::PermissionDeniedException");
+    assert!(reason.contains("too many failed logins"), "{reason}");
+    assert!(!reason.contains("alicepw"));
+    // Other users are not affected.
+    a.session("bob", "bobpw").await;
+}
