@@ -12,8 +12,8 @@ use crate::sessions::{SessionError, SessionInfo};
 
 use super::context::{Factory, Services};
 use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
+use super::guard::{caller, require_password};
 use super::model;
-use super::session::{caller, require_password};
 
 type Obj = Option<ValueRef>;
 type Objs = Vec<Option<ValueRef>>;

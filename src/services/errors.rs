@@ -80,3 +80,72 @@ impl<T> OrOmero<T> for Result<T, SessionError> {
         self.map_err(to_dispatch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(e: DispatchError) -> Box<dyn crate::facade::UserException> {
+        match e {
+            DispatchError::User(u) => u,
+            other => panic!("not a user exception: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn session_errors_become_omero_exceptions() {
+        let cases = [
+            (
+                SessionError::no_context("u"),
+                "::omero::RemovedSessionException",
+            ),
+            (
+                SessionError::Timeout("t".into()),
+                "::omero::SessionTimeoutException",
+            ),
+            (
+                SessionError::SecurityViolation("s".into()),
+                "::omero::SecurityViolation",
+            ),
+            (
+                SessionError::ApiUsage("a".into()),
+                "::omero::ApiUsageException",
+            ),
+            (
+                SessionError::Internal("i".into()),
+                "::omero::InternalException",
+            ),
+        ];
+        for (e, id) in cases {
+            let class = e.server_exception_class();
+            let message = e.message().to_string();
+            let u = user(to_dispatch(e));
+            assert_eq!(u.ice_id(), id);
+            let base = u
+                .find("::omero::ServerError")
+                .and_then(|a| a.downcast_ref::<ServerError>())
+                .unwrap();
+            assert_eq!(base.message, message);
+            assert_eq!(base.server_exception_class, class);
+            assert_eq!(base.server_stack_trace, "");
+        }
+        let auth = user(to_dispatch(SessionError::Authentication("no".into())));
+        assert_eq!(auth.ice_id(), "::omero::AuthenticationException");
+        assert!(auth
+            .find("::Glacier2::CannotCreateSessionException")
+            .is_some());
+    }
+
+    #[test]
+    fn refusals_name_the_operation() {
+        let u = user(not_provided("getQueryService"));
+        let base = u
+            .find("::omero::ServerError")
+            .and_then(|a| a.downcast_ref::<ServerError>())
+            .unwrap();
+        assert_eq!(
+            base.message,
+            "omero-sessiond provides the session and admin services only; getQueryService is not available"
+        );
+    }
+}

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod context;
 pub mod errors;
 pub mod factory;
+pub mod guard;
 pub mod model;
 pub mod proxy;
 pub mod session;

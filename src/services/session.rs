@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::context::{check_group_usable, login_group};
+use crate::auth::context::login_group;
 use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
 use crate::facade::{async_trait, Current, ValueRef};
 use crate::generated::omero::api::ISession;
@@ -18,6 +18,7 @@ use crate::sessions::{
 
 use super::context::{Factory, Services};
 use super::errors::{to_dispatch, OrOmero, Outcome};
+use super::guard::{caller, require_password, require_role};
 use super::model;
 
 /// Context key that makes getSession leave the target's idle time alone.
@@ -26,48 +27,6 @@ const QUIETLY: &str = "quietly";
 pub struct SessionService {
     services: Services,
     factory: Arc<Factory>,
-}
-
-/// The caller's session, refreshed; fails as OMERO's interceptor does, including for a
-/// session (made by sudo) in a group its owner may not use.
-pub(super) fn caller(services: &Services, factory: &Factory) -> Outcome<SessionInfo> {
-    let info = services
-        .sessions
-        .lookup(&factory.session_uuid, false)
-        .or_omero()?;
-    let dir = &services.directory;
-    if let (Some(user), Some(group)) = (dir.experimenter(info.owner_id), dir.group(info.group_id)) {
-        check_group_usable(&user, &group).or_omero()?;
-    }
-    Ok(info)
-}
-
-/// `@RolesAllowed`: the caller must belong to one of the named groups.
-pub(super) fn require_role(
-    services: &Services,
-    info: &SessionInfo,
-    allowed: &[&str],
-) -> Outcome<()> {
-    let roles = services.directory.role_names(info.owner_id);
-    if roles.iter().any(|r| allowed.contains(&r.as_str())) {
-        return Ok(());
-    }
-    Err(to_dispatch(SessionError::SecurityViolation(format!(
-        "No matching roles found in {:?} for session {} (allowed: {:?})",
-        roles, info.uuid, allowed
-    ))))
-}
-
-/// The "HasPassword" pseudo-role: refused on a joined ServiceFactory until
-/// setSecurityPassword has succeeded.
-pub(super) fn require_password(factory: &Factory) -> Outcome<()> {
-    if factory.has_password() {
-        return Ok(());
-    }
-    Err(to_dispatch(SessionError::SecurityViolation(
-        "Bad authentication credentials for this action.\nSee setSecurityPassword for more information"
-            .to_string(),
-    )))
 }
 
 fn creation_error() -> SessionError {
