@@ -675,6 +675,11 @@ impl Parser {
                         message,
                     });
                     i = recover(rest);
+                    if i.len() == rest.len() {
+                        // A `}` with no scope to close: skip it so the loop advances.
+                        let skip = rest.chars().next().map_or(0, char::len_utf8);
+                        i = &rest[skip..];
+                    }
                 }
                 Err(nom::Err::Incomplete(_)) => return ("", defs),
             }
@@ -849,10 +854,13 @@ fn recover(i: &str) -> &str {
                 continue;
             }
             '/' if after.starts_with('/') || after.starts_with('*') => {
-                rest = skip_blank(rest);
-                if rest.len() == i.len() {
-                    rest = after;
-                }
+                let skipped = skip_blank(rest);
+                // An unterminated comment skips nothing: step over the `/`.
+                rest = if skipped.len() == rest.len() {
+                    after
+                } else {
+                    skipped
+                };
                 continue;
             }
             _ => {}
@@ -1013,6 +1021,22 @@ mod tests {
         };
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].name, "U");
+    }
+
+    #[test]
+    fn recovery_always_advances() {
+        for src in [
+            "}",
+            "} }",
+            "x /* y",
+            "module M { struct S { int x; /* }",
+            "\"",
+            "#",
+            "[[\"a\"",
+        ] {
+            let (_, errs) = parse_file(src);
+            assert!(!errs.is_empty(), "{src}");
+        }
     }
 
     #[test]
