@@ -540,3 +540,560 @@ impl InputStream<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::test_types::*;
+    use crate::encoding::{Decode, Encode, Format, OutputStream};
+
+    const SPEC_1_0: &str = "70 00 00 00 01 00 | ff ff ff ff | 01 | 01 00 00 00
+        00 0f ::Test::Derived 07 00 00 00 02 68 69
+        00 0c ::Test::Base 0c 00 00 00 07 00 00 00 fe ff ff ff
+        00 0d ::Ice::Object 05 00 00 00 00
+        01 02 00 00 00 | 01 02 0c 00 00 00 08 00 00 00 ff ff ff ff | 01 03 05 00 00 00 00 | 00";
+    const SPEC_COMPACT: &str = "3a 00 00 00 01 01 | 01 | 05 0f ::Test::Derived 02 68 69
+        0a 2a 00 00 00 ff | 20 07 00 00 00 | 01 21 0c ::Test::Base 08 00 00 00 02";
+    const SPEC_SLICED: &str = "4b 00 00 00 01 01 | 01 | 15 0f ::Test::Derived 0d 00 00 00
+        02 68 69 0a 2a 00 00 00 ff | 39 0c ::Test::Base 09 00 00 00 07 00 00 00 01
+        01 | 01 3a 02 09 00 00 00 08 00 00 00 01 | 01 02";
+
+    fn encode_in_encaps(encoding: Encoding, format: Format, v: &ValueRef) -> Vec<u8> {
+        let mut w = OutputStream::new(encoding);
+        w.set_format(format);
+        w.start_encapsulation(encoding);
+        Some(v.clone()).encode(&mut w);
+        w.write_pending_values();
+        w.end_encapsulation();
+        w.into_bytes()
+    }
+
+    fn decode_in_encaps(bytes: &[u8], f: Factories) -> Result<Option<ValueRef>, DecodeError> {
+        let mut r = InputStream::new(bytes, Encoding::V1_1);
+        r.set_factories(f);
+        r.start_encapsulation()?;
+        let v = Option::<ValueRef>::decode(&mut r)?;
+        r.read_pending_values()?;
+        r.end_encapsulation()?;
+        Ok(v)
+    }
+
+    fn check_spec_graph(v: &ValueRef, o: Option<i32>) {
+        let d = v.get::<Derived>().unwrap();
+        assert_eq!((d.s.as_str(), d.o, d.base.i), ("hi", o, 7));
+        let second = d.base.next.as_ref().unwrap();
+        assert_eq!(second.ice_id(), "::Test::Base");
+        let b = second.get::<Base>().unwrap();
+        assert_eq!(b.i, 8);
+        assert!(ValueRef::ptr_eq(b.next.as_ref().unwrap(), v));
+        assert_eq!(v.get::<Base>().unwrap().i, 7);
+    }
+
+    #[test]
+    fn spec_1_0_graph_decodes_and_encodes() {
+        let wire = bytes(SPEC_1_0);
+        let v = decode_in_encaps(&wire, factories()).unwrap().unwrap();
+        check_spec_graph(&v, None);
+        let out = encode_in_encaps(Encoding::V1_0, Format::Compact, &spec_graph(Some(42)));
+        assert_eq!(out, wire);
+    }
+
+    #[test]
+    fn spec_1_1_compact_graph_decodes_and_encodes() {
+        let wire = bytes(SPEC_COMPACT);
+        let v = decode_in_encaps(&wire, factories()).unwrap().unwrap();
+        check_spec_graph(&v, Some(42));
+        let out = encode_in_encaps(Encoding::V1_1, Format::Compact, &spec_graph(Some(42)));
+        assert_eq!(out, wire);
+    }
+
+    #[test]
+    fn spec_1_1_sliced_graph_decodes_and_encodes() {
+        let wire = bytes(SPEC_SLICED);
+        let v = decode_in_encaps(&wire, factories()).unwrap().unwrap();
+        check_spec_graph(&v, Some(42));
+        let out = encode_in_encaps(Encoding::V1_1, Format::Sliced, &spec_graph(Some(42)));
+        assert_eq!(out, wire);
+    }
+
+    #[test]
+    fn sliced_unknown_derived_falls_back_to_base_and_is_preserved() {
+        let wire = bytes(SPEC_SLICED);
+        let v = decode_in_encaps(&wire, base_only()).unwrap().unwrap();
+        assert_eq!(v.ice_id(), "::Test::Base");
+        assert_eq!(v.get::<Base>().unwrap().i, 7);
+        let kept = v.preserved_slices();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].type_id, "::Test::Derived");
+        assert!(kept[0].has_optional_members);
+        assert_eq!(kept[0].bytes, bytes("02 68 69 0a 2a 00 00 00"));
+        // sent again in the sliced format, the unknown slice comes back unchanged
+        assert_eq!(encode_in_encaps(Encoding::V1_1, Format::Sliced, &v), wire);
+        // and a receiver that knows Derived sees the whole value
+        let again = encode_in_encaps(Encoding::V1_1, Format::Sliced, &v);
+        let full = decode_in_encaps(&again, factories()).unwrap().unwrap();
+        check_spec_graph(&full, Some(42));
+    }
+
+    #[test]
+    fn sliced_value_of_no_known_type_is_kept_whole() {
+        let wire = bytes(SPEC_SLICED);
+        let v = decode_in_encaps(&wire, Factories::none()).unwrap().unwrap();
+        assert_eq!(v.ice_id(), "::Test::Derived");
+        assert_eq!(v.preserved_slices().len(), 2);
+        assert_eq!(encode_in_encaps(Encoding::V1_1, Format::Sliced, &v), wire);
+        // compact output keeps the slices too, because there is nothing else to send
+        let compact = encode_in_encaps(Encoding::V1_1, Format::Compact, &v);
+        let full = decode_in_encaps(&compact, factories()).unwrap().unwrap();
+        check_spec_graph(&full, Some(42));
+    }
+
+    #[test]
+    fn compact_unknown_most_derived_is_no_value_factory() {
+        let wire = bytes(SPEC_COMPACT);
+        assert_eq!(
+            decode_in_encaps(&wire, base_only()),
+            Err(DecodeError::NoValueFactory("::Test::Derived".into()))
+        );
+    }
+
+    #[test]
+    fn v1_0_unknown_types_slice_to_base_or_fail() {
+        let wire = bytes(SPEC_1_0);
+        let v = decode_in_encaps(&wire, base_only()).unwrap().unwrap();
+        assert_eq!(v.get::<Base>().unwrap().i, 7);
+        assert!(v.preserved_slices().is_empty());
+        assert_eq!(
+            decode_in_encaps(&wire, Factories::none()),
+            Err(DecodeError::NoValueFactory("::Test::Derived".into()))
+        );
+    }
+
+    #[test]
+    fn compact_id_is_written_and_read() {
+        let v = ValueRef::new(Compact { v: 5 });
+        for (format, wire) in [
+            (Format::Compact, "0d 00 00 00 01 01 | 01 23 07 05 00 00 00"),
+            (
+                Format::Sliced,
+                "11 00 00 00 01 01 | 01 33 07 08 00 00 00 05 00 00 00",
+            ),
+        ] {
+            let out = encode_in_encaps(Encoding::V1_1, format, &v);
+            assert_eq!(out, bytes(wire));
+            let back = decode_in_encaps(&out, factories()).unwrap().unwrap();
+            assert_eq!(back.get::<Compact>().unwrap().v, 5);
+            // an unknown compact id in the sliced format is skipped and kept
+            if format == Format::Sliced {
+                let kept = decode_in_encaps(&out, Factories::none()).unwrap().unwrap();
+                assert_eq!(kept.ice_id(), "7");
+                assert_eq!(kept.preserved_slices()[0].compact_id, Some(7));
+                assert_eq!(encode_in_encaps(Encoding::V1_1, format, &kept), out);
+            }
+        }
+    }
+
+    #[test]
+    fn null_references() {
+        for (encoding, wire) in [(Encoding::V1_0, "00 00 00 00"), (Encoding::V1_1, "00")] {
+            let mut w = OutputStream::new(encoding);
+            None::<ValueRef>.encode(&mut w);
+            assert_eq!(w.as_slice(), bytes(wire));
+            let mut r = InputStream::new(w.as_slice(), encoding);
+            assert_eq!(Option::<ValueRef>::decode(&mut r).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn v1_0_reference_never_sent_is_an_error() {
+        // reference to instance 1, then an empty pending list
+        let mut r = InputStream::new(&[0xff, 0xff, 0xff, 0xff, 0x00], Encoding::V1_0);
+        r.read_value().unwrap();
+        assert!(r.read_pending_values().is_err());
+    }
+
+    #[test]
+    fn v1_0_later_batches_patch_earlier_references() {
+        // two separate references, to 1 and 2; the batch holds 2 first then 1
+        let wire = bytes(
+            "ff ff ff ff fe ff ff ff 02
+             02 00 00 00 00 0c ::Test::Base 0c 00 00 00 02 00 00 00 00 00 00 00
+               00 0d ::Ice::Object 05 00 00 00 00
+             01 00 00 00 01 01 0c 00 00 00 01 00 00 00 fe ff ff ff 01 02 05 00 00 00 00
+             00",
+        );
+        let mut r = InputStream::new(&wire, Encoding::V1_0);
+        r.set_factories(factories());
+        let a = r.read_value().unwrap().unwrap();
+        let b = r.read_value().unwrap().unwrap();
+        assert!(a.value().is_none());
+        r.read_pending_values().unwrap();
+        assert!(r.is_at_end());
+        assert_eq!(a.get::<Base>().unwrap().i, 1);
+        assert_eq!(b.get::<Base>().unwrap().i, 2);
+        assert!(ValueRef::ptr_eq(
+            a.get::<Base>().unwrap().next.as_ref().unwrap(),
+            &b
+        ));
+    }
+
+    #[test]
+    fn self_cycle_round_trips_in_every_format() {
+        let v = ValueRef::empty();
+        v.fill_with(Base {
+            i: 3,
+            next: Some(v.clone()),
+        });
+        for (encoding, format) in [
+            (Encoding::V1_0, Format::Compact),
+            (Encoding::V1_1, Format::Compact),
+            (Encoding::V1_1, Format::Sliced),
+        ] {
+            let out = encode_in_encaps(encoding, format, &v);
+            let back = decode_in_encaps(&out, factories()).unwrap().unwrap();
+            let b = back.get::<Base>().unwrap();
+            assert!(ValueRef::ptr_eq(b.next.as_ref().unwrap(), &back));
+            assert_eq!(back, v);
+            let _ = format!("{back:?}");
+        }
+    }
+
+    #[test]
+    fn shared_instance_is_written_once() {
+        let shared = ValueRef::new(Base { i: 1, next: None });
+        let mut w = OutputStream::new(Encoding::V1_1);
+        Some(shared.clone()).encode(&mut w);
+        Some(shared.clone()).encode(&mut w);
+        assert_eq!(
+            w.as_slice(),
+            bytes("01 21 0c ::Test::Base 01 00 00 00 00 | 02")
+        );
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        r.set_factories(factories());
+        let a = r.read_value().unwrap().unwrap();
+        let b = r.read_value().unwrap().unwrap();
+        assert!(ValueRef::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn deep_nesting_hits_the_depth_limit_not_the_stack() {
+        // Base{next: Base{next: ...}} 10,000 levels deep, compact
+        let mut wire = Vec::new();
+        wire.extend(bytes("01 21 0c ::Test::Base 00 00 00 00"));
+        for _ in 0..10_000 {
+            wire.extend(bytes("01 22 01 00 00 00 00"));
+        }
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        assert_eq!(r.read_value().unwrap_err(), DecodeError::TooDeep(100));
+    }
+
+    #[test]
+    fn references_to_unseen_ids_and_bad_indexes_are_errors() {
+        for wire in [
+            "05",
+            "01 22 09",
+            "01 38 0c ::Test::Base 08 00 00 00 00 00 00 00 00",
+        ] {
+            let data = bytes(wire);
+            let mut r = InputStream::new(&data, Encoding::V1_1);
+            r.set_factories(factories());
+            assert!(r.read_value().is_err(), "{wire}");
+        }
+    }
+
+    fn exception_bytes(encoding: Encoding, e: &dyn UserException) -> Vec<u8> {
+        let mut w = OutputStream::new(encoding);
+        w.start_encapsulation(encoding);
+        w.write_exception(e);
+        w.end_encapsulation();
+        w.into_bytes()
+    }
+
+    fn read_exception_with(
+        bytes: &[u8],
+        f: Factories,
+    ) -> Result<Box<dyn UserException>, DecodeError> {
+        let mut r = InputStream::new(bytes, Encoding::V1_1);
+        r.set_factories(f);
+        r.start_encapsulation()?;
+        let e = r.read_exception()?;
+        r.end_encapsulation()?;
+        Ok(e)
+    }
+
+    const EX_COMPACT: &str =
+        "2d 00 00 00 01 01 | 00 11 ::Test::DerivedEx 05 00 00 00 | 20 0a ::Test::Ex 03 62 61 64";
+    const EX_SLICED: &str = "35 00 00 00 01 01 | 10 11 ::Test::DerivedEx 08 00 00 00 05 00 00 00
+        | 30 0a ::Test::Ex 08 00 00 00 03 62 61 64";
+    const EX_1_0: &str = "34 00 00 00 01 00 | 00 | 11 ::Test::DerivedEx 08 00 00 00 05 00 00 00
+        | 0a ::Test::Ex 08 00 00 00 03 62 61 64";
+
+    fn spec_exception() -> DerivedEx {
+        DerivedEx {
+            base: Ex {
+                reason: "bad".into(),
+            },
+            code: 5,
+        }
+    }
+
+    #[test]
+    fn spec_exceptions_decode_in_all_three_forms() {
+        for wire in [EX_COMPACT, EX_SLICED, EX_1_0] {
+            let e = read_exception_with(&bytes(wire), factories()).unwrap();
+            assert_eq!(e.ice_id(), "::Test::DerivedEx");
+            let d = e.find("::Test::DerivedEx").unwrap();
+            assert_eq!(d.downcast_ref::<DerivedEx>(), Some(&spec_exception()));
+        }
+    }
+
+    #[test]
+    fn spec_exceptions_encode_sliced_and_1_0() {
+        let e = spec_exception();
+        assert_eq!(exception_bytes(Encoding::V1_1, &e), bytes(EX_SLICED));
+        assert_eq!(exception_bytes(Encoding::V1_0, &e), bytes(EX_1_0));
+    }
+
+    #[test]
+    fn unknown_exception_falls_back_to_known_base() {
+        for wire in [EX_SLICED, EX_1_0] {
+            let e = read_exception_with(&bytes(wire), base_only()).unwrap();
+            assert_eq!(e.ice_id(), "::Test::Ex");
+        }
+        // compact cannot be sliced
+        assert_eq!(
+            read_exception_with(&bytes(EX_COMPACT), base_only()).unwrap_err(),
+            DecodeError::UnknownUserException("::Test::DerivedEx".into())
+        );
+        for wire in [EX_SLICED, EX_1_0, EX_COMPACT] {
+            assert_eq!(
+                read_exception_with(&bytes(wire), Factories::none()).unwrap_err(),
+                DecodeError::UnknownUserException("::Test::DerivedEx".into())
+            );
+        }
+    }
+
+    #[test]
+    fn glacier2_permission_denied_reply_is_unknown_without_its_type() {
+        let wire = bytes(
+            "40 00 00 00 01 01 | 30 | 25 ::Glacier2::PermissionDeniedException | 13 00 00 00
+             | 0e \"wrong password\"",
+        );
+        assert_eq!(
+            read_exception_with(&wire, factories()).unwrap_err(),
+            DecodeError::UnknownUserException("::Glacier2::PermissionDeniedException".into())
+        );
+    }
+
+    #[test]
+    fn exception_with_class_member_round_trips() {
+        let e = ClassEx {
+            base: Ex { reason: "r".into() },
+            b: Some(spec_graph(Some(1))),
+            note: Some("n".into()),
+        };
+        for encoding in [Encoding::V1_0, Encoding::V1_1] {
+            let wire = exception_bytes(encoding, &e);
+            let back = read_exception_with(&wire, factories()).unwrap();
+            let back = back.find("::Test::ClassEx").unwrap();
+            let back = back.downcast_ref::<ClassEx>().unwrap();
+            check_spec_graph(
+                back.b.as_ref().unwrap(),
+                (encoding == Encoding::V1_1).then_some(1),
+            );
+            let note = (encoding == Encoding::V1_1).then(|| "n".to_string());
+            assert_eq!(back.note, note);
+            // and the base alone, slicing off the class member slice
+            let base = read_exception_with(&wire, base_only()).unwrap();
+            assert_eq!(base.ice_id(), "::Test::Ex");
+        }
+    }
+
+    #[test]
+    fn exception_written_in_1_1_is_sliced_even_in_compact_streams() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.set_format(Format::Compact);
+        w.write_exception(&Ex { reason: "x".into() });
+        assert_eq!(w.as_slice(), bytes("30 0a ::Test::Ex 06 00 00 00 01 78"));
+        assert_eq!(w.format(), Format::Compact);
+    }
+
+    #[test]
+    fn unknown_optional_members_in_a_slice_are_skipped_to_the_end_marker() {
+        // Derived slice with o (tag 1) and a newer peer's tag 5 (F4) and tag 40 (VSize)
+        let wire = bytes(
+            "01 05 0f ::Test::Derived 02 68 69 0a 2a 00 00 00 2a 05 00 00 00 f5 28 02 61 62 ff
+             20 07 00 00 00 00",
+        );
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        let v = r.read_value().unwrap().unwrap();
+        assert!(r.is_at_end());
+        let d = v.get::<Derived>().unwrap();
+        assert_eq!((d.o, d.base.i, d.base.next.is_none()), (Some(42), 7, true));
+    }
+
+    #[test]
+    fn optionals_absent_when_the_slice_flag_is_clear() {
+        // no optional-members flag: the next bytes are the base slice, not a tag
+        let wire = bytes("01 01 0f ::Test::Derived 02 68 69 20 07 00 00 00 00");
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(factories());
+        let v = r.read_value().unwrap().unwrap();
+        assert_eq!(v.get::<Derived>().unwrap().o, None);
+        // and the writer sets no flag and no marker when no optional is present
+        let mut w = OutputStream::new(Encoding::V1_1);
+        Some(v).encode(&mut w);
+        assert_eq!(w.as_slice(), wire.as_slice());
+    }
+
+    #[test]
+    fn preserved_slices_are_dropped_in_the_compact_format() {
+        let v = decode_in_encaps(&bytes(SPEC_SLICED), base_only())
+            .unwrap()
+            .unwrap();
+        let compact = encode_in_encaps(Encoding::V1_1, Format::Compact, &v);
+        let back = decode_in_encaps(&compact, factories()).unwrap().unwrap();
+        assert_eq!(back.ice_id(), "::Test::Base");
+        assert!(back.preserved_slices().is_empty());
+    }
+
+    #[test]
+    fn long_chain_sent_as_a_sequence_decodes_and_drops_on_a_small_stack() {
+        let mut values = Vec::new();
+        let mut prev = None;
+        for i in 0..100_000 {
+            let v = ValueRef::new(Base { i, next: prev });
+            values.push(Some(v.clone()));
+            prev = Some(v);
+        }
+        drop(prev);
+        let mut w = OutputStream::new(Encoding::V1_1);
+        values.encode(&mut w);
+        drop(values);
+        let wire = w.into_bytes();
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut r = InputStream::new(&wire, Encoding::V1_1);
+                r.set_factories(factories());
+                let back = Vec::<Option<ValueRef>>::decode(&mut r).unwrap();
+                assert_eq!(back.len(), 100_000);
+                let last = back.last().unwrap().as_ref().unwrap().clone();
+                drop(back);
+                drop(r);
+                assert_eq!(last.get::<Base>().unwrap().i, 99_999);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// Nodes: (is_derived, i, next index). Builds the graph, all nodes in one sequence.
+    fn build_graph(nodes: &[(bool, i32, Option<usize>)]) -> Vec<Option<ValueRef>> {
+        let handles: Vec<ValueRef> = nodes.iter().map(|_| ValueRef::empty()).collect();
+        for (h, (derived, i, next)) in handles.iter().zip(nodes) {
+            let base = Base {
+                i: *i,
+                next: next.map(|n| handles[n % handles.len()].clone()),
+            };
+            if *derived {
+                h.fill_with(Derived {
+                    base,
+                    s: i.to_string(),
+                    o: Some(*i),
+                });
+            } else {
+                h.fill_with(base);
+            }
+        }
+        handles.into_iter().map(Some).collect()
+    }
+
+    /// The graph's shape: per node its type, i, and the index of `next`.
+    fn shape(values: &[Option<ValueRef>]) -> Vec<(String, i32, Option<usize>)> {
+        let index_of = |v: &ValueRef| {
+            values
+                .iter()
+                .position(|w| w.as_ref().is_some_and(|w| ValueRef::ptr_eq(v, w)))
+        };
+        values
+            .iter()
+            .map(|v| {
+                let v = v.as_ref().unwrap();
+                let b = v.get::<Base>().unwrap();
+                (
+                    v.ice_id().to_owned(),
+                    b.i,
+                    b.next.as_ref().and_then(&index_of),
+                )
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_graphs_round_trip_in_every_format(
+            nodes in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::num::i32::ANY, proptest::option::of(0usize..64)),
+                1..12,
+            )
+        ) {
+            let values = build_graph(&nodes);
+            for (encoding, format) in [
+                (Encoding::V1_0, Format::Compact),
+                (Encoding::V1_1, Format::Compact),
+                (Encoding::V1_1, Format::Sliced),
+            ] {
+                let mut w = OutputStream::new(encoding);
+                w.set_format(format);
+                values.encode(&mut w);
+                w.write_pending_values();
+                let mut r = InputStream::new(w.as_slice(), encoding);
+                r.set_factories(factories());
+                let back = Vec::<Option<ValueRef>>::decode(&mut r).unwrap();
+                r.read_pending_values().unwrap();
+                proptest::prop_assert!(r.is_at_end());
+                proptest::prop_assert_eq!(shape(&back), shape(&values));
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic_as_classes_or_exceptions(data: Vec<u8>, v11: bool) {
+            let encoding = if v11 { Encoding::V1_1 } else { Encoding::V1_0 };
+            let mut r = InputStream::new(&data, encoding);
+            r.set_factories(factories());
+            if r.read_value().is_ok() {
+                let _ = r.read_pending_values();
+            }
+            let mut r = InputStream::new(&data, encoding);
+            r.set_factories(factories());
+            let _ = r.read_exception();
+        }
+
+        #[test]
+        fn mutated_spec_vectors_never_panic(
+            which in 0usize..6,
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 1..4),
+        ) {
+            let sources = [SPEC_1_0, SPEC_COMPACT, SPEC_SLICED, EX_1_0, EX_COMPACT, EX_SLICED];
+            let mut wire = bytes(sources[which]);
+            for (at, v) in flips {
+                let n = wire.len();
+                wire[at % n] = v;
+            }
+            let mut r = InputStream::new(&wire, Encoding::V1_1);
+            r.set_factories(factories());
+            if r.start_encapsulation().is_ok() {
+                if which < 3 {
+                    if r.read_value().is_ok() {
+                        let _ = r.read_pending_values();
+                    }
+                } else {
+                    let _ = r.read_exception();
+                }
+            }
+        }
+    }
+}

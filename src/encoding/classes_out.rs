@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use super::classes_in::{
-    FLAG_HAS_OPTIONALS, FLAG_HAS_SIZE, FLAG_HAS_TABLE, FLAG_IS_LAST,
-    FLAG_TYPE_ID_COMPACT, FLAG_TYPE_ID_INDEX, FLAG_TYPE_ID_STRING, OBJECT_ID,
+    FLAG_HAS_OPTIONALS, FLAG_HAS_SIZE, FLAG_HAS_TABLE, FLAG_IS_LAST, FLAG_TYPE_ID_COMPACT,
+    FLAG_TYPE_ID_INDEX, FLAG_TYPE_ID_STRING, OBJECT_ID,
 };
 use super::value::{SliceInfo, UNKNOWN_VALUE_ID};
 use super::{Encoding, Format, OutputStream, UserException, ValueRef};
@@ -59,10 +59,7 @@ impl OutputStream {
             return;
         };
         let frame = self.classes.frames.last_mut();
-        if let Some(slice) = frame
-            .filter(|f| f.sliced)
-            .and_then(|f| f.slice.as_mut())
-        {
+        if let Some(slice) = frame.filter(|f| f.sliced).and_then(|f| f.slice.as_mut()) {
             let next = slice.table.len() + 1;
             let index = *slice.table_index.entry(v.addr()).or_insert(next);
             if index == next {

@@ -5,6 +5,18 @@
 //! optionals) differ between 1.0 and 1.1. Decoding is defensive: every count is checked
 //! against the bytes that remain before anything is allocated, nesting is bounded, and the
 //! total allocation is bounded by a budget proportional to the input length.
+//!
+//! Class instances are [`ValueRef`] handles: an `Arc` to a cell filled once, so a reference
+//! can be handed out before its instance is decoded (1.0 pending instances, 1.1 cycles); see
+//! `value.rs` for why. Decoding of classes and exceptions lives in `classes_in.rs`, encoding
+//! in `classes_out.rs`; generated code only reads and writes members between
+//! `start_slice`/`end_slice` and the streams do every header, id, table and skip. Byte
+//! layouts are checked against ZeroC's Java runtime (`interop/vectors/`,
+//! `tests/encoding_vectors.rs`) and the spec's examples (unit tests).
+//!
+//! Limits: nesting of instances, exceptions and encapsulations counts against
+//! [`DecodeLimits::max_depth`] (so a deep or hostile graph is an error, not a stack
+//! overflow); cycles are followed by id, never by recursion.
 
 mod classes_in;
 mod classes_out;
@@ -15,6 +27,8 @@ mod input;
 mod optional;
 mod output;
 mod proxy;
+#[cfg(test)]
+pub(crate) mod test_types;
 mod traits;
 mod value;
 
@@ -28,8 +42,8 @@ pub use proxy::{Endpoint, Proxy, ProxyMode};
 pub use traits::{Decode, Encode};
 pub use value::{
     register_factories, registered_factories, ClassType, CompactLookup, ExceptionFactory,
-    ExceptionLookup, Factories, Format, SliceInfo, UnknownValue, Value, ValueFactory,
-    ValueLookup, ValueRef, UNKNOWN_VALUE_ID,
+    ExceptionLookup, Factories, Format, SliceInfo, UnknownValue, Value, ValueFactory, ValueLookup,
+    ValueRef, UNKNOWN_VALUE_ID,
 };
 
 /// The payload encoding of an encapsulation. The protocol header always says 1.0; this is the

@@ -298,3 +298,166 @@ impl OptionalValue for Option<ValueRef> {
         r.read_value()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::test_types::{bytes, Point};
+    use crate::encoding::Identity;
+    use proptest::prelude::*;
+
+    #[test]
+    fn spec_top_level_optional_after_required() {
+        // opt(optional(3) string s, int req) with req = 21, s = "x"
+        let mut w = OutputStream::new(Encoding::V1_1);
+        21i32.encode(&mut w);
+        w.write_optional(3, Some(&"x".to_string()));
+        assert_eq!(w.as_slice(), bytes("15 00 00 00 | 1d 01 78"));
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(i32::decode(&mut r).unwrap(), 21);
+        assert_eq!(r.read_optional::<String>(3).unwrap(), Some("x".into()));
+        assert!(r.is_at_end());
+    }
+
+    #[test]
+    fn spec_get_client_proxy_reply_with_has_routing_table() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_proxy(None);
+        w.write_optional(1, Some(&true));
+        assert_eq!(w.as_slice(), bytes("00 00 08 01"));
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_proxy().unwrap(), None);
+        assert_eq!(r.read_optional::<bool>(1).unwrap(), Some(true));
+    }
+
+    #[test]
+    fn encoding_1_0_writes_and_reads_nothing() {
+        let mut w = OutputStream::new(Encoding::V1_0);
+        w.write_optional(1, Some(&5i32));
+        assert!(w.is_empty());
+        let mut r = InputStream::new(&[0x0a, 5, 0, 0, 0], Encoding::V1_0);
+        assert_eq!(r.read_optional::<i32>(1).unwrap(), None);
+        assert_eq!(r.pos(), 0);
+    }
+
+    #[test]
+    fn large_tags_use_the_extended_form() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_optional(29, Some(&1u8));
+        w.write_optional(30, Some(&2i16));
+        w.write_optional(300, Some(&3i64));
+        assert_eq!(
+            w.as_slice(),
+            bytes("e8 01 | f1 1e 02 00 | f3 ff 2c 01 00 00 03 00 00 00 00 00 00 00")
+        );
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_optional::<u8>(29).unwrap(), Some(1));
+        assert_eq!(r.read_optional::<i16>(30).unwrap(), Some(2));
+        assert_eq!(r.read_optional::<i64>(300).unwrap(), Some(3));
+    }
+
+    #[test]
+    fn unknown_tags_of_every_format_are_skipped() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_optional(1, Some(&true));
+        w.write_optional(2, Some(&7i16));
+        w.write_optional(3, Some(&1.5f32));
+        w.write_optional(4, Some(&2.5f64));
+        w.write_u8((5 << 3) | 4); // an enum as a size
+        w.write_size(300);
+        w.write_optional(6, Some(&"skip me".to_string()));
+        w.write_optional(7, Some(&vec![Identity::new("a", "b")]));
+        w.write_optional(8, Some(&None::<ValueRef>));
+        w.write_optional(9, Some(&vec![Point { x: 1, y: 2 }]));
+        w.write_optional(40, Some(&99i32));
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_optional::<i32>(40).unwrap(), Some(99));
+        assert!(r.is_at_end());
+        // a smaller tag than the next one present reads as absent, leaving the stream alone
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_optional::<i16>(2).unwrap(), Some(7));
+        assert_eq!(r.read_optional::<u8>(1).unwrap(), None);
+        assert_eq!(r.read_optional::<f32>(3).unwrap(), Some(1.5));
+    }
+
+    #[test]
+    fn absent_tag_between_present_ones() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_optional(1, Some(&1i32));
+        w.write_optional(5, Some(&5i32));
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_optional::<i32>(3).unwrap(), None);
+        assert_eq!(r.read_optional::<i32>(5).unwrap(), Some(5));
+    }
+
+    #[test]
+    fn wrong_format_is_an_error() {
+        let mut r = InputStream::new(&[0x0a, 1, 0, 0, 0], Encoding::V1_1);
+        assert!(r.read_optional::<i64>(1).is_err());
+    }
+
+    #[test]
+    fn collection_layouts() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_optional(1, Some(&vec![1u8, 2]));
+        w.write_optional(2, Some(&vec![7i32]));
+        w.write_optional(3, Some(&vec!["a".to_string()]));
+        let mut m = HashMap::new();
+        m.insert(1i32, 2i16);
+        w.write_optional(4, Some(&m));
+        assert_eq!(
+            w.as_slice(),
+            bytes(
+                "0d 02 01 02 | 15 05 01 07 00 00 00 | 1e 03 00 00 00 01 01 61 \
+                 | 25 07 01 01 00 00 00 02 00"
+            )
+        );
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_optional::<Vec<u8>>(1).unwrap(), Some(vec![1, 2]));
+        assert_eq!(r.read_optional::<Vec<i32>>(2).unwrap(), Some(vec![7]));
+        assert_eq!(
+            r.read_optional::<Vec<String>>(3).unwrap(),
+            Some(vec!["a".to_string()])
+        );
+        assert_eq!(r.read_optional::<HashMap<i32, i16>>(4).unwrap(), Some(m));
+    }
+
+    #[test]
+    fn long_fixed_sequence_uses_a_five_byte_size() {
+        let v = vec![0i16; 300];
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_optional(1, Some(&v));
+        assert_eq!(&w.as_slice()[..6], &bytes("0d ff 5d 02 00 00")[..]);
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_optional::<Vec<i16>>(1).unwrap(), Some(v));
+    }
+
+    proptest! {
+        #[test]
+        fn optionals_round_trip(
+            a: Option<i32>, b: Option<String>, c: Option<Vec<i64>>, d: Option<f64>,
+            e: Option<HashMap<String, i32>>, tag_gap in 1i32..40,
+        ) {
+            let mut w = OutputStream::new(Encoding::V1_1);
+            w.write_optional(1, a.as_ref());
+            w.write_optional(2, b.as_ref());
+            w.write_optional(3, c.as_ref());
+            w.write_optional(4, d.as_ref());
+            w.write_optional(4 + tag_gap, e.as_ref());
+            let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+            prop_assert_eq!(r.read_optional::<i32>(1).unwrap(), a);
+            prop_assert_eq!(r.read_optional::<String>(2).unwrap(), b);
+            prop_assert_eq!(r.read_optional::<Vec<i64>>(3).unwrap(), c);
+            prop_assert_eq!(r.read_optional::<f64>(4).unwrap().map(f64::to_bits), d.map(f64::to_bits));
+            prop_assert_eq!(r.read_optional::<HashMap<String, i32>>(4 + tag_gap).unwrap(), e);
+            prop_assert!(r.is_at_end());
+        }
+
+        #[test]
+        fn reading_random_optionals_never_panics(data: Vec<u8>, tag in 0i32..100) {
+            let mut r = InputStream::new(&data, Encoding::V1_1);
+            let _ = r.read_optional::<Vec<String>>(tag);
+            let _ = r.read_optional::<Option<ValueRef>>(tag + 1);
+        }
+    }
+}

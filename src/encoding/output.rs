@@ -201,6 +201,52 @@ mod tests {
     }
 
     #[test]
+    fn spec_enum_with_max_200() {
+        let mut w = OutputStream::new(Encoding::V1_0);
+        w.write_enum(200, 200);
+        assert_eq!(w.as_slice(), &[0xc8, 0x00]);
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_enum(200, 200);
+        assert_eq!(w.as_slice(), &[0xc8]);
+    }
+
+    #[test]
+    fn enum_widths_follow_the_largest_enumerator() {
+        use crate::encoding::InputStream;
+        let cases: [(i32, i32, Encoding, &[u8]); 7] = [
+            (2, 126, Encoding::V1_0, &[2]),
+            (2, 127, Encoding::V1_0, &[2, 0]),
+            (2, 32766, Encoding::V1_0, &[2, 0]),
+            (2, 32767, Encoding::V1_0, &[2, 0, 0, 0]),
+            (70000, 70000, Encoding::V1_0, &[0x70, 0x11, 0x01, 0x00]),
+            (
+                70000,
+                70000,
+                Encoding::V1_1,
+                &[0xff, 0x70, 0x11, 0x01, 0x00],
+            ),
+            (254, 300, Encoding::V1_1, &[0xfe]),
+        ];
+        for (value, max, encoding, wire) in cases {
+            let mut w = OutputStream::new(encoding);
+            w.write_enum(value, max);
+            assert_eq!(w.as_slice(), wire, "{value} {max} {encoding}");
+            let mut r = InputStream::new(wire, encoding);
+            assert_eq!(r.read_enum(max).unwrap(), value);
+            assert!(r.is_at_end());
+        }
+    }
+
+    #[test]
+    fn fsize_counts_the_bytes_after_it() {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        let pos = w.start_fsize();
+        w.write_string("ab");
+        w.end_fsize(pos);
+        assert_eq!(w.as_slice(), &[3, 0, 0, 0, 2, b'a', b'b']);
+    }
+
+    #[test]
     fn empty_encapsulation() {
         let mut w = OutputStream::new(Encoding::V1_1);
         w.write_encapsulation(Encoding::V1_1, &[]);

@@ -361,3 +361,224 @@ impl Encode for Option<Proxy> {
         w.write_proxy(self.as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::test_types::bytes;
+    use proptest::prelude::*;
+
+    fn router() -> Proxy {
+        let mut p = Proxy::new(Identity::new("OMERO.Glacier2", "router"));
+        p.endpoints.push(Endpoint::Ssl {
+            host: "localhost".into(),
+            port: 4064,
+            timeout: 60000,
+            compress: false,
+        });
+        p
+    }
+
+    fn in_encaps(encoding: Encoding, p: Option<&Proxy>) -> Vec<u8> {
+        let mut w = OutputStream::new(encoding);
+        w.start_encapsulation(encoding);
+        w.write_proxy(p);
+        w.end_encapsulation();
+        w.into_bytes()
+    }
+
+    fn from_encaps(bytes: &[u8]) -> Option<Proxy> {
+        let mut r = InputStream::new(bytes, Encoding::V1_1);
+        r.start_encapsulation().unwrap();
+        let p = r.read_proxy().unwrap();
+        r.end_encapsulation().unwrap();
+        p
+    }
+
+    const ROUTER_1_1: &str = "3f 00 00 00 01 01 | 06 72 6f 75 74 65 72
+        0e 4f 4d 45 52 4f 2e 47 6c 61 63 69 65 72 32 | 00 00 00 | 01 00 01 01 | 01 | 02 00
+        19 00 00 00 01 01 | 09 6c 6f 63 61 6c 68 6f 73 74 | e0 0f 00 00 | 60 ea 00 00 | 00";
+    const ROUTER_1_0: &str = "3b 00 00 00 01 00 | 06 72 6f 75 74 65 72
+        0e 4f 4d 45 52 4f 2e 47 6c 61 63 69 65 72 32 | 00 00 00 | 01 | 02 00
+        19 00 00 00 01 00 | 09 6c 6f 63 61 6c 68 6f 73 74 | e0 0f 00 00 | 60 ea 00 00 | 00";
+
+    #[test]
+    fn spec_router_proxy_1_1() {
+        assert_eq!(
+            in_encaps(Encoding::V1_1, Some(&router())),
+            bytes(ROUTER_1_1)
+        );
+        assert_eq!(from_encaps(&bytes(ROUTER_1_1)), Some(router()));
+    }
+
+    #[test]
+    fn spec_router_proxy_1_0_has_no_versions_and_gets_encoding_1_0() {
+        assert_eq!(
+            in_encaps(Encoding::V1_0, Some(&router())),
+            bytes(ROUTER_1_0)
+        );
+        let p = from_encaps(&bytes(ROUTER_1_0)).unwrap();
+        assert_eq!(p.encoding, Encoding::V1_0);
+        assert_eq!(p.protocol, (1, 0));
+        assert_eq!(p.endpoints, router().endpoints);
+    }
+
+    #[test]
+    fn null_proxy_is_two_empty_strings() {
+        for encoding in [Encoding::V1_0, Encoding::V1_1] {
+            let mut w = OutputStream::new(encoding);
+            None::<Proxy>.encode(&mut w);
+            assert_eq!(w.as_slice(), &[0, 0]);
+            let mut r = InputStream::new(w.as_slice(), encoding);
+            assert_eq!(Option::<Proxy>::decode(&mut r).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn adapter_id_and_facet() {
+        let mut p = Proxy::new(Identity::new("", "obj"));
+        p.facet = "f".into();
+        p.adapter_id = "Adapter".into();
+        p.mode = ProxyMode::Oneway;
+        p.secure = true;
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_proxy(Some(&p));
+        assert_eq!(
+            w.as_slice(),
+            bytes("03 obj 00 | 01 01 f | 01 01 | 01 00 01 01 | 00 | 07 Adapter")
+        );
+        let mut r = InputStream::new(w.as_slice(), Encoding::V1_1);
+        assert_eq!(r.read_proxy().unwrap(), Some(p));
+    }
+
+    #[test]
+    fn udp_carries_versions_only_in_1_0() {
+        let mut p = Proxy::new(Identity::new("", "u"));
+        p.endpoints.push(Endpoint::Udp {
+            host: "h".into(),
+            port: 9,
+            compress: true,
+        });
+        let v10 = in_encaps(Encoding::V1_0, Some(&p));
+        assert!(v10.ends_with(&bytes(
+            "03 00 11 00 00 00 01 00 01 68 09 00 00 00 01 00 01 00 01"
+        )));
+        let v11 = in_encaps(Encoding::V1_1, Some(&p));
+        assert!(v11.ends_with(&bytes("03 00 0d 00 00 00 01 01 01 68 09 00 00 00 01")));
+        assert_eq!(from_encaps(&v11), Some(p.clone()));
+        assert_eq!(from_encaps(&v10).unwrap().endpoints, p.endpoints);
+    }
+
+    #[test]
+    fn opaque_endpoint_is_kept_byte_for_byte() {
+        let wire = bytes(
+            "01 x 00 | 00 | 00 | 00 | 01 00 01 01 | 01 | 63 00 0a 00 00 00 01 07 de ad be ef",
+        );
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        let p = r.read_proxy().unwrap().unwrap();
+        assert_eq!(
+            p.endpoints,
+            vec![Endpoint::Opaque {
+                kind: 99,
+                encoding: (1, 7),
+                bytes: vec![0xde, 0xad, 0xbe, 0xef]
+            }]
+        );
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.write_proxy(Some(&p));
+        assert_eq!(w.as_slice(), wire.as_slice());
+    }
+
+    #[test]
+    fn invalid_mode_and_facets_are_refused() {
+        for wire in [
+            "01 x 00 00 05 00 01 00 01 01 00 00",
+            "01 x 00 02 00 00 00 00",
+        ] {
+            let data = bytes(wire);
+            let mut r = InputStream::new(&data, Encoding::V1_1);
+            assert!(r.read_proxy().is_err(), "{wire}");
+        }
+    }
+
+    fn endpoint() -> impl Strategy<Value = Endpoint> {
+        let ip = ("[a-z.]{0,12}", any::<i32>(), any::<i32>(), any::<bool>());
+        prop_oneof![
+            ip.prop_map(|(host, port, timeout, compress)| Endpoint::Tcp {
+                host,
+                port,
+                timeout,
+                compress
+            }),
+            ip.prop_map(|(host, port, timeout, compress)| Endpoint::Ssl {
+                host,
+                port,
+                timeout,
+                compress
+            }),
+            ("[a-z]{0,5}", any::<i32>(), any::<bool>()).prop_map(|(host, port, compress)| {
+                Endpoint::Udp {
+                    host,
+                    port,
+                    compress,
+                }
+            }),
+            (ip, "/[a-z]{0,5}").prop_map(|((host, port, timeout, compress), resource)| {
+                Endpoint::Ws {
+                    host,
+                    port,
+                    timeout,
+                    compress,
+                    resource,
+                }
+            }),
+            (ip, "/[a-z]{0,5}").prop_map(|((host, port, timeout, compress), resource)| {
+                Endpoint::Wss {
+                    host,
+                    port,
+                    timeout,
+                    compress,
+                    resource,
+                }
+            }),
+            (6i16..100, any::<Vec<u8>>()).prop_map(|(kind, bytes)| Endpoint::Opaque {
+                kind,
+                encoding: (1, 1),
+                bytes
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn proxies_round_trip(
+            name in "[a-z]{1,8}", category in "[a-z]{0,8}", facet in "[a-z]{0,3}",
+            mode in 0u8..5, secure: bool, v11: bool,
+            endpoints in proptest::collection::vec(endpoint(), 0..4), adapter in "[a-z]{0,6}",
+        ) {
+            let encoding = if v11 { Encoding::V1_1 } else { Encoding::V1_0 };
+            let p = Proxy {
+                identity: Identity::new(category, name),
+                facet,
+                mode: ProxyMode::from_u8(mode).unwrap(),
+                secure,
+                protocol: (1, 0),
+                encoding,
+                adapter_id: if endpoints.is_empty() { adapter } else { String::new() },
+                endpoints,
+            };
+            let mut w = OutputStream::new(encoding);
+            Some(p.clone()).encode(&mut w);
+            let mut r = InputStream::new(w.as_slice(), encoding);
+            prop_assert_eq!(Option::<Proxy>::decode(&mut r).unwrap(), Some(p));
+            prop_assert!(r.is_at_end());
+        }
+
+        #[test]
+        fn random_bytes_never_panic_as_proxy(data: Vec<u8>, v11: bool) {
+            let encoding = if v11 { Encoding::V1_1 } else { Encoding::V1_0 };
+            let mut r = InputStream::new(&data, encoding);
+            let _ = r.read_proxy();
+        }
+    }
+}

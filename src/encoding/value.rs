@@ -15,12 +15,16 @@
 //! clients send to the session service are small and acyclic in practice; a peer that sends
 //! cycles leaks at most the (budget-bounded) size of the message each time.
 //!
+//! Dropping is iterative (see `impl Drop for ValueRef`): a peer can send a chain of any
+//! length without nesting (a sequence whose elements each point at the previous one), and a
+//! recursive drop of such a chain would overflow the stack.
+//!
 //! Unknown slices that the decoder skipped (sliced format) stay with the instance in the
 //! cell, not in the generated struct, so generated code needs no field for them; the encoder
 //! re-emits them before the known slices when it writes the instance in the sliced format.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -164,9 +168,16 @@ impl ValueRef {
         ValueRef(Arc::new(cell))
     }
 
-    /// A handle whose instance the decoder has not read yet.
-    pub(super) fn empty() -> ValueRef {
+    /// A handle without an instance yet; fill it with [`fill_with`](Self::fill_with).
+    /// This is how a cyclic graph is built (and how the decoder hands out references to
+    /// instances it has not read yet).
+    pub fn empty() -> ValueRef {
         ValueRef(Arc::new(OnceLock::new()))
+    }
+
+    /// Fills an empty handle; false (and `v` dropped) if it was filled already.
+    pub fn fill_with(&self, v: impl Value) -> bool {
+        self.fill(Box::new(v), Vec::new())
     }
 
     /// Fills an empty handle; false if it was filled already.
@@ -174,7 +185,7 @@ impl ValueRef {
         self.0.set(Instance { value, slices }).is_ok()
     }
 
-    pub(super) fn is_filled(&self) -> bool {
+    pub fn is_filled(&self) -> bool {
         self.0.get().is_some()
     }
 
@@ -213,6 +224,33 @@ impl ValueRef {
 
     pub fn ptr_eq(a: &ValueRef, b: &ValueRef) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+thread_local! {
+    static DROP_QUEUE: RefCell<Vec<Instance>> = const { RefCell::new(Vec::new()) };
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The last handle to an instance frees it through a queue rather than recursively: a long
+/// chain of instances (cheap to send: a sequence whose elements each point at the previous
+/// one) would otherwise overflow the stack when dropped.
+impl Drop for ValueRef {
+    fn drop(&mut self) {
+        let Some(cell) = Arc::get_mut(&mut self.0) else {
+            return;
+        };
+        let Some(instance) = cell.take() else {
+            return;
+        };
+        let queued = DROP_QUEUE.try_with(|q| q.borrow_mut().push(instance));
+        if queued.is_err() || DRAINING.try_with(|d| d.replace(true)).unwrap_or(true) {
+            return;
+        }
+        while let Some(next) = DROP_QUEUE.try_with(|q| q.borrow_mut().pop()).ok().flatten() {
+            drop(next);
+        }
+        let _ = DRAINING.try_with(|d| d.set(false));
     }
 }
 
@@ -288,6 +326,40 @@ mod tests {
         assert!(!r.fill(Box::new(UnknownValue), Vec::new()));
         assert!(r.is_filled());
         assert_eq!(r.ice_id(), UNKNOWN_VALUE_ID);
+    }
+
+    #[derive(Debug)]
+    struct Link(Option<ValueRef>);
+
+    impl Value for Link {
+        fn ice_id(&self) -> &'static str {
+            "::Test::Link"
+        }
+        fn find(&self, _: &str) -> Option<&dyn Any> {
+            None
+        }
+        fn encode_slices(&self, _: &mut OutputStream) {}
+        fn eq_value(&self, _: &dyn Value) -> bool {
+            false
+        }
+        fn clone_value(&self) -> Box<dyn Value> {
+            Box::new(Link(self.0.clone()))
+        }
+    }
+
+    #[test]
+    fn dropping_a_long_chain_does_not_recurse() {
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let mut head = None;
+                for _ in 0..200_000 {
+                    head = Some(ValueRef::new(Link(head)));
+                }
+                drop(head);
+            })
+            .unwrap();
+        handle.join().unwrap();
     }
 
     #[test]
