@@ -391,15 +391,15 @@ impl Binder<'_> {
                         }
                     }
                 }
-                Kind::Sequence(t) => self.bind_type(scope, t, local),
+                Kind::Sequence(t) => self.bind_type(scope, t, local, def.at),
                 Kind::Dictionary(k, v) => {
-                    self.bind_type(scope, k, local);
-                    self.bind_type(scope, v, local);
+                    self.bind_type(scope, k, local, def.at);
+                    self.bind_type(scope, v, local, def.at);
                     self.check_key(k, def.at);
                 }
                 Kind::Enum(items) => self.bind_enum(scope, items),
                 Kind::Const(t, v) => {
-                    self.bind_type(scope, t, local);
+                    self.bind_type(scope, t, local, def.at);
                     self.bind_value(scope, t, v, def.at);
                 }
                 Kind::ClassForward | Kind::InterfaceForward => {}
@@ -445,8 +445,13 @@ impl Binder<'_> {
         base.0 = full;
     }
 
-    fn bind_type(&mut self, scope: &str, t: &mut TypeRef, local: bool) {
+    /// `owner_at` locates the member, parameter or definition that uses the type.
+    fn bind_type(&mut self, scope: &str, t: &mut TypeRef, local: bool, owner_at: At) {
         let TypeRef::Named { name, proxy, at } = t else {
+            if *t == TypeRef::Builtin(Builtin::LocalObject) && !local {
+                let msg = "non-local definition uses `LocalObject`".to_string();
+                self.error(owner_at, Code::E017, msg);
+            }
             return;
         };
         let at = *at;
@@ -477,7 +482,7 @@ impl Binder<'_> {
         let mut names = HashSet::new();
         let mut tags = HashSet::new();
         for m in members.iter_mut() {
-            self.bind_type(scope, &mut m.ty, local);
+            self.bind_type(scope, &mut m.ty, local, m.at);
             if !names.insert(m.name.to_lowercase()) {
                 self.error(
                     m.at,
@@ -514,7 +519,7 @@ impl Binder<'_> {
                 );
             }
             if let Some(r) = &mut op.ret {
-                self.bind_type(scope, r, local);
+                self.bind_type(scope, r, local, op.at);
             }
             let mut tags = HashSet::new();
             if let Some(tag) = op.ret_tag {
@@ -523,7 +528,7 @@ impl Binder<'_> {
             let mut params = HashSet::new();
             let mut seen_out = false;
             for p in op.params.iter_mut() {
-                self.bind_type(scope, &mut p.ty, local);
+                self.bind_type(scope, &mut p.ty, local, p.at);
                 if !params.insert(p.name.to_lowercase()) {
                     self.error(
                         p.at,

@@ -88,9 +88,12 @@ fn constants_must_fit_their_types() {
 
 #[test]
 fn enums_dictionaries_throws_and_locals() {
-    let src = "module M {\nenum E { a = 1, b = 1 };\ndictionary<double, int> D;\nstruct S { int x; };\ninterface I { void f() throws S; };\nlocal interface L { void g(); };\nstruct T { L* l; };\n};";
+    let src = "module M {\nenum E { a = 1, b = 1 };\ndictionary<double, int> D;\nstruct S { int x; };\ninterface I { void f() throws S; };\nlocal interface L { void g(); };\nstruct T { L* l; };\nsequence<LocalObject> Ls;\n};";
     let codes: Vec<Code> = summary(src).iter().map(|s| s.0).collect();
-    assert_eq!(codes, [Code::E015, Code::E012, Code::E013, Code::E017]);
+    assert_eq!(
+        codes,
+        [Code::E015, Code::E012, Code::E013, Code::E017, Code::E017]
+    );
 }
 
 #[test]
