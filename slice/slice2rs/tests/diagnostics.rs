@@ -128,3 +128,11 @@ fn redefining_inherited_names_and_empty_structs() {
     let diamond = "module M { interface A { void f(); }; interface B extends A {}; interface C extends A {}; interface D extends B, C { void g(); }; };";
     assert!(errors(diamond).is_empty(), "{:?}", errors(diamond));
 }
+
+#[test]
+fn struct_keys_must_hold_only_key_types() {
+    let ok = "module M { struct K { int a; string b; }; dictionary<K, int> D; };";
+    assert!(errors(ok).is_empty(), "{:?}", errors(ok));
+    let bad = "module M {\nstruct K { int a; double d; };\ndictionary<K, int> D;\n};";
+    assert_eq!(summary(bad), [(Code::E012, 3, 20)]);
+}
