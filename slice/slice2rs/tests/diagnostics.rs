@@ -136,3 +136,22 @@ fn struct_keys_must_hold_only_key_types() {
     let bad = "module M {\nstruct K { int a; double d; };\ndictionary<K, int> D;\n};";
     assert_eq!(summary(bad), [(Code::E012, 3, 20)]);
 }
+
+#[test]
+fn syntax_messages_point_at_the_problem() {
+    let src = "module M {\n  interface I { void f(int a, string) throws E; };\n  const string s = \"open;\n  enum E { };\n  sequence<int Seq;\n};\n";
+    let d = errors(src);
+    let got: Vec<(usize, usize, &str)> = d
+        .iter()
+        .map(|d| (d.pos.line, d.pos.col, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, 37, "expected an identifier"),
+            (3, 26, "expected a closing `\"` on the same line"),
+            (4, 11, "expected an enumerator"),
+            (5, 16, "expected `>`"),
+        ]
+    );
+}
