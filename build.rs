@@ -31,12 +31,16 @@ fn main() {
     let opts = slice2rs::Options {
         include_dirs: vec![root],
         files,
-        // The interfaces the server calls rather than serves.
-        proxies: vec![
-            "::omero::api::ClientCallback".to_string(),
-            "::Glacier2::SessionControl".to_string(),
-            "::Glacier2::PermissionsVerifier".to_string(),
-        ],
+        // Interfaces the server may call rather than serve: OMERO's client callback, and
+        // what a Glacier2 router calls on external verifiers and session managers.
+        proxies: [
+            "::omero::api::ClientCallback",
+            "::Glacier2::PermissionsVerifier",
+            "::Glacier2::SessionManager",
+            "::Glacier2::Session",
+        ]
+        .map(String::from)
+        .to_vec(),
     };
     let code = match slice2rs::compile(&opts) {
         Ok(code) => code,

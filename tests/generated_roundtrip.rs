@@ -158,3 +158,10 @@ async fn dispatcher_decodes_calls_and_encodes() {
         Err(DispatchError::OperationNotExist)
     ));
 }
+
+#[test]
+fn client_callback_has_a_typed_proxy() {
+    fn assert_proxy<T: Clone + Send + Sync>() {}
+    assert_proxy::<omero::api::ClientCallbackPrx>();
+    assert_proxy::<glacier2::SessionManagerPrx>();
+}

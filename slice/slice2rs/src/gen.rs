@@ -647,7 +647,11 @@ impl<'a> Gen<'a> {
             ..
         }) = cur
         {
-            if members.iter().any(|m| self.uses_classes(&m.ty, &mut seen)) {
+            // Optional members do not exist in encoding 1.0, the only user of the flag.
+            if members
+                .iter()
+                .any(|m| m.tag.is_none() && self.uses_classes(&m.ty, &mut seen))
+            {
                 return true;
             }
             cur = base.as_ref().and_then(|b| self.def(&b.0));

@@ -232,7 +232,7 @@ fn string_literal(i: &str) -> PResult<'_, String> {
     loop {
         let mut chars = rest.chars();
         match chars.next() {
-            None | Some('\n') => return fail(i, "a closing `\"`"),
+            None | Some('\n') => return fail(rest, "a closing `\"` on the same line"),
             Some('"') => break,
             Some('\\') => {
                 let (r, b) = escape(chars.as_str()).or_else(|_| fail(rest, "a valid escape"))?;
@@ -567,9 +567,27 @@ fn class_item(i: &str) -> PResult<'_, Item> {
     Ok((i, Item::Member(member)))
 }
 
+/// Parameters up to `)`; after a `,` a parameter must follow, so its error is the one
+/// reported.
+fn params(mut i: &str) -> PResult<'_, Vec<Param>> {
+    let mut out = Vec::new();
+    if let Ok((rest, _)) = sym(")")(i) {
+        return Ok((rest, out));
+    }
+    loop {
+        let (rest, p) = param(i)?;
+        out.push(p);
+        if let Ok((rest, _)) = sym(",")(rest) {
+            i = rest;
+            continue;
+        }
+        let (rest, _) = expect("`,` or `)`", sym(")"))(rest)?;
+        return Ok((rest, out));
+    }
+}
+
 fn operation_rest(i: &str, h: Head) -> PResult<'_, Operation> {
-    let (i, params) = opt(separated_list1(sym(","), param))(i)?;
-    let (i, _) = expect("`)` or a parameter", sym(")"))(i)?;
+    let (i, params) = params(i)?;
     let (i, throws) = throws_clause(i)?;
     Ok((
         i,
@@ -577,7 +595,7 @@ fn operation_rest(i: &str, h: Head) -> PResult<'_, Operation> {
             name: h.name,
             ret: h.ty,
             ret_tag: h.tag,
-            params: params.unwrap_or_default(),
+            params,
             throws,
             idempotent: h.idempotent,
             meta: h.meta,
@@ -675,6 +693,11 @@ impl Parser {
                         message,
                     });
                     i = recover(rest);
+                    if i.len() == rest.len() {
+                        // A `}` with no scope to close: skip it so the loop advances.
+                        let skip = rest.chars().next().map_or(0, char::len_utf8);
+                        i = &rest[skip..];
+                    }
                 }
                 Err(nom::Err::Incomplete(_)) => return ("", defs),
             }
@@ -845,14 +868,23 @@ fn recover(i: &str) -> &str {
             '}' => depth -= 1,
             ';' if depth == 0 => return after,
             '"' => {
-                rest = after.find('"').map_or("", |n| &after[n + 1..]);
+                // An unterminated string ends at the end of its line.
+                match after.find(['"', '\n']) {
+                    Some(n) if after[n..].starts_with('"') => rest = &after[n + 1..],
+                    // The broken definition cannot extend past an unterminated string.
+                    Some(n) => return &after[n + 1..],
+                    None => return "",
+                }
                 continue;
             }
             '/' if after.starts_with('/') || after.starts_with('*') => {
-                rest = skip_blank(rest);
-                if rest.len() == i.len() {
-                    rest = after;
-                }
+                let skipped = skip_blank(rest);
+                // An unterminated comment skips nothing: step over the `/`.
+                rest = if skipped.len() == rest.len() {
+                    after
+                } else {
+                    skipped
+                };
                 continue;
             }
             _ => {}
@@ -1013,6 +1045,22 @@ mod tests {
         };
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].name, "U");
+    }
+
+    #[test]
+    fn recovery_always_advances() {
+        for src in [
+            "}",
+            "} }",
+            "x /* y",
+            "module M { struct S { int x; /* }",
+            "\"",
+            "#",
+            "[[\"a\"",
+        ] {
+            let (_, errs) = parse_file(src);
+            assert!(!errs.is_empty(), "{src}");
+        }
     }
 
     #[test]

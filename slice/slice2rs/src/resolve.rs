@@ -86,6 +86,7 @@ pub fn resolve(files: &mut [SourceFile], diags: &mut Vec<Diagnostic>) -> Symbols
         file.ast.definitions = defs;
     }
     check_inheritance(files, diags);
+    check_struct_keys(files, diags);
     symbols
 }
 
@@ -194,6 +195,77 @@ fn check_inheritance(files: &[SourceFile], diags: &mut Vec<Diagnostic>) {
                     format!("`{own}` is already defined in base `{base}`"),
                 ));
             }
+        }
+    }
+}
+
+/// Structs and sequences by absolute name, for the key check.
+type Aggregates<'a> = HashMap<String, &'a Kind>;
+
+fn collect_aggregates<'a>(
+    scope: &str,
+    defs: &'a [Definition],
+    file: usize,
+    out: &mut Aggregates<'a>,
+    dicts: &mut Vec<(&'a TypeRef, usize, At)>,
+) {
+    for def in defs {
+        let name = format!("{scope}::{}", def.name);
+        match &def.kind {
+            Kind::Module(inner) => collect_aggregates(&name, inner, file, out, dicts),
+            Kind::Struct(_) | Kind::Sequence(_) | Kind::Enum(_) => {
+                out.insert(name, &def.kind);
+            }
+            Kind::Dictionary(k, _) => dicts.push((k, file, def.at)),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `t` may be (part of) a dictionary key: what can be compared and hashed.
+fn legal_key(t: &TypeRef, types: &Aggregates<'_>, depth: usize) -> bool {
+    match t {
+        TypeRef::Builtin(b) => matches!(
+            b,
+            Builtin::Bool
+                | Builtin::Byte
+                | Builtin::Short
+                | Builtin::Int
+                | Builtin::Long
+                | Builtin::String
+        ),
+        TypeRef::Named { proxy: true, .. } => false,
+        TypeRef::Named { name, .. } => match types.get(name) {
+            _ if depth > 32 => false,
+            Some(Kind::Enum(_)) => true,
+            Some(Kind::Struct(ms)) => ms.iter().all(|m| legal_key(&m.ty, types, depth + 1)),
+            Some(Kind::Sequence(e)) => legal_key(e, types, depth + 1),
+            _ => false,
+        },
+    }
+}
+
+/// Struct and sequence keys must hold only legal key types, all the way down.
+fn check_struct_keys(files: &[SourceFile], diags: &mut Vec<Diagnostic>) {
+    let mut types = Aggregates::new();
+    let mut dicts = Vec::new();
+    for (idx, f) in files.iter().enumerate() {
+        collect_aggregates("", &f.ast.definitions, idx, &mut types, &mut dicts);
+    }
+    for (key, file, at) in dicts {
+        let TypeRef::Named {
+            name, proxy: false, ..
+        } = key
+        else {
+            continue;
+        };
+        let aggregate = matches!(types.get(name), Some(Kind::Struct(_) | Kind::Sequence(_)));
+        if aggregate && !legal_key(key, &types, 0) {
+            diags.push(Diagnostic::new(
+                files[file].pos(at),
+                Code::E012,
+                format!("dictionary key `{name}` contains a type that cannot be a key"),
+            ));
         }
     }
 }
@@ -391,15 +463,15 @@ impl Binder<'_> {
                         }
                     }
                 }
-                Kind::Sequence(t) => self.bind_type(scope, t, local),
+                Kind::Sequence(t) => self.bind_type(scope, t, local, def.at),
                 Kind::Dictionary(k, v) => {
-                    self.bind_type(scope, k, local);
-                    self.bind_type(scope, v, local);
+                    self.bind_type(scope, k, local, def.at);
+                    self.bind_type(scope, v, local, def.at);
                     self.check_key(k, def.at);
                 }
                 Kind::Enum(items) => self.bind_enum(scope, items),
                 Kind::Const(t, v) => {
-                    self.bind_type(scope, t, local);
+                    self.bind_type(scope, t, local, def.at);
                     self.bind_value(scope, t, v, def.at);
                 }
                 Kind::ClassForward | Kind::InterfaceForward => {}
@@ -445,8 +517,13 @@ impl Binder<'_> {
         base.0 = full;
     }
 
-    fn bind_type(&mut self, scope: &str, t: &mut TypeRef, local: bool) {
+    /// `owner_at` locates the member, parameter or definition that uses the type.
+    fn bind_type(&mut self, scope: &str, t: &mut TypeRef, local: bool, owner_at: At) {
         let TypeRef::Named { name, proxy, at } = t else {
+            if *t == TypeRef::Builtin(Builtin::LocalObject) && !local {
+                let msg = "non-local definition uses `LocalObject`".to_string();
+                self.error(owner_at, Code::E017, msg);
+            }
             return;
         };
         let at = *at;
@@ -477,7 +554,7 @@ impl Binder<'_> {
         let mut names = HashSet::new();
         let mut tags = HashSet::new();
         for m in members.iter_mut() {
-            self.bind_type(scope, &mut m.ty, local);
+            self.bind_type(scope, &mut m.ty, local, m.at);
             if !names.insert(m.name.to_lowercase()) {
                 self.error(
                     m.at,
@@ -514,7 +591,7 @@ impl Binder<'_> {
                 );
             }
             if let Some(r) = &mut op.ret {
-                self.bind_type(scope, r, local);
+                self.bind_type(scope, r, local, op.at);
             }
             let mut tags = HashSet::new();
             if let Some(tag) = op.ret_tag {
@@ -523,7 +600,7 @@ impl Binder<'_> {
             let mut params = HashSet::new();
             let mut seen_out = false;
             for p in op.params.iter_mut() {
-                self.bind_type(scope, &mut p.ty, local);
+                self.bind_type(scope, &mut p.ty, local, p.at);
                 if !params.insert(p.name.to_lowercase()) {
                     self.error(
                         p.at,

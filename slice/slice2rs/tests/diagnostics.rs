@@ -88,9 +88,12 @@ fn constants_must_fit_their_types() {
 
 #[test]
 fn enums_dictionaries_throws_and_locals() {
-    let src = "module M {\nenum E { a = 1, b = 1 };\ndictionary<double, int> D;\nstruct S { int x; };\ninterface I { void f() throws S; };\nlocal interface L { void g(); };\nstruct T { L* l; };\n};";
+    let src = "module M {\nenum E { a = 1, b = 1 };\ndictionary<double, int> D;\nstruct S { int x; };\ninterface I { void f() throws S; };\nlocal interface L { void g(); };\nstruct T { L* l; };\nsequence<LocalObject> Ls;\n};";
     let codes: Vec<Code> = summary(src).iter().map(|s| s.0).collect();
-    assert_eq!(codes, [Code::E015, Code::E012, Code::E013, Code::E017]);
+    assert_eq!(
+        codes,
+        [Code::E015, Code::E012, Code::E013, Code::E017, Code::E017]
+    );
 }
 
 #[test]
@@ -124,4 +127,31 @@ fn redefining_inherited_names_and_empty_structs() {
     );
     let diamond = "module M { interface A { void f(); }; interface B extends A {}; interface C extends A {}; interface D extends B, C { void g(); }; };";
     assert!(errors(diamond).is_empty(), "{:?}", errors(diamond));
+}
+
+#[test]
+fn struct_keys_must_hold_only_key_types() {
+    let ok = "module M { struct K { int a; string b; }; dictionary<K, int> D; };";
+    assert!(errors(ok).is_empty(), "{:?}", errors(ok));
+    let bad = "module M {\nstruct K { int a; double d; };\ndictionary<K, int> D;\n};";
+    assert_eq!(summary(bad), [(Code::E012, 3, 20)]);
+}
+
+#[test]
+fn syntax_messages_point_at_the_problem() {
+    let src = "module M {\n  interface I { void f(int a, string) throws E; };\n  const string s = \"open;\n  enum E { };\n  sequence<int Seq;\n};\n";
+    let d = errors(src);
+    let got: Vec<(usize, usize, &str)> = d
+        .iter()
+        .map(|d| (d.pos.line, d.pos.col, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, 37, "expected an identifier"),
+            (3, 26, "expected a closing `\"` on the same line"),
+            (4, 11, "expected an enumerator"),
+            (5, 16, "expected `>`"),
+        ]
+    );
 }
