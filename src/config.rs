@@ -37,6 +37,12 @@ pub struct FileConfig {
     pub tls: TlsFileConfig,
     #[serde(default)]
     pub connection: ConnectionFileConfig,
+    /// Glacier2 router settings (`session_timeout_s`, ...).
+    #[serde(default)]
+    pub router: crate::router::RouterFileConfig,
+    /// Session defaults (`time_to_idle_ms`, `reaper_interval_ms`, ...).
+    #[serde(default)]
+    pub sessions: crate::services::SessionsFileConfig,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -2,13 +2,17 @@
 //!
 //! Layers, bottom up (see `shared/design.md`): [`encoding`] (pure Ice encodings),
 //! `protocol` (framing and messages, no IO), `runtime` (sockets and dispatch), the code
-//! generated from `slice/`, and the services on top: [`sessions`], [`auth`] over [`store`].
+//! generated from `slice/`, and the services on top.
 
 pub mod auth;
 pub mod config;
 pub mod encoding;
 pub mod facade;
+pub mod generated;
+pub mod http;
 pub mod protocol;
+pub mod router;
 pub mod runtime;
+pub mod services;
 pub mod sessions;
 pub mod store;

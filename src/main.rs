@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -13,8 +12,10 @@ use omero_sessiond::config::{
     listener_address, ConnectionConfig, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR,
     DEFAULT_SSL, DEFAULT_TCP,
 };
-use omero_sessiond::encoding::Identity;
-use omero_sessiond::runtime::{Current, Dispatch, DispatchError, ObjectAdapter, Server};
+use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
+use omero_sessiond::router::RouterConfig;
+use omero_sessiond::runtime::{ObjectAdapter, Server};
+use omero_sessiond::services::open_services;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,9 @@ struct ServeArgs {
     /// Ice over TLS listener, host:port (default 0.0.0.0:4064); "off" disables it.
     #[arg(long, value_name = "ADDR")]
     ssl: Option<String>,
+    /// HTTPS session endpoint (POST /omero/session/create), host:port; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    https: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     json_logs: bool,
@@ -97,7 +101,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("omero-sessiond: {e}");
         return ExitCode::FAILURE;
     }
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, file, data, args.https)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "omero-sessiond failed");
@@ -163,12 +167,32 @@ fn init_logging(json: bool) {
     }
 }
 
-async fn run(config: ServerConfig) -> anyhow::Result<()> {
+async fn run(
+    config: ServerConfig,
+    file: FileConfig,
+    data: PathBuf,
+    https: Option<String>,
+) -> anyhow::Result<()> {
+    let sessions_config = file.sessions.clone();
+    let services =
+        tokio::task::spawn_blocking(move || open_services(&data, &sessions_config)).await??;
+    services
+        .sessions
+        .spawn_reaper(file.sessions.reaper_interval());
     let adapter = ObjectAdapter::new();
-    adapter.add(
-        Identity::new("OMERO.Glacier2", "router"),
-        Arc::new(PlaceholderRouter),
+    omero_sessiond::router::install(
+        &adapter,
+        RouterConfig::from_file(&file.router),
+        services.clone(),
     );
+    let http = HttpService::new(
+        HttpDeps {
+            sessions: services.sessions.clone(),
+            auth: services.auth.clone(),
+        },
+        HttpConfig::default(),
+    );
+    let tls = omero_sessiond::runtime::tls::server_config(&config.tls)?;
     let server = Server::bind(config, adapter).await?;
     if let Some(a) = server.tcp_addr() {
         tracing::info!(
@@ -186,8 +210,19 @@ async fn run(config: ServerConfig) -> anyhow::Result<()> {
         );
         println!("omero-sessiond: listening on ssl {a}");
     }
+    if let Some(addr) = https.as_deref() {
+        let listener = omero_sessiond::http::bind(addr).await?;
+        let a = listener.local_addr()?;
+        println!("omero-sessiond: listening on https {a}");
+        let http = http.clone();
+        tokio::spawn(async move {
+            http.serve_https(listener, tls, std::future::pending())
+                .await
+        });
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    http.stop_keep_alives();
     server.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
@@ -201,24 +236,5 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-    }
-}
-
-/// PLACEHOLDER until the Glacier2 router exists (replaced by src/router): answers only the
-/// built-in operations, with the type ids of `::Glacier2::Router`.
-struct PlaceholderRouter;
-
-#[async_trait::async_trait]
-impl Dispatch for PlaceholderRouter {
-    fn type_ids(&self) -> &'static [&'static str] {
-        &["::Glacier2::Router", "::Ice::Object", "::Ice::Router"]
-    }
-
-    fn most_derived_type_id(&self) -> &'static str {
-        "::Glacier2::Router"
-    }
-
-    async fn dispatch(&self, _: &Current, _: &[u8]) -> Result<Vec<u8>, DispatchError> {
-        Err(DispatchError::OperationNotExist)
     }
 }

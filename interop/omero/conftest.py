@@ -66,7 +66,9 @@ class Server:
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for_port(self.ssl_port, self.proc)
         wait_for_port(self.tcp_port, self.proc)
-        PASSWORDS["root"] = self.root_password()
+        # Each server generates its own root password: keep it per server, since the
+        # session-wide server and the module-scoped fast_server run side by side.
+        self.root_pw = self.root_password()
 
     def cli(self, *args, stdin=None):
         res = subprocess.run([str(BIN), *args, "--data", str(self.data)], input=stdin,
@@ -135,7 +137,7 @@ def clients():
 def login(srv, clients, user="alice", secure=True):
     c = srv.client(secure=secure)
     clients.append(c)
-    sf = c.createSession(user, PASSWORDS[user])
+    sf = c.createSession(user, srv.root_pw if user == "root" else PASSWORDS[user])
     return c, sf
 
 

@@ -19,10 +19,14 @@ def lookup(sf, uuid, quietly=False):
 
 
 def raises(exc_type, fn):
+    """True once fn raises exc_type; False while it succeeds or the session is expired but
+    not yet reaped (SessionTimeoutException, spec §3.2: the entry stays until the reaper runs)."""
     try:
         fn()
     except exc_type:
         return True
+    except omero.SessionTimeoutException:
+        return False
     return False
 
 

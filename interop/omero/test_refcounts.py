@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import Glacier2
+import Ice
 import pytest
 
 import omero
@@ -33,8 +34,13 @@ def test_login_join_close(server, clients):
     svc = sf1.getSessionService()
     assert svc.closeSession(bare_session(uuid)) == 1
     assert svc.closeSession(bare_session(uuid)) == -2
-    with pytest.raises(omero.RemovedSessionException):
+    # The dead session's own services are gone (spec §2.4: ObjectNotExist); other sessions
+    # see it as removed.
+    with pytest.raises(Ice.ObjectNotExistException):
         svc.getReferenceCount(uuid)
+    watcher, wsf = login(server, clients, user="bob")
+    with pytest.raises(omero.RemovedSessionException):
+        wsf.getSessionService().getReferenceCount(uuid)
 
 
 def test_close_unknown_is_minus_one(server, clients):

@@ -43,7 +43,10 @@ def test_keep_alive_and_active_services(server, clients):
     names = sf.activeServices()
     assert admin.ice_getIdentity().name in names
     assert sf.keepAllAlive([]) == -1
-    bogus = c.getCommunicator().stringToProxy("x/unknown-service")
+    # ServiceList holds ServiceInterface proxies; omero-py refuses to marshal a plain
+    # Ice.ObjectPrx in it, so the unknown proxy is cast first.
+    bogus = omero.api.ServiceInterfacePrx.uncheckedCast(
+        c.getCommunicator().stringToProxy("x/unknown-service"))
     assert sf.keepAllAlive([admin, bogus]) == 0b10
 
 

@@ -29,6 +29,10 @@ pub trait Locator: Send + Sync {
 
     /// Called once when a connection has gone, whatever the reason.
     fn connection_closed(&self, _connection: &ConnectionInfo) {}
+
+    /// Called when the peer sends a heartbeat (ValidateConnection); Glacier2 counts it as
+    /// session activity.
+    fn heartbeat(&self, _connection: &ConnectionInfo) {}
 }
 
 #[derive(Default)]
@@ -84,6 +88,13 @@ impl ObjectAdapter {
 
     pub fn set_locator(&self, locator: Arc<dyn Locator>) {
         self.write().locator = Some(locator);
+    }
+
+    pub(crate) fn heartbeat(&self, info: &ConnectionInfo) {
+        let locator = self.read().locator.clone();
+        if let Some(locator) = locator {
+            locator.heartbeat(info);
+        }
     }
 
     pub(crate) fn connection_closed(&self, info: &ConnectionInfo) {

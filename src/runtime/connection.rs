@@ -207,7 +207,7 @@ impl Conn {
                     );
                 }
             }
-            Message::ValidateConnection => {}
+            Message::ValidateConnection => self.shared.adapter.heartbeat(&self.info),
             Message::CloseConnection => return true,
         }
         false
