@@ -32,6 +32,11 @@ pub struct FileConfig {
     /// host:port, or "" / "off" to disable the listener.
     pub tcp: Option<String>,
     pub ssl: Option<String>,
+    /// The HTTPS session endpoint, host:port, or "off".
+    pub https: Option<String>,
+    /// The same endpoint over plain HTTP (loopback behind a TLS-terminating proxy); off
+    /// unless given.
+    pub http: Option<String>,
     pub json_logs: Option<bool>,
     #[serde(default)]
     pub tls: TlsFileConfig,

@@ -51,9 +51,14 @@ struct ServeArgs {
     /// Ice over TLS listener, host:port (default 0.0.0.0:4064); "off" disables it.
     #[arg(long, value_name = "ADDR")]
     ssl: Option<String>,
-    /// HTTPS session endpoint (POST /omero/session/create), host:port; off unless given.
+    /// HTTPS session endpoint (POST /omero/session/create), host:port (default
+    /// 0.0.0.0:4080, with the ssl listener's certificate); "off" disables it.
     #[arg(long, value_name = "ADDR")]
     https: Option<String>,
+    /// The same endpoint over plain HTTP, only for loopback behind a TLS-terminating proxy;
+    /// off unless given.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     json_logs: bool,
@@ -101,7 +106,20 @@ fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("omero-sessiond: {e}");
         return ExitCode::FAILURE;
     }
-    match runtime.block_on(run(config, file, data, args.https)) {
+    let endpoints = HttpEndpoints {
+        https: listener_address(
+            args.https
+                .as_deref()
+                .or(file.https.as_deref())
+                .unwrap_or(DEFAULT_HTTPS),
+        ),
+        http: args
+            .http
+            .as_deref()
+            .or(file.http.as_deref())
+            .and_then(listener_address),
+    };
+    match runtime.block_on(run(config, file, data, endpoints)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "omero-sessiond failed");
@@ -167,11 +185,19 @@ fn init_logging(json: bool) {
     }
 }
 
+/// Where the session endpoint listens; `None` = off.
+struct HttpEndpoints {
+    https: Option<String>,
+    http: Option<String>,
+}
+
+const DEFAULT_HTTPS: &str = "0.0.0.0:4080";
+
 async fn run(
     config: ServerConfig,
     file: FileConfig,
     data: PathBuf,
-    https: Option<String>,
+    endpoints: HttpEndpoints,
 ) -> anyhow::Result<()> {
     let sessions_config = file.sessions.clone();
     let services =
@@ -210,7 +236,7 @@ async fn run(
         );
         println!("omero-sessiond: listening on ssl {a}");
     }
-    if let Some(addr) = https.as_deref() {
+    if let Some(addr) = endpoints.https.as_deref() {
         let listener = omero_sessiond::http::bind(addr).await?;
         let a = listener.local_addr()?;
         println!("omero-sessiond: listening on https {a}");
@@ -219,6 +245,16 @@ async fn run(
             http.serve_https(listener, tls, std::future::pending())
                 .await
         });
+    }
+    if let Some(addr) = endpoints.http.as_deref() {
+        let listener = omero_sessiond::http::bind(addr).await?;
+        let a = listener.local_addr()?;
+        if !a.ip().is_loopback() {
+            tracing::warn!("plain HTTP endpoint on {a}: passwords cross the network in clear");
+        }
+        println!("omero-sessiond: listening on http {a}");
+        let http = http.clone();
+        tokio::spawn(async move { http.serve_http(listener, std::future::pending()).await });
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
