@@ -275,13 +275,7 @@ impl ISession for SessionService {
         key: String,
         _current: &Current,
     ) -> Outcome<Option<ValueRef>> {
-        self.caller()?;
-        let value = self
-            .services
-            .sessions
-            .get_env(&sess, Env::Input, &key)
-            .or_omero()?;
-        Ok(value)
+        self.env_get(&sess, Env::Input, &key)
     }
 
     async fn get_output(
@@ -290,13 +284,7 @@ impl ISession for SessionService {
         key: String,
         _current: &Current,
     ) -> Outcome<Option<ValueRef>> {
-        self.caller()?;
-        let value = self
-            .services
-            .sessions
-            .get_env(&sess, Env::Output, &key)
-            .or_omero()?;
-        Ok(value)
+        self.env_get(&sess, Env::Output, &key)
     }
 
     async fn set_input(
@@ -306,11 +294,7 @@ impl ISession for SessionService {
         value: Option<ValueRef>,
         _current: &Current,
     ) -> Outcome<()> {
-        self.caller()?;
-        self.services
-            .sessions
-            .set_env(&sess, Env::Input, &key, value)
-            .or_omero()
+        self.env_set(&sess, Env::Input, &key, value)
     }
 
     async fn set_output(
@@ -320,27 +304,15 @@ impl ISession for SessionService {
         value: Option<ValueRef>,
         _current: &Current,
     ) -> Outcome<()> {
-        self.caller()?;
-        self.services
-            .sessions
-            .set_env(&sess, Env::Output, &key, value)
-            .or_omero()
+        self.env_set(&sess, Env::Output, &key, value)
     }
 
     async fn get_input_keys(&self, sess: String, _current: &Current) -> Outcome<Vec<String>> {
-        self.caller()?;
-        self.services
-            .sessions
-            .env_keys(&sess, Env::Input)
-            .or_omero()
+        self.env_keys(&sess, Env::Input)
     }
 
     async fn get_output_keys(&self, sess: String, _current: &Current) -> Outcome<Vec<String>> {
-        self.caller()?;
-        self.services
-            .sessions
-            .env_keys(&sess, Env::Output)
-            .or_omero()
+        self.env_keys(&sess, Env::Output)
     }
 
     async fn get_inputs(
@@ -348,13 +320,7 @@ impl ISession for SessionService {
         sess: String,
         _current: &Current,
     ) -> Outcome<std::collections::HashMap<String, Option<ValueRef>>> {
-        self.caller()?;
-        let map = self
-            .services
-            .sessions
-            .env_copy(&sess, Env::Input)
-            .or_omero()?;
-        Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
+        self.env_all(&sess, Env::Input)
     }
 
     async fn get_outputs(
@@ -362,17 +328,41 @@ impl ISession for SessionService {
         sess: String,
         _current: &Current,
     ) -> Outcome<std::collections::HashMap<String, Option<ValueRef>>> {
-        self.caller()?;
-        let map = self
-            .services
-            .sessions
-            .env_copy(&sess, Env::Output)
-            .or_omero()?;
-        Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
+        self.env_all(&sess, Env::Output)
     }
 }
 
+/// The environments: the caller's own session is checked (and refreshed) first; what each
+/// call does to the target session is the session manager's rule (spec §8).
 impl SessionService {
+    fn env_get(&self, sess: &str, env: Env, key: &str) -> Outcome<Option<ValueRef>> {
+        self.caller()?;
+        self.services.sessions.get_env(sess, env, key).or_omero()
+    }
+
+    fn env_set(&self, sess: &str, env: Env, key: &str, value: Option<ValueRef>) -> Outcome<()> {
+        self.caller()?;
+        self.services
+            .sessions
+            .set_env(sess, env, key, value)
+            .or_omero()
+    }
+
+    fn env_keys(&self, sess: &str, env: Env) -> Outcome<Vec<String>> {
+        self.caller()?;
+        self.services.sessions.env_keys(sess, env).or_omero()
+    }
+
+    fn env_all(
+        &self,
+        sess: &str,
+        env: Env,
+    ) -> Outcome<std::collections::HashMap<String, Option<ValueRef>>> {
+        self.caller()?;
+        let map = self.services.sessions.env_copy(sess, env).or_omero()?;
+        Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
+    }
+
     fn open_sessions(&self, agent: AgentFilter) -> Outcome<Vec<Option<ValueRef>>> {
         let info = self.caller()?;
         require_role(&self.services, &info, &["user"])?;
