@@ -42,6 +42,7 @@ use generated::{dep, feat};
 fn constants_defaults_and_enums() {
     assert_eq!(feat::OCTAL, 15);
     assert_eq!(feat::COPY, 15);
+    assert_eq!(feat::WIDE, 15i64);
     assert_eq!(feat::BIG, i64::MAX);
     assert_eq!(feat::GREETING, "h\u{e9}llo\t\"you\"");
     assert_eq!(feat::FAVOURITE, feat::inner::Color::Blue);

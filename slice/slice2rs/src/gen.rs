@@ -481,10 +481,18 @@ impl<'a> Gen<'a> {
             ConstValue::Name(n) => match self.def(n) {
                 Some(d) if matches!(d.kind, Kind::Const(..)) => {
                     let path = const_path(n);
-                    if owned && matches!(ty, TypeRef::Builtin(Builtin::String)) {
-                        format!("{path}.to_string()")
-                    } else {
-                        path
+                    match ty {
+                        TypeRef::Builtin(Builtin::String) if owned => format!("{path}.to_string()"),
+                        // Slice lets a `long` take an `int` constant, and so on.
+                        TypeRef::Builtin(
+                            Builtin::Byte
+                            | Builtin::Short
+                            | Builtin::Int
+                            | Builtin::Long
+                            | Builtin::Float
+                            | Builtin::Double,
+                        ) => format!("{path} as {}", self.rust_type(ty)),
+                        _ => path,
                     }
                 }
                 _ => enumerator_path(n, ty),

@@ -742,6 +742,9 @@ impl Binder<'_> {
         let ok = match (kind, &*v) {
             (Ok(Builtin::Bool), ConstValue::Bool(_)) => Ok(()),
             (Ok(Builtin::String), ConstValue::String(_)) => Ok(()),
+            (Ok(Builtin::Float), ConstValue::Float(f)) if f.abs() > f64::from(f32::MAX) => {
+                Err(format!("{f} is out of range for float"))
+            }
             (Ok(Builtin::Float | Builtin::Double), ConstValue::Float(_) | ConstValue::Int(_)) => {
                 Ok(())
             }

@@ -67,7 +67,9 @@ pub mod feat {
 
     pub const FAVOURITE: crate::generated::feat::inner::Color = crate::generated::feat::inner::Color::Blue;
 
-    pub const COPY: i32 = crate::generated::feat::OCTAL;
+    pub const COPY: i32 = crate::generated::feat::OCTAL as i32;
+
+    pub const WIDE: i64 = crate::generated::feat::OCTAL as i64;
 
     #[derive(Clone, Debug, PartialEq, Eq, Hash)]
     pub struct Point {
