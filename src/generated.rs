@@ -258,6 +258,32 @@ pub fn no_params(params: &[u8], encoding: Encoding) -> Result<(), DispatchError>
     Ok(())
 }
 
+/// Refuses a request whose mode contradicts the operation's declaration, as Ice's
+/// generated dispatchers do; `Nonmutating` (Ice 1.x's `["nonmutating"]`) is accepted where
+/// `Idempotent` is declared.
+pub fn check_mode(
+    expected: crate::facade::OperationMode,
+    received: crate::facade::OperationMode,
+) -> Result<(), DispatchError> {
+    use crate::facade::OperationMode::{Idempotent, Nonmutating};
+    if expected == received || (expected == Idempotent && received == Nonmutating) {
+        return Ok(());
+    }
+    Err(DispatchError::UnknownLocal(format!(
+        "MarshalException: unexpected operation mode. expected = {} received = {}",
+        mode_name(expected),
+        mode_name(received)
+    )))
+}
+
+fn mode_name(mode: crate::facade::OperationMode) -> &'static str {
+    match mode {
+        crate::facade::OperationMode::Normal => "::Ice::Normal",
+        crate::facade::OperationMode::Nonmutating => "::Ice::Nonmutating",
+        crate::facade::OperationMode::Idempotent => "::Ice::Idempotent",
+    }
+}
+
 /// After the last parameter: in 1.0 every byte must have been read; in 1.1 what is left
 /// can only be optionals this side does not know.
 pub fn end_params(r: &InputStream<'_>) -> Result<(), DispatchError> {

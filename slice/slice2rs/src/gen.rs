@@ -932,6 +932,15 @@ impl<'a> Gen<'a> {
         let ins: Vec<&Param> = op.params.iter().filter(|p| !p.out).collect();
         let _ = writeln!(out, "            {:?} => {{", op.name);
         let ind = "                ";
+        let mode = if op.idempotent {
+            "Idempotent"
+        } else {
+            "Normal"
+        };
+        let _ = writeln!(
+            out,
+            "{ind}crate::generated::check_mode(crate::facade::OperationMode::{mode}, current.mode)?;"
+        );
         if ins.is_empty() {
             let _ = writeln!(
                 out,

@@ -201,6 +201,7 @@ pub mod feat {
             crate::generated::register();
             match current.operation.as_str() {
                 "name" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.name(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -209,6 +210,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "lookup" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
@@ -223,6 +225,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "shape" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.shape(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -233,6 +236,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "ping" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
@@ -386,6 +390,7 @@ pub mod feat {
             crate::generated::register();
             match current.operation.as_str() {
                 "paint" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: crate::generated::feat::inner::Color = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
@@ -396,6 +401,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "current" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: i32 = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
@@ -404,6 +410,7 @@ pub mod feat {
                     Ok(crate::generated::empty_reply())
                 }
                 "name" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.name(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -412,6 +419,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "lookup" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
@@ -426,6 +434,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "shape" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.shape(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -436,6 +445,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "ping" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
