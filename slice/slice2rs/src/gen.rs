@@ -732,13 +732,14 @@ impl<'a> Gen<'a> {
         out.push_str("    async fn dispatch(\n        &self,\n        current: &crate::facade::Current,\n        params: &[u8],\n    ) -> Result<Vec<u8>, crate::facade::DispatchError> {\n");
         out.push_str("        crate::generated::register();\n");
         if flat.ops.is_empty() {
-            out.push_str("        let _ = params;\n");
+            out.push_str("        let _ = (current, params);\n        Err(crate::facade::DispatchError::OperationNotExist)\n    }\n}\n\n");
+        } else {
+            out.push_str("        match current.operation.as_str() {\n");
+            for op in &flat.ops {
+                self.dispatch_arm(op, flat.sliced.contains(&op.name), out);
+            }
+            out.push_str("            _ => Err(crate::facade::DispatchError::OperationNotExist),\n        }\n    }\n}\n\n");
         }
-        out.push_str("        match current.operation.as_str() {\n");
-        for op in &flat.ops {
-            self.dispatch_arm(op, flat.sliced.contains(&op.name), out);
-        }
-        out.push_str("            _ => Err(crate::facade::DispatchError::OperationNotExist),\n        }\n    }\n}\n\n");
         if self.proxies.iter().any(|p| p == "*" || p == abs) {
             self.proxy(&name, &flat, out);
         }
