@@ -4,7 +4,15 @@
 //! `protocol` (framing and messages, no IO), `runtime` (sockets and dispatch), the code
 //! generated from `slice/`, and the services on top.
 
+pub mod auth;
+pub mod config;
 pub mod encoding;
 pub mod facade;
 pub mod generated;
+pub mod http;
+pub mod protocol;
+pub mod router;
 pub mod runtime;
+pub mod services;
+pub mod sessions;
+pub mod store;

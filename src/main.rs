@@ -1,1 +1,240 @@
-fn main() {}
+//! The `omero-sessiond` command: parses the command line and configuration, sets up logging
+//! and runs the server.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
+use omero_sessiond::auth::Directory;
+use omero_sessiond::config::{
+    listener_address, ConnectionConfig, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR,
+    DEFAULT_SSL, DEFAULT_TCP,
+};
+use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
+use omero_sessiond::router::RouterConfig;
+use omero_sessiond::runtime::{ObjectAdapter, Server};
+use omero_sessiond::services::open_services;
+
+#[derive(Parser)]
+#[command(
+    name = "omero-sessiond",
+    version,
+    about = "OMERO-compatible Glacier2 router and session service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage experimenters and groups in the data directory.
+    #[command(flatten)]
+    Auth(AuthCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file; options given here win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (default ./omero-sessiond-data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Plain Ice listener, host:port (default 0.0.0.0:4063); "off" disables it.
+    #[arg(long, value_name = "ADDR")]
+    tcp: Option<String>,
+    /// Ice over TLS listener, host:port (default 0.0.0.0:4064); "off" disables it.
+    #[arg(long, value_name = "ADDR")]
+    ssl: Option<String>,
+    /// HTTPS session endpoint (POST /omero/session/create), host:port; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    https: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Auth(cmd) => match auth_cli::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("omero-sessiond: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let file = match args.config.as_deref().map(FileConfig::load).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("omero-sessiond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(args.json_logs || file.json_logs.unwrap_or(false));
+    let config = match server_config(&args, &file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("omero-sessiond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let data = data_dir(&args, &file);
+    if let Err(e) = announce_root_password(&data) {
+        eprintln!("omero-sessiond: {e}");
+        return ExitCode::FAILURE;
+    }
+    match runtime.block_on(run(config, file, data, args.https)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "omero-sessiond failed");
+            eprintln!("omero-sessiond: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn data_dir(args: &ServeArgs, file: &FileConfig) -> PathBuf {
+    args.data
+        .clone()
+        .or_else(|| file.data.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// Opens (or creates) the directory and, at the very first start, gives `root` a random
+/// password and says where to find it: the newcomer's way in.
+fn announce_root_password(data: &Path) -> anyhow::Result<()> {
+    let directory = Directory::open(data)?;
+    if let Some(path) = directory.ensure_root_password()? {
+        tracing::info!(path = %path.display(), "created the administrator root");
+        println!(
+            "omero-sessiond: first start: log in as root with the password in {}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig, String> {
+    let data = data_dir(args, file);
+    let pick = |cli: &Option<String>, file: &Option<String>, default: &str| {
+        listener_address(cli.as_deref().or(file.as_deref()).unwrap_or(default))
+    };
+    let tls = match (&file.tls.cert, &file.tls.key) {
+        (Some(cert), Some(key)) => TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (None, None) => TlsSource::SelfSigned { dir: data },
+        _ => return Err("[tls] needs both cert and key, or neither".into()),
+    };
+    Ok(ServerConfig {
+        tcp: pick(&args.tcp, &file.tcp, DEFAULT_TCP),
+        ssl: pick(&args.ssl, &file.ssl, DEFAULT_SSL),
+        tls,
+        connection: ConnectionConfig::from_file(&file.connection),
+    })
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr so that stdout carries only the startup lines scripts wait for.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(
+    config: ServerConfig,
+    file: FileConfig,
+    data: PathBuf,
+    https: Option<String>,
+) -> anyhow::Result<()> {
+    let sessions_config = file.sessions.clone();
+    let services =
+        tokio::task::spawn_blocking(move || open_services(&data, &sessions_config)).await??;
+    services
+        .sessions
+        .spawn_reaper(file.sessions.reaper_interval());
+    let adapter = ObjectAdapter::new();
+    omero_sessiond::router::install(
+        &adapter,
+        RouterConfig::from_file(&file.router),
+        services.clone(),
+    );
+    let http = HttpService::new(
+        HttpDeps {
+            sessions: services.sessions.clone(),
+            auth: services.auth.clone(),
+        },
+        HttpConfig::default(),
+    );
+    let tls = omero_sessiond::runtime::tls::server_config(&config.tls)?;
+    let server = Server::bind(config, adapter).await?;
+    if let Some(a) = server.tcp_addr() {
+        tracing::info!(
+            "listening on tcp {a} (Ice endpoint: tcp -h {} -p {})",
+            a.ip(),
+            a.port()
+        );
+        println!("omero-sessiond: listening on tcp {a}");
+    }
+    if let Some(a) = server.ssl_addr() {
+        tracing::info!(
+            "listening on ssl {a} (Ice endpoint: ssl -h {} -p {})",
+            a.ip(),
+            a.port()
+        );
+        println!("omero-sessiond: listening on ssl {a}");
+    }
+    if let Some(addr) = https.as_deref() {
+        let listener = omero_sessiond::http::bind(addr).await?;
+        let a = listener.local_addr()?;
+        println!("omero-sessiond: listening on https {a}");
+        let http = http.clone();
+        tokio::spawn(async move {
+            http.serve_https(listener, tls, std::future::pending())
+                .await
+        });
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    http.stop_keep_alives();
+    server.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

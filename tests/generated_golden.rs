@@ -204,12 +204,7 @@ fn current(operation: &str) -> Current {
         ctx: Default::default(),
         request_id: 1,
         encoding: Encoding::V1_1,
-        connection: Arc::new(ConnectionInfo {
-            id: 1,
-            remote: None,
-            local: None,
-            transport: "tcp",
-        }),
+        connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
     }
 }
 

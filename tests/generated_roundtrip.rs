@@ -17,12 +17,7 @@ fn current(operation: &str, encoding: Encoding) -> Current {
         ctx: Default::default(),
         request_id: 1,
         encoding,
-        connection: Arc::new(ConnectionInfo {
-            id: 1,
-            remote: None,
-            local: None,
-            transport: "tcp",
-        }),
+        connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::encoding::{Context, Encoding, Identity, UserException};
+pub use crate::runtime::handle::ConnectionHandle;
 
 /// How the caller declared the operation; built-ins and `["nonmutating"]` operations arrive
 /// as `Nonmutating`, which servants treat like `Idempotent`.
@@ -37,6 +38,22 @@ pub struct ConnectionInfo {
     pub local: Option<SocketAddr>,
     /// "tcp" or "ssl".
     pub transport: &'static str,
+    /// Lets a servant (or the router) end this connection.
+    pub handle: ConnectionHandle,
+}
+
+impl ConnectionInfo {
+    /// Facts about a connection not driven by the runtime (tests, tools): closing it does
+    /// nothing.
+    pub fn detached(id: u64, transport: &'static str) -> Self {
+        ConnectionInfo {
+            id,
+            remote: None,
+            local: None,
+            transport,
+            handle: ConnectionHandle::detached(),
+        }
+    }
 }
 
 /// The request being dispatched (`Ice::Current`).

@@ -1,5 +1,14 @@
 //! The runtime: listeners, connections, dispatch and the object adapter.
 
+pub mod adapter;
+mod connection;
 pub mod dispatch;
+mod exception;
+mod handle;
+mod server;
+pub mod tls;
 
+pub use adapter::{Located, Locator, ObjectAdapter};
 pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
+pub use handle::{ConnectionHandle, InvokeError};
+pub use server::{Server, ServerError};

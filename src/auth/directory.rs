@@ -1,0 +1,826 @@
+//! The user directory: experimenters and groups from `<data>/directory.json`.
+//!
+//! The server and the command line are separate processes. Writers (either) take an in-process
+//! lock, re-read the file, apply their change and replace the file atomically; the server notices
+//! changes made by the command line through the file's stamp (mtime, length, inode), checked on
+//! every password verification and on [`Directory::refresh`]. Two processes writing in the same
+//! instant can still lose one update; administration is rare enough that this is accepted.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::store::directory::{
+    DirectoryData, ExperimenterRecord, GroupRecord, DIRECTORY_FILE, ROOT_USER_ID, SYSTEM_GROUP_ID,
+    USER_GROUP_ID,
+};
+use crate::store::{ensure_dir, file_stamp, write_private_new, FileStamp, StoreError};
+
+use super::password::{
+    generate_password, hash_password, verify_against_dummy, verify_hash, Password,
+};
+use super::permissions;
+use super::AuthError;
+
+/// File holding the generated first root password until root's password is changed.
+pub const INITIAL_ROOT_PASSWORD_FILE: &str = "initial-root-password";
+
+/// Failures of directory reads and changes.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no such user: {0}")]
+    UnknownUser(String),
+    #[error("no such group: {0}")]
+    UnknownGroup(String),
+    #[error("user {0} already exists")]
+    DuplicateUser(String),
+    #[error("group {0} already exists")]
+    DuplicateGroup(String),
+    #[error("{0} is a built-in account and cannot be removed")]
+    BuiltinUser(String),
+    #[error(
+        "invalid permissions {0:?}: expected six characters like rw----, rwr---, rwra--, rwrw--"
+    )]
+    InvalidPermissions(String),
+    #[error("invalid name {0:?}: {1}")]
+    InvalidName(String, &'static str),
+    #[error("empty passwords are not allowed")]
+    EmptyPassword,
+    #[error("Bad password for {0}")]
+    BadPassword(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// An experimenter as other layers see it (never with the password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimenterInfo {
+    pub id: i64,
+    pub ome_name: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+    /// Group ids in membership order; index 0 is the default group.
+    pub member_of: Vec<i64>,
+    /// Ids of groups this user owns (leads).
+    pub leader_of: Vec<i64>,
+    pub has_password: bool,
+}
+
+impl ExperimenterInfo {
+    pub fn default_group_id(&self) -> Option<i64> {
+        self.member_of.first().copied()
+    }
+
+    /// Member of `system`.
+    pub fn is_admin(&self) -> bool {
+        self.member_of.contains(&SYSTEM_GROUP_ID)
+    }
+
+    pub fn is_member(&self, group_id: i64) -> bool {
+        self.member_of.contains(&group_id)
+    }
+
+    pub fn leads(&self, group_id: i64) -> bool {
+        self.leader_of.contains(&group_id)
+    }
+}
+
+/// A group as other layers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub id: i64,
+    pub name: String,
+    /// Six-character permission string, e.g. `rwr---`.
+    pub permissions: String,
+    /// The `perm1` long of `permissions` (spec §6).
+    pub perm1: i64,
+}
+
+/// A new experimenter for [`Directory::add_experimenter`].
+#[derive(Debug, Clone)]
+pub struct NewExperimenter {
+    pub ome_name: String,
+    /// Defaults to `ome_name` when `None`.
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub password: Password,
+    /// Member of `system`.
+    pub admin: bool,
+    /// Group names in the order given. The default group is the first one that is neither
+    /// `system` nor `user`, else `user`. Every user is also in `user`.
+    pub groups: Vec<String>,
+    /// Group names this user owns; they are added to the memberships too.
+    pub owner_of: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    data: Arc<DirectoryData>,
+    stamp: Option<FileStamp>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    data_dir: PathBuf,
+    path: PathBuf,
+    state: RwLock<Loaded>,
+    write_lock: Mutex<()>,
+}
+
+/// Handle on the user directory; clones share one cache.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+impl Directory {
+    /// Opens the directory in `data_dir`, creating the folder and OMERO's built-ins when new.
+    pub fn open(data_dir: &Path) -> Result<Self, DirectoryError> {
+        ensure_dir(data_dir)?;
+        let path = data_dir.join(DIRECTORY_FILE);
+        let data = match DirectoryData::load(&path)? {
+            Some(d) => d,
+            None => {
+                let d = DirectoryData::with_builtins();
+                d.save(&path)?;
+                d
+            }
+        };
+        let stamp = file_stamp(&path);
+        Ok(Directory {
+            inner: Arc::new(Inner {
+                data_dir: data_dir.to_path_buf(),
+                path,
+                state: RwLock::new(Loaded {
+                    data: Arc::new(data),
+                    stamp,
+                }),
+                write_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Re-reads the file if another process changed it; returns whether it did.
+    /// On a read failure the previous contents stay in use (logged).
+    pub fn refresh(&self) -> bool {
+        let now = file_stamp(&self.inner.path);
+        if now == self.read_state().stamp {
+            return false;
+        }
+        match DirectoryData::load(&self.inner.path) {
+            Ok(Some(data)) => {
+                let mut state = self.write_state();
+                state.data = Arc::new(data);
+                state.stamp = now;
+                tracing::info!("user directory reloaded");
+                true
+            }
+            Ok(None) => {
+                tracing::warn!(path = %self.inner.path.display(), "user directory file vanished; keeping the loaded copy");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload user directory; keeping the loaded copy");
+                false
+            }
+        }
+    }
+
+    /// The current contents (no file check).
+    pub fn snapshot(&self) -> Arc<DirectoryData> {
+        self.read_state().data.clone()
+    }
+
+    pub fn experimenter(&self, id: i64) -> Option<ExperimenterInfo> {
+        self.snapshot().experimenter(id).map(experimenter_info)
+    }
+
+    pub fn experimenter_by_name(&self, name: &str) -> Option<ExperimenterInfo> {
+        self.snapshot()
+            .experimenter_named(name)
+            .map(experimenter_info)
+    }
+
+    pub fn experimenters(&self) -> Vec<ExperimenterInfo> {
+        self.snapshot()
+            .experimenters
+            .iter()
+            .map(experimenter_info)
+            .collect()
+    }
+
+    pub fn group(&self, id: i64) -> Option<GroupInfo> {
+        self.snapshot().group(id).map(group_info)
+    }
+
+    pub fn group_by_name(&self, name: &str) -> Option<GroupInfo> {
+        self.snapshot().group_named(name).map(group_info)
+    }
+
+    pub fn groups(&self) -> Vec<GroupInfo> {
+        self.snapshot().groups.iter().map(group_info).collect()
+    }
+
+    /// Group ids of a user in membership order (index 0 = default group); empty if unknown.
+    pub fn member_of_ids(&self, user_id: i64) -> Vec<i64> {
+        self.experimenter(user_id)
+            .map(|e| e.member_of)
+            .unwrap_or_default()
+    }
+
+    /// The groups a user belongs to, in membership order.
+    pub fn groups_of(&self, user_id: i64) -> Vec<GroupInfo> {
+        let data = self.snapshot();
+        let Some(user) = data.experimenter(user_id) else {
+            return Vec::new();
+        };
+        user.member_of
+            .iter()
+            .filter_map(|gid| data.group(*gid).map(group_info))
+            .collect()
+    }
+
+    /// Ids of the groups a user owns.
+    pub fn led_group_ids(&self, user_id: i64) -> Vec<i64> {
+        self.experimenter(user_id)
+            .map(|e| e.leader_of)
+            .unwrap_or_default()
+    }
+
+    pub fn default_group(&self, user_id: i64) -> Option<GroupInfo> {
+        self.groups_of(user_id).into_iter().next()
+    }
+
+    /// Names of the user's groups: OMERO's "user roles" matched by `@RolesAllowed`.
+    pub fn role_names(&self, user_id: i64) -> Vec<String> {
+        self.groups_of(user_id)
+            .into_iter()
+            .map(|g| g.name)
+            .collect()
+    }
+
+    pub fn is_admin(&self, user_id: i64) -> bool {
+        self.experimenter(user_id).is_some_and(|e| e.is_admin())
+    }
+
+    /// Checks a password. Blocking (argon2id, tens of milliseconds): async callers use
+    /// [`Directory::verify_password_async`]. Unknown users and wrong passwords give the same
+    /// error after the same amount of work.
+    pub fn verify_password(
+        &self,
+        name: &str,
+        password: &Password,
+    ) -> Result<ExperimenterInfo, AuthError> {
+        self.refresh();
+        let data = self.snapshot();
+        let record = data.experimenter_named(name);
+        let hash = record.and_then(|r| r.password_hash.as_deref());
+        match (record, hash) {
+            (Some(record), Some(hash)) if verify_hash(hash, password) => {
+                Ok(experimenter_info(record))
+            }
+            (_, Some(_)) => Err(AuthError::BadCredentials),
+            (_, None) => {
+                verify_against_dummy(password);
+                Err(AuthError::BadCredentials)
+            }
+        }
+    }
+
+    /// [`Directory::verify_password`] on the blocking thread pool.
+    pub async fn verify_password_async(
+        &self,
+        name: String,
+        password: Password,
+    ) -> Result<ExperimenterInfo, AuthError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.verify_password(&name, &password))
+            .await
+            .map_err(|e| AuthError::Internal(format!("password check did not finish: {e}")))?
+    }
+
+    /// changeUserPassword / `user passwd`: sets a new password. Blocking (hashing).
+    /// Changing root's password removes the initial-root-password file.
+    pub fn set_password(&self, name: &str, password: &Password) -> Result<(), DirectoryError> {
+        if password.is_empty() {
+            return Err(DirectoryError::EmptyPassword);
+        }
+        let hash = hash_password(password).map_err(DirectoryError::Internal)?;
+        let id = self.modify(|data| {
+            let user = data
+                .experimenter_named_mut(name)
+                .ok_or_else(|| DirectoryError::UnknownUser(name.to_string()))?;
+            user.password_hash = Some(hash);
+            Ok(user.id)
+        })?;
+        if id == ROOT_USER_ID {
+            self.remove_initial_root_password();
+        }
+        tracing::info!(user = %name, "password changed");
+        Ok(())
+    }
+
+    /// changePasswordWithOldPassword: the old password must match. Blocking.
+    pub fn change_password(
+        &self,
+        name: &str,
+        old: &Password,
+        new: &Password,
+    ) -> Result<(), DirectoryError> {
+        match self.verify_password(name, old) {
+            Ok(_) => self.set_password(name, new),
+            Err(_) => Err(DirectoryError::BadPassword(name.to_string())),
+        }
+    }
+
+    /// Adds an experimenter (see [`NewExperimenter`] for the membership rule). Blocking.
+    pub fn add_experimenter(
+        &self,
+        new: NewExperimenter,
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        validate_name(&new.ome_name)?;
+        if uuid::Uuid::parse_str(&new.ome_name).is_ok() {
+            // Such a name would be taken for a session id when joining.
+            return Err(DirectoryError::InvalidName(
+                new.ome_name,
+                "a user name may not look like a session uuid",
+            ));
+        }
+        if new.password.is_empty() {
+            return Err(DirectoryError::EmptyPassword);
+        }
+        let hash = hash_password(&new.password).map_err(DirectoryError::Internal)?;
+        let record = self.modify(|data| {
+            if data.experimenter_named(&new.ome_name).is_some() {
+                return Err(DirectoryError::DuplicateUser(new.ome_name.clone()));
+            }
+            let (member_of, leader_of) = memberships(data, &new)?;
+            let record = ExperimenterRecord {
+                id: data.next_experimenter_id,
+                ome_name: new.ome_name.clone(),
+                first_name: new
+                    .first_name
+                    .clone()
+                    .unwrap_or_else(|| new.ome_name.clone()),
+                last_name: new
+                    .last_name
+                    .clone()
+                    .unwrap_or_else(|| new.ome_name.clone()),
+                email: new.email.clone(),
+                password_hash: Some(hash),
+                member_of,
+                leader_of,
+            };
+            data.next_experimenter_id += 1;
+            data.experimenters.push(record.clone());
+            Ok(record)
+        })?;
+        tracing::info!(user = %record.ome_name, id = record.id, "user added");
+        Ok(experimenter_info(&record))
+    }
+
+    /// Removes an experimenter; the built-in root and guest are refused.
+    pub fn remove_experimenter(&self, name: &str) -> Result<(), DirectoryError> {
+        if name == "root" || name == "guest" {
+            return Err(DirectoryError::BuiltinUser(name.to_string()));
+        }
+        self.modify(|data| {
+            let before = data.experimenters.len();
+            data.experimenters.retain(|e| e.ome_name != name);
+            if data.experimenters.len() == before {
+                return Err(DirectoryError::UnknownUser(name.to_string()));
+            }
+            Ok(())
+        })?;
+        tracing::info!(user = %name, "user removed");
+        Ok(())
+    }
+
+    /// Adds a group with a permission string such as `rwr---`.
+    pub fn add_group(&self, name: &str, perms: &str) -> Result<GroupInfo, DirectoryError> {
+        validate_name(name)?;
+        if !permissions::is_valid(perms) {
+            return Err(DirectoryError::InvalidPermissions(perms.to_string()));
+        }
+        let record = self.modify(|data| {
+            if data.group_named(name).is_some() {
+                return Err(DirectoryError::DuplicateGroup(name.to_string()));
+            }
+            let record = GroupRecord {
+                id: data.next_group_id,
+                name: name.to_string(),
+                permissions: perms.to_string(),
+            };
+            data.next_group_id += 1;
+            data.groups.push(record.clone());
+            Ok(record)
+        })?;
+        tracing::info!(group = %name, id = record.id, "group added");
+        Ok(group_info(&record))
+    }
+
+    /// First start: when root has no password, generates one, stores its hash and writes the
+    /// plain text once to `<data>/initial-root-password` (mode 0600). Returns that path when it
+    /// did so, `None` when root already had a password. Blocking (hashing).
+    pub fn ensure_root_password(&self) -> Result<Option<PathBuf>, DirectoryError> {
+        self.refresh();
+        let has_password = self
+            .snapshot()
+            .experimenter(ROOT_USER_ID)
+            .is_some_and(|r| r.password_hash.is_some());
+        if has_password {
+            return Ok(None);
+        }
+        let password = generate_password(24);
+        let path = self.inner.data_dir.join(INITIAL_ROOT_PASSWORD_FILE);
+        // A file from an interrupted earlier start holds a password that was never stored.
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&path, e).into()),
+        }
+        let mut text = password.expose().as_bytes().to_vec();
+        text.push(b'\n');
+        write_private_new(&path, &text)?;
+        let hash = hash_password(&password).map_err(DirectoryError::Internal)?;
+        self.modify(|data| {
+            let root = data
+                .experimenters
+                .iter_mut()
+                .find(|e| e.id == ROOT_USER_ID)
+                .ok_or_else(|| DirectoryError::UnknownUser("root".to_string()))?;
+            root.password_hash = Some(hash);
+            Ok(())
+        })?;
+        Ok(Some(path))
+    }
+
+    fn remove_initial_root_password(&self) {
+        let path = self.inner.data_dir.join(INITIAL_ROOT_PASSWORD_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => tracing::info!(path = %path.display(), "removed initial root password file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove initial root password file")
+            }
+        }
+    }
+
+    // Read-modify-write against the file on disk so changes by the other process survive.
+    fn modify<R>(
+        &self,
+        change: impl FnOnce(&mut DirectoryData) -> Result<R, DirectoryError>,
+    ) -> Result<R, DirectoryError> {
+        let _writer = self
+            .inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut data = match DirectoryData::load(&self.inner.path)? {
+            Some(d) => d,
+            None => DirectoryData::with_builtins(),
+        };
+        let result = change(&mut data)?;
+        data.save(&self.inner.path)?;
+        let mut state = self.write_state();
+        state.stamp = file_stamp(&self.inner.path);
+        state.data = Arc::new(data);
+        Ok(result)
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, Loaded> {
+        self.inner.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn experimenter_info(r: &ExperimenterRecord) -> ExperimenterInfo {
+    ExperimenterInfo {
+        id: r.id,
+        ome_name: r.ome_name.clone(),
+        first_name: r.first_name.clone(),
+        last_name: r.last_name.clone(),
+        email: r.email.clone(),
+        member_of: r.member_of.clone(),
+        leader_of: r.leader_of.clone(),
+        has_password: r.password_hash.is_some(),
+    }
+}
+
+fn group_info(g: &GroupRecord) -> GroupInfo {
+    GroupInfo {
+        id: g.id,
+        name: g.name.clone(),
+        permissions: g.permissions.clone(),
+        // Stored strings are validated on the way in; a hand-edited bad one reads as private.
+        perm1: permissions::perm1(&g.permissions).unwrap_or(-120),
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), DirectoryError> {
+    if name.is_empty() {
+        return Err(DirectoryError::InvalidName(name.to_string(), "empty"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(DirectoryError::InvalidName(
+            name.to_string(),
+            "no spaces or control characters allowed",
+        ));
+    }
+    Ok(())
+}
+
+// Default group first (first given group other than system/user, else user), then the other
+// given groups, then user, then system for admins.
+fn memberships(
+    data: &DirectoryData,
+    new: &NewExperimenter,
+) -> Result<(Vec<i64>, Vec<i64>), DirectoryError> {
+    let resolve = |name: &String| {
+        data.group_named(name)
+            .map(|g| g.id)
+            .ok_or_else(|| DirectoryError::UnknownGroup(name.clone()))
+    };
+    let given: Vec<i64> = new
+        .groups
+        .iter()
+        .chain(new.owner_of.iter())
+        .map(resolve)
+        .collect::<Result<_, _>>()?;
+    let leader_of: Vec<i64> = new.owner_of.iter().map(resolve).collect::<Result<_, _>>()?;
+    let admin = new.admin || given.contains(&SYSTEM_GROUP_ID);
+    let mut member_of: Vec<i64> = Vec::new();
+    let mut push = |gid: i64| {
+        if !member_of.contains(&gid) {
+            member_of.push(gid);
+        }
+    };
+    for gid in given
+        .iter()
+        .filter(|g| **g != SYSTEM_GROUP_ID && **g != USER_GROUP_ID)
+    {
+        push(*gid);
+    }
+    push(USER_GROUP_ID);
+    if admin {
+        push(SYSTEM_GROUP_ID);
+    }
+    let mut leader_unique = Vec::new();
+    for gid in leader_of {
+        if !leader_unique.contains(&gid) {
+            leader_unique.push(gid);
+        }
+    }
+    Ok((member_of, leader_unique))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_user(name: &str, groups: &[&str]) -> NewExperimenter {
+        NewExperimenter {
+            ome_name: name.to_string(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            password: Password::new(format!("{name}-pw")),
+            admin: false,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            owner_of: Vec::new(),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Directory) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Directory::open(&dir.path().join("data")).unwrap();
+        (dir, d)
+    }
+
+    #[test]
+    fn first_open_creates_builtins_and_reopen_keeps_changes() {
+        let (tmp, d) = open();
+        assert_eq!(d.group_by_name("system").unwrap().id, 0);
+        assert_eq!(d.group(2).unwrap().name, "guest");
+        assert!(d.is_admin(0));
+        assert_eq!(d.member_of_ids(1), vec![2]);
+        d.add_group("lab", "rwr---").unwrap();
+        let again = Directory::open(&tmp.path().join("data")).unwrap();
+        let lab = again.group_by_name("lab").unwrap();
+        assert_eq!((lab.id, lab.perm1), (3, -56));
+    }
+
+    #[test]
+    fn membership_rules() {
+        let (_t, d) = open();
+        d.add_group("lab", "rwra--").unwrap();
+        d.add_group("other", "rw----").unwrap();
+        let a = d
+            .add_experimenter(new_user("a", &["user", "lab", "other"]))
+            .unwrap();
+        assert_eq!(a.member_of, vec![3, 4, 1]);
+        assert_eq!(a.default_group_id(), Some(3));
+        let b = d.add_experimenter(new_user("b", &[])).unwrap();
+        assert_eq!(b.member_of, vec![1]);
+        let mut admin = new_user("c", &["lab"]);
+        admin.admin = true;
+        admin.owner_of = vec!["other".into()];
+        let c = d.add_experimenter(admin).unwrap();
+        assert_eq!(c.member_of, vec![3, 4, 1, 0]);
+        assert_eq!(c.leader_of, vec![4]);
+        assert!(c.is_admin());
+        let s = d.add_experimenter(new_user("s", &["system"])).unwrap();
+        assert_eq!(s.member_of, vec![1, 0]);
+        assert_eq!(d.led_group_ids(c.id), vec![4]);
+        assert_eq!(d.role_names(a.id), vec!["lab", "other", "user"]);
+        assert_eq!(d.default_group(a.id).unwrap().name, "lab");
+        assert_eq!(
+            d.groups_of(c.id).iter().map(|g| g.id).collect::<Vec<_>>(),
+            vec![3, 4, 1, 0]
+        );
+        assert_eq!(d.experimenter_by_name("a").unwrap().first_name, "a");
+    }
+
+    #[test]
+    fn add_user_errors() {
+        let (_t, d) = open();
+        assert!(matches!(
+            d.add_experimenter(new_user("x", &["nope"])),
+            Err(DirectoryError::UnknownGroup(g)) if g == "nope"
+        ));
+        d.add_experimenter(new_user("x", &[])).unwrap();
+        assert!(matches!(
+            d.add_experimenter(new_user("x", &[])),
+            Err(DirectoryError::DuplicateUser(_))
+        ));
+        assert!(matches!(
+            d.add_experimenter(new_user("root", &[])),
+            Err(DirectoryError::DuplicateUser(_))
+        ));
+        let uuid_name = uuid::Uuid::new_v4().to_string();
+        assert!(matches!(
+            d.add_experimenter(new_user(&uuid_name, &[])),
+            Err(DirectoryError::InvalidName(..))
+        ));
+        assert!(matches!(
+            d.add_experimenter(new_user("has space", &[])),
+            Err(DirectoryError::InvalidName(..))
+        ));
+        let mut empty = new_user("e", &[]);
+        empty.password = Password::new("");
+        assert!(matches!(
+            d.add_experimenter(empty),
+            Err(DirectoryError::EmptyPassword)
+        ));
+        assert!(matches!(
+            d.add_group("g", "rwx---"),
+            Err(DirectoryError::InvalidPermissions(_))
+        ));
+        assert!(matches!(
+            d.add_group("user", "rw----"),
+            Err(DirectoryError::DuplicateGroup(_))
+        ));
+    }
+
+    #[test]
+    fn verify_password_outcomes_look_alike() {
+        let (_t, d) = open();
+        d.add_experimenter(new_user("alice", &[])).unwrap();
+        let ok = d
+            .verify_password("alice", &Password::new("alice-pw"))
+            .unwrap();
+        assert_eq!(ok.ome_name, "alice");
+        assert_eq!(
+            d.verify_password("alice", &Password::new("nope")),
+            Err(AuthError::BadCredentials)
+        );
+        assert_eq!(
+            d.verify_password("nobody", &Password::new("x")),
+            Err(AuthError::BadCredentials)
+        );
+        // guest has no password: no password logs in.
+        assert_eq!(
+            d.verify_password("guest", &Password::new("")),
+            Err(AuthError::BadCredentials)
+        );
+    }
+
+    #[tokio::test]
+    async fn async_verification() {
+        let (_t, d) = open();
+        d.add_experimenter(new_user("bob", &[])).unwrap();
+        let info = d
+            .verify_password_async("bob".into(), Password::new("bob-pw"))
+            .await
+            .unwrap();
+        assert_eq!(info.ome_name, "bob");
+    }
+
+    #[test]
+    fn other_process_changes_are_seen_and_kept() {
+        let (tmp, server) = open();
+        let cli = Directory::open(&tmp.path().join("data")).unwrap();
+        cli.add_experimenter(new_user("late", &[])).unwrap();
+        assert!(
+            server.experimenter_by_name("late").is_none(),
+            "no check yet"
+        );
+        assert!(server
+            .verify_password("late", &Password::new("late-pw"))
+            .is_ok());
+        assert!(server.experimenter_by_name("late").is_some());
+        assert!(!server.refresh(), "nothing new");
+        // A write from a stale copy starts from the file, so the other change survives.
+        cli.add_group("g1", "rw----").unwrap();
+        server.add_group("g2", "rw----").unwrap();
+        let fresh = Directory::open(&tmp.path().join("data")).unwrap();
+        assert!(fresh.group_by_name("g1").is_some());
+        assert!(fresh.group_by_name("g2").is_some());
+    }
+
+    #[test]
+    fn corrupt_file_on_reload_keeps_old_copy() {
+        let (tmp, d) = open();
+        std::fs::write(tmp.path().join("data").join(DIRECTORY_FILE), b"{oops").unwrap();
+        assert!(!d.refresh());
+        assert!(d.experimenter_by_name("root").is_some());
+    }
+
+    #[test]
+    fn initial_root_password_lifecycle() {
+        let (tmp, d) = open();
+        let path = d.ensure_root_password().unwrap().unwrap();
+        assert_eq!(
+            path,
+            tmp.path().join("data").join(INITIAL_ROOT_PASSWORD_FILE)
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let plain = std::fs::read_to_string(&path).unwrap();
+        let plain = plain.trim_end();
+        assert_eq!(plain.len(), 24);
+        assert!(d.verify_password("root", &Password::new(plain)).is_ok());
+        assert_eq!(d.ensure_root_password().unwrap(), None);
+        d.set_password("root", &Password::new("new-root")).unwrap();
+        assert!(!path.exists());
+        assert!(d
+            .verify_password("root", &Password::new("new-root"))
+            .is_ok());
+        assert!(d.verify_password("root", &Password::new(plain)).is_err());
+    }
+
+    #[test]
+    fn password_changes() {
+        let (_t, d) = open();
+        d.add_experimenter(new_user("u", &[])).unwrap();
+        assert!(matches!(
+            d.change_password("u", &Password::new("wrong"), &Password::new("n")),
+            Err(DirectoryError::BadPassword(_))
+        ));
+        d.change_password("u", &Password::new("u-pw"), &Password::new("n"))
+            .unwrap();
+        assert!(d.verify_password("u", &Password::new("n")).is_ok());
+        assert!(matches!(
+            d.set_password("u", &Password::new("")),
+            Err(DirectoryError::EmptyPassword)
+        ));
+        assert!(matches!(
+            d.set_password("ghost", &Password::new("x")),
+            Err(DirectoryError::UnknownUser(_))
+        ));
+    }
+
+    #[test]
+    fn removal_rules() {
+        let (_t, d) = open();
+        d.add_experimenter(new_user("gone", &[])).unwrap();
+        d.remove_experimenter("gone").unwrap();
+        assert!(d.experimenter_by_name("gone").is_none());
+        assert!(matches!(
+            d.remove_experimenter("gone"),
+            Err(DirectoryError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            d.remove_experimenter("root"),
+            Err(DirectoryError::BuiltinUser(_))
+        ));
+        // Ids are never reused.
+        let next = d.add_experimenter(new_user("next", &[])).unwrap();
+        assert_eq!(next.id, 3);
+    }
+}

@@ -1,0 +1,268 @@
+//! Login throttling per user name and per source address.
+//!
+//! A key (a user name or an address) may fail a few times freely within a window; after that
+//! each further attempt must wait `base_delay * 2^(failures - free)` (capped) after the last
+//! failure, or it is refused without checking the password. A success clears the user's
+//! counter but not the address's, so an attacker cannot reset an address by logging in to an
+//! account of their own. Failures older than the window are forgotten.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::sessions::clock::Clock;
+
+/// Throttle settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Failures per user name allowed without delay inside the window.
+    pub free_failures_per_user: u32,
+    /// Failures per address allowed without delay (higher: addresses may be shared by NAT).
+    pub free_failures_per_addr: u32,
+    pub window: Duration,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Beyond this many tracked keys, forgotten ones are pruned on each failure.
+    pub max_entries: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            free_failures_per_user: 5,
+            free_failures_per_addr: 20,
+            window: Duration::from_secs(15 * 60),
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5 * 60),
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// A refused attempt: try again after `retry_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delay {
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    User(String),
+    Addr(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    failures: u32,
+    last_failure: i64,
+}
+
+/// Shared login throttle; use one per server.
+pub struct Throttle {
+    config: ThrottleConfig,
+    clock: Arc<dyn Clock>,
+    records: Mutex<HashMap<Key, Record>>,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("config", &self.config)
+            .field("tracked", &self.lock().len())
+            .finish()
+    }
+}
+
+impl Throttle {
+    pub fn new(config: ThrottleConfig, clock: Arc<dyn Clock>) -> Self {
+        Throttle {
+            config,
+            clock,
+            records: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether an attempt for `user` from `addr` may proceed now.
+    pub fn check(&self, user: &str, addr: Option<IpAddr>) -> Result<(), Delay> {
+        let now = self.clock.now_ms();
+        let records = self.lock();
+        let mut wait = 0i64;
+        for (key, free) in self.keys(user, addr) {
+            if let Some(r) = records.get(&key) {
+                wait = wait.max(self.remaining_wait(r, free, now));
+            }
+        }
+        if wait > 0 {
+            Err(Delay {
+                retry_after: Duration::from_millis(wait.unsigned_abs()),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A failed attempt (wrong password or unknown user).
+    pub fn record_failure(&self, user: &str, addr: Option<IpAddr>) {
+        let now = self.clock.now_ms();
+        let window = duration_ms(self.config.window);
+        let mut records = self.lock();
+        for (key, _) in self.keys(user, addr) {
+            let r = records.entry(key).or_insert(Record {
+                failures: 0,
+                last_failure: now,
+            });
+            if now - r.last_failure > window {
+                r.failures = 0;
+            }
+            r.failures = r.failures.saturating_add(1);
+            r.last_failure = now;
+        }
+        if records.len() > self.config.max_entries {
+            records.retain(|_, r| now - r.last_failure <= window);
+        }
+    }
+
+    /// A successful attempt clears the user's counter.
+    pub fn record_success(&self, user: &str, _addr: Option<IpAddr>) {
+        self.lock().remove(&Key::User(user.to_string()));
+    }
+
+    fn keys(&self, user: &str, addr: Option<IpAddr>) -> Vec<(Key, u32)> {
+        let mut keys = vec![(
+            Key::User(user.to_string()),
+            self.config.free_failures_per_user,
+        )];
+        if let Some(a) = addr {
+            keys.push((Key::Addr(a), self.config.free_failures_per_addr));
+        }
+        keys
+    }
+
+    fn remaining_wait(&self, r: &Record, free: u32, now: i64) -> i64 {
+        if now - r.last_failure > duration_ms(self.config.window) || r.failures < free {
+            return 0;
+        }
+        let steps = (r.failures - free).min(30);
+        let delay = duration_ms(self.config.base_delay)
+            .saturating_mul(1i64 << steps)
+            .min(duration_ms(self.config.max_delay));
+        (r.last_failure + delay - now).max(0)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Record>> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::clock::ManualClock;
+
+    fn throttle() -> (Throttle, ManualClock) {
+        let clock = ManualClock::new(1_000_000);
+        (
+            Throttle::new(ThrottleConfig::default(), Arc::new(clock.clone())),
+            clock,
+        )
+    }
+
+    fn addr(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::from([10, 0, 0, last]))
+    }
+
+    #[test]
+    fn five_free_failures_then_exponential_delay() {
+        let (t, clock) = throttle();
+        for _ in 0..4 {
+            t.record_failure("alice", addr(1));
+            assert!(t.check("alice", addr(1)).is_ok());
+        }
+        t.record_failure("alice", addr(1));
+        assert_eq!(
+            t.check("alice", addr(1)),
+            Err(Delay {
+                retry_after: Duration::from_secs(1)
+            })
+        );
+        clock.advance(1000);
+        assert!(t.check("alice", addr(1)).is_ok());
+        t.record_failure("alice", addr(1));
+        assert_eq!(
+            t.check("alice", addr(2)).unwrap_err().retry_after,
+            Duration::from_secs(2),
+            "the user is throttled from any address"
+        );
+        clock.advance(2000);
+        t.record_failure("alice", addr(1));
+        assert_eq!(
+            t.check("alice", None).unwrap_err().retry_after,
+            Duration::from_secs(4)
+        );
+    }
+
+    #[test]
+    fn delay_is_capped() {
+        let (t, _) = throttle();
+        for _ in 0..40 {
+            t.record_failure("bob", None);
+        }
+        assert_eq!(
+            t.check("bob", None).unwrap_err().retry_after,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn success_resets_user_but_not_address() {
+        let (t, _) = throttle();
+        for i in 0..20 {
+            t.record_failure(&format!("user{i}"), addr(7));
+        }
+        assert!(
+            t.check("someone-else", addr(7)).is_err(),
+            "address is throttled"
+        );
+        assert!(t.check("someone-else", addr(8)).is_ok());
+        for _ in 0..5 {
+            t.record_failure("carol", None);
+        }
+        assert!(t.check("carol", None).is_err());
+        t.record_success("carol", addr(7));
+        assert!(t.check("carol", None).is_ok());
+        assert!(t.check("carol", addr(7)).is_err());
+    }
+
+    #[test]
+    fn failures_are_forgotten_after_the_window() {
+        let (t, clock) = throttle();
+        for _ in 0..10 {
+            t.record_failure("dave", None);
+        }
+        clock.advance(15 * 60 * 1000 + 1);
+        assert!(t.check("dave", None).is_ok());
+        t.record_failure("dave", None);
+        assert!(t.check("dave", None).is_ok(), "counter restarted at 1");
+    }
+
+    #[test]
+    fn pruning_keeps_memory_bounded() {
+        let clock = ManualClock::new(0);
+        let config = ThrottleConfig {
+            max_entries: 10,
+            ..ThrottleConfig::default()
+        };
+        let t = Throttle::new(config, Arc::new(clock.clone()));
+        for i in 0..10 {
+            t.record_failure(&format!("u{i}"), None);
+        }
+        clock.advance(16 * 60 * 1000);
+        t.record_failure("fresh", None);
+        assert_eq!(t.lock().len(), 1);
+    }
+}

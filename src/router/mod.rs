@@ -1,0 +1,131 @@
+//! The Glacier2-compatible router: one Glacier2 session per connection, login and join,
+//! what each connection may reach, and the end of a session on connection loss,
+//! `destroySession` or inactivity.
+//!
+//! OMERO runs Glacier2 in front of its servers; here router and backend are one process, so
+//! a routed request is dispatched directly to the servant of its identity once the
+//! [`RouterLocator`] has checked that the request's connection may reach it: the router
+//! itself, `Ice/RouterFinder`, the connection's own ServiceFactory
+//! (`session-<clientUuid>/<sessionUuid>`) and the services of its session (category
+//! `<sessionUuid>`). Anything else is ObjectNotExist.
+
+pub mod login;
+pub mod servant;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::generated::glacier2::RouterDispatcher;
+use crate::generated::ice::RouterFinderDispatcher;
+use crate::runtime::ObjectAdapter;
+use crate::services::Services;
+use crate::sessions::SessionEvent;
+
+pub use servant::{FinderServant, GlacierRouter, RouterConfig, RouterLocator, RouterServant};
+
+/// The `[router]` section of the configuration file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterFileConfig {
+    /// Glacier2.SessionTimeout in seconds (default 600); 0 disables the inactivity timeout.
+    pub session_timeout_s: Option<u64>,
+    /// What getACMTimeout reports (default 60 s).
+    pub acm_timeout_s: Option<i32>,
+    /// Category of the router identity (default `OMERO.Glacier2`).
+    pub instance_name: Option<String>,
+}
+
+impl RouterConfig {
+    pub fn from_file(f: &RouterFileConfig) -> Self {
+        let d = RouterConfig::default();
+        RouterConfig {
+            instance_name: f.instance_name.clone().unwrap_or(d.instance_name),
+            session_timeout: match f.session_timeout_s {
+                None => d.session_timeout,
+                Some(0) => None,
+                Some(s) => Some(Duration::from_secs(s)),
+            },
+            acm_timeout_s: f.acm_timeout_s.unwrap_or(d.acm_timeout_s),
+        }
+    }
+}
+
+/// Registers `<instance>/router` and `Ice/RouterFinder` on `adapter`, makes the router
+/// decide what every request may reach, and starts the background jobs (inactivity
+/// timeout; dropping the servants of sessions that die). Call inside a tokio runtime.
+pub fn install(
+    adapter: &ObjectAdapter,
+    config: RouterConfig,
+    services: Services,
+) -> Arc<GlacierRouter> {
+    let router = GlacierRouter::new(config, services);
+    adapter.add(
+        router.router_identity(),
+        Arc::new(RouterDispatcher(Arc::new(RouterServant(router.clone())))),
+    );
+    adapter.add(
+        GlacierRouter::finder_identity(),
+        Arc::new(RouterFinderDispatcher(Arc::new(FinderServant(
+            router.clone(),
+        )))),
+    );
+    adapter.set_locator(Arc::new(RouterLocator(router.clone())));
+    router.spawn_idle_reaper();
+    spawn_session_listener(&router);
+    router
+}
+
+/// When an OMERO session dies (closed, reaped), its servants go with it.
+fn spawn_session_listener(router: &Arc<GlacierRouter>) {
+    let mut events = router.services.sessions.subscribe();
+    let weak = Arc::downgrade(router);
+    tokio::spawn(async move {
+        loop {
+            let event = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "session events lagged");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(router) = weak.upgrade() else {
+                return;
+            };
+            let SessionEvent::Closed { uuid, reason } = event;
+            tracing::debug!(session = %uuid, ?reason, "dropping servants of a dead session");
+            router.services.registry.drop_session(&uuid);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sections_parse() {
+        let file: crate::config::FileConfig = toml::from_str(
+            "[router]\nsession_timeout_s = 30\n[sessions]\ntime_to_idle_ms = 2000\nreaper_interval_ms = 200\n",
+        )
+        .unwrap();
+        let router = RouterConfig::from_file(&file.router);
+        assert_eq!(router.session_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(router.instance_name, "OMERO.Glacier2");
+        assert_eq!(file.sessions.session_config().default_time_to_idle, 2000);
+        assert_eq!(file.sessions.reaper_interval(), Duration::from_millis(200));
+        let never = RouterConfig::from_file(&RouterFileConfig {
+            session_timeout_s: Some(0),
+            ..RouterFileConfig::default()
+        });
+        assert_eq!(never.session_timeout, None);
+        assert_eq!(
+            RouterConfig::from_file(&RouterFileConfig::default()).session_timeout,
+            Some(Duration::from_secs(600))
+        );
+        assert!(toml::from_str::<crate::config::FileConfig>("[router]\nbogus = 1\n").is_err());
+    }
+}

@@ -1,0 +1,398 @@
+//! The IAdmin servant: the event context, experimenter and group lookups, and password
+//! changes. The rest of IAdmin (user and group administration, photos, privileges) is done
+//! with the `user`/`group` commands of this server and refused here with a clear message.
+
+use std::sync::Arc;
+
+use crate::auth::context::event_context;
+use crate::auth::{DirectoryError, Password};
+use crate::facade::{async_trait, Current, DispatchError, ValueRef};
+use crate::generated::omero::api::IAdmin;
+use crate::sessions::{SessionError, SessionInfo};
+
+use super::context::{Factory, Services};
+use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
+use super::guard::{caller, require_password};
+use super::model;
+
+type Obj = Option<ValueRef>;
+type Objs = Vec<Option<ValueRef>>;
+
+pub struct AdminService {
+    services: Services,
+    factory: Arc<Factory>,
+}
+
+fn api_usage(message: String) -> DispatchError {
+    to_dispatch(SessionError::ApiUsage(message))
+}
+
+impl AdminService {
+    pub fn new(services: Services, factory: Arc<Factory>) -> Self {
+        AdminService { services, factory }
+    }
+
+    /// The caller's session, refreshed, with the directory re-read if the command line
+    /// changed it.
+    fn caller(&self) -> Outcome<SessionInfo> {
+        let info = caller(&self.services, &self.factory)?;
+        self.services.directory.refresh();
+        Ok(info)
+    }
+
+    /// An operation this server does not provide; the caller's session is still checked
+    /// and refreshed first, as for every call.
+    fn refuse(&self, operation: &str) -> DispatchError {
+        match self.caller() {
+            Ok(_) => not_provided(operation),
+            Err(e) => e,
+        }
+    }
+
+    fn experimenter_id(&self, exp: &Obj, operation: &str) -> Outcome<i64> {
+        model::id_of(exp)
+            .ok_or_else(|| api_usage(format!("Argument 1 to {operation} may not be null.")))
+    }
+
+    async fn set_password(&self, name: String, password: &Obj, operation: &str) -> Outcome<()> {
+        let Some(plain) = model::string_of(password) else {
+            return Err(api_usage(format!(
+                "Argument to {operation} may not be null."
+            )));
+        };
+        let directory = self.services.directory.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            directory.set_password(&name, &Password::new(plain))
+        })
+        .await
+        .map_err(|e| {
+            to_dispatch(SessionError::Internal(format!(
+                "password change failed: {e}"
+            )))
+        })?;
+        result.map_err(|e| match e {
+            DirectoryError::EmptyPassword | DirectoryError::UnknownUser(_) => {
+                api_usage(e.to_string())
+            }
+            other => to_dispatch(SessionError::Internal(other.to_string())),
+        })
+    }
+}
+
+#[async_trait]
+impl IAdmin for AdminService {
+    async fn can_update(&self, _obj: Obj, _c: &Current) -> Outcome<bool> {
+        Err(self.refuse("canUpdate"))
+    }
+
+    async fn get_experimenter(&self, id: i64, _c: &Current) -> Outcome<Obj> {
+        self.caller()?;
+        let user = self.services.directory.experimenter(id);
+        let user = user.ok_or_else(|| api_usage(format!("No such experimenter: {id}")))?;
+        Ok(Some(model::experimenter(&user)))
+    }
+
+    async fn lookup_experimenter(&self, name: String, _c: &Current) -> Outcome<Obj> {
+        self.caller()?;
+        let user = self.services.directory.experimenter_by_name(&name);
+        let user = user.ok_or_else(|| api_usage(format!("No such experimenter: {name}")))?;
+        Ok(Some(model::experimenter(&user)))
+    }
+
+    async fn lookup_experimenters(&self, _c: &Current) -> Outcome<Objs> {
+        Err(self.refuse("lookupExperimenters"))
+    }
+
+    async fn get_group(&self, id: i64, _c: &Current) -> Outcome<Obj> {
+        self.caller()?;
+        let group = self.services.directory.group(id);
+        let group = group.ok_or_else(|| api_usage(format!("No such group: {id}")))?;
+        Ok(Some(model::group(&group)))
+    }
+
+    async fn lookup_group(&self, name: String, _c: &Current) -> Outcome<Obj> {
+        self.caller()?;
+        let group = self.services.directory.group_by_name(&name);
+        let group = group.ok_or_else(|| api_usage(format!("No such group: {name}")))?;
+        Ok(Some(model::group(&group)))
+    }
+
+    async fn lookup_groups(&self, _c: &Current) -> Outcome<Objs> {
+        Err(self.refuse("lookupGroups"))
+    }
+
+    async fn contained_experimenters(&self, _group_id: i64, _c: &Current) -> Outcome<Objs> {
+        Err(self.refuse("containedExperimenters"))
+    }
+
+    async fn contained_groups(&self, experimenter_id: i64, _c: &Current) -> Outcome<Objs> {
+        self.caller()?;
+        let groups = self.services.directory.groups_of(experimenter_id);
+        Ok(groups.iter().map(|g| Some(model::group(g))).collect())
+    }
+
+    async fn get_default_group(&self, experimenter_id: i64, _c: &Current) -> Outcome<Obj> {
+        self.caller()?;
+        let group = self.services.directory.default_group(experimenter_id);
+        let group = group.ok_or_else(|| {
+            api_usage(format!(
+                "No default group for experimenter {experimenter_id}"
+            ))
+        })?;
+        Ok(Some(model::group(&group)))
+    }
+
+    async fn lookup_ldap_auth_experimenter(&self, _id: i64, _c: &Current) -> Outcome<String> {
+        Err(self.refuse("lookupLdapAuthExperimenter"))
+    }
+
+    async fn lookup_ldap_auth_experimenters(&self, _c: &Current) -> Outcome<Obj> {
+        Err(self.refuse("lookupLdapAuthExperimenters"))
+    }
+
+    async fn get_member_of_group_ids(&self, exp: Obj, _c: &Current) -> Outcome<Vec<i64>> {
+        self.caller()?;
+        let id = self.experimenter_id(&exp, "getMemberOfGroupIds")?;
+        Ok(self.services.directory.member_of_ids(id))
+    }
+
+    async fn get_leader_of_group_ids(&self, exp: Obj, _c: &Current) -> Outcome<Vec<i64>> {
+        self.caller()?;
+        let id = self.experimenter_id(&exp, "getLeaderOfGroupIds")?;
+        Ok(self.services.directory.led_group_ids(id))
+    }
+
+    async fn get_current_admin_privileges(&self, _c: &Current) -> Outcome<Objs> {
+        Err(self.refuse("getCurrentAdminPrivileges (see getEventContext().adminPrivileges)"))
+    }
+
+    async fn get_admin_privileges(&self, _user: Obj, _c: &Current) -> Outcome<Objs> {
+        Err(self.refuse("getAdminPrivileges"))
+    }
+
+    async fn get_admins_with_privileges(&self, _privileges: Objs, _c: &Current) -> Outcome<Objs> {
+        Err(self.refuse("getAdminsWithPrivileges"))
+    }
+
+    async fn update_self(&self, _experimenter: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("updateSelf"))
+    }
+
+    async fn upload_my_user_photo(
+        &self,
+        _filename: String,
+        _format: String,
+        _data: Vec<u8>,
+        _c: &Current,
+    ) -> Outcome<i64> {
+        Err(self.refuse("uploadMyUserPhoto"))
+    }
+
+    async fn get_my_user_photos(&self, _c: &Current) -> Outcome<Objs> {
+        Err(self.refuse("getMyUserPhotos"))
+    }
+
+    async fn update_experimenter(&self, _experimenter: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("updateExperimenter"))
+    }
+
+    async fn update_experimenter_with_password(
+        &self,
+        _experimenter: Obj,
+        _password: Obj,
+        _c: &Current,
+    ) -> Outcome<()> {
+        Err(self.refuse("updateExperimenterWithPassword"))
+    }
+
+    async fn update_group(&self, _group: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("updateGroup"))
+    }
+
+    async fn create_user(&self, _experimenter: Obj, _group: String, _c: &Current) -> Outcome<i64> {
+        Err(self.refuse("createUser"))
+    }
+
+    async fn create_system_user(&self, _experimenter: Obj, _c: &Current) -> Outcome<i64> {
+        Err(self.refuse("createSystemUser"))
+    }
+
+    async fn create_restricted_system_user(
+        &self,
+        _experimenter: Obj,
+        _privileges: Objs,
+        _c: &Current,
+    ) -> Outcome<i64> {
+        Err(self.refuse("createRestrictedSystemUser"))
+    }
+
+    async fn create_restricted_system_user_with_password(
+        &self,
+        _experimenter: Obj,
+        _privileges: Objs,
+        _password: Obj,
+        _c: &Current,
+    ) -> Outcome<i64> {
+        Err(self.refuse("createRestrictedSystemUserWithPassword"))
+    }
+
+    async fn create_experimenter(
+        &self,
+        _user: Obj,
+        _default_group: Obj,
+        _groups: Objs,
+        _c: &Current,
+    ) -> Outcome<i64> {
+        Err(self.refuse("createExperimenter"))
+    }
+
+    async fn create_experimenter_with_password(
+        &self,
+        _user: Obj,
+        _password: Obj,
+        _default_group: Obj,
+        _groups: Objs,
+        _c: &Current,
+    ) -> Outcome<i64> {
+        Err(self.refuse("createExperimenterWithPassword"))
+    }
+
+    async fn create_group(&self, _group: Obj, _c: &Current) -> Outcome<i64> {
+        Err(self.refuse("createGroup"))
+    }
+
+    async fn add_groups(&self, _user: Obj, _groups: Objs, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("addGroups"))
+    }
+
+    async fn remove_groups(&self, _user: Obj, _groups: Objs, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("removeGroups"))
+    }
+
+    async fn set_default_group(&self, _user: Obj, _group: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("setDefaultGroup"))
+    }
+
+    async fn set_group_owner(&self, _group: Obj, _owner: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("setGroupOwner"))
+    }
+
+    async fn unset_group_owner(&self, _group: Obj, _owner: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("unsetGroupOwner"))
+    }
+
+    async fn add_group_owners(&self, _group: Obj, _owners: Objs, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("addGroupOwners"))
+    }
+
+    async fn remove_group_owners(&self, _group: Obj, _owners: Objs, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("removeGroupOwners"))
+    }
+
+    async fn delete_experimenter(&self, _user: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("deleteExperimenter"))
+    }
+
+    async fn delete_group(&self, _group: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("deleteGroup"))
+    }
+
+    async fn change_owner(&self, _obj: Obj, _ome_name: String, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("changeOwner"))
+    }
+
+    async fn change_group(&self, _obj: Obj, _ome_name: String, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("changeGroup"))
+    }
+
+    async fn change_permissions(&self, _obj: Obj, _perms: Obj, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("changePermissions"))
+    }
+
+    async fn move_to_common_space(&self, _objects: Objs, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("moveToCommonSpace"))
+    }
+
+    async fn set_admin_privileges(
+        &self,
+        _user: Obj,
+        _privileges: Objs,
+        _c: &Current,
+    ) -> Outcome<()> {
+        Err(self.refuse("setAdminPrivileges"))
+    }
+
+    async fn change_password(&self, new_password: Obj, _c: &Current) -> Outcome<()> {
+        let info = self.caller()?;
+        require_password(&self.factory)?;
+        let Some(user) = self.services.directory.experimenter(info.owner_id) else {
+            return Err(api_usage(format!(
+                "No such experimenter: {}",
+                info.owner_id
+            )));
+        };
+        self.set_password(user.ome_name, &new_password, "changePassword")
+            .await
+    }
+
+    async fn change_password_with_old_password(
+        &self,
+        _old_password: Obj,
+        _new_password: Obj,
+        _c: &Current,
+    ) -> Outcome<()> {
+        Err(self.refuse("changePasswordWithOldPassword (use changePassword)"))
+    }
+
+    async fn change_user_password(
+        &self,
+        ome_name: String,
+        new_password: Obj,
+        _c: &Current,
+    ) -> Outcome<()> {
+        let info = self.caller()?;
+        if !self.services.directory.is_admin(info.owner_id) {
+            return Err(to_dispatch(SessionError::SecurityViolation(format!(
+                "Only administrators may change another user's password (session {})",
+                info.uuid
+            ))));
+        }
+        require_password(&self.factory)?;
+        self.set_password(ome_name, &new_password, "changeUserPassword")
+            .await
+    }
+
+    async fn synchronize_login_cache(&self, _c: &Current) -> Outcome<()> {
+        Err(self.refuse("synchronizeLoginCache"))
+    }
+
+    async fn change_expired_credentials(
+        &self,
+        _name: String,
+        _old_cred: String,
+        _new_cred: String,
+        _c: &Current,
+    ) -> Outcome<()> {
+        Err(self.refuse("changeExpiredCredentials"))
+    }
+
+    async fn report_forgotten_password(
+        &self,
+        _name: String,
+        _email: String,
+        _c: &Current,
+    ) -> Outcome<()> {
+        Err(self.refuse("reportForgottenPassword"))
+    }
+
+    async fn get_security_roles(&self, _c: &Current) -> Outcome<Obj> {
+        self.caller()?;
+        Ok(Some(model::roles()))
+    }
+
+    async fn get_event_context(&self, _c: &Current) -> Outcome<Obj> {
+        let info = self.caller()?;
+        let ec = event_context(&self.services.directory, &info).or_omero()?;
+        Ok(Some(model::event_context(ec)))
+    }
+}

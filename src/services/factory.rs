@@ -1,0 +1,348 @@
+//! The ServiceFactory servant (spec §5.3): the Glacier2 session object of one client.
+
+use std::sync::Arc;
+
+use crate::auth::{AuthError, Password};
+use crate::facade::{async_trait, Current, Dispatch, Identity, Proxy, ValueRef};
+use crate::generated::omero::api::{
+    IAdminDispatcher, ISessionDispatcher, ServiceFactory, ServiceFactoryDispatcher,
+};
+use crate::generated::omero::model::ExperimenterGroup;
+use crate::sessions::{DestroyMode, SessionError};
+
+use super::admin::AdminService;
+use super::context::{Factory, Services};
+use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
+use super::model;
+use super::proxy::proxy_for;
+use super::session::SessionService;
+
+pub const ADMIN_SERVICE: &str = "omero.api.IAdmin";
+pub const SESSION_SERVICE: &str = "omero.api.ISession";
+
+/// Identity of a client's ServiceFactory: `session-<clientUuid>/<sessionUuid>`.
+pub fn factory_identity(client_uuid: &str, session_uuid: &str) -> Identity {
+    Identity::new(format!("session-{client_uuid}"), session_uuid)
+}
+
+/// The servant behind `session-<clientUuid>/<sessionUuid>`.
+pub struct FactoryServant {
+    services: Services,
+    factory: Arc<Factory>,
+}
+
+impl FactoryServant {
+    pub fn new(services: Services, factory: Arc<Factory>) -> Self {
+        FactoryServant { services, factory }
+    }
+
+    /// The dispatcher the router puts in front of this servant.
+    pub fn dispatcher(services: Services, factory: Arc<Factory>) -> Arc<dyn Dispatch> {
+        Arc::new(ServiceFactoryDispatcher(Arc::new(FactoryServant::new(
+            services, factory,
+        ))))
+    }
+
+    /// Registers (once per client) and returns the proxy of a stateless service.
+    fn stateless(&self, service: &str, current: &Current) -> Outcome<Option<Proxy>> {
+        let name = self.factory.service_name(service);
+        let services = self.services.clone();
+        let factory = self.factory.clone();
+        let make: Box<dyn FnOnce() -> Arc<dyn Dispatch>> = match service {
+            ADMIN_SERVICE => Box::new(move || {
+                Arc::new(IAdminDispatcher(Arc::new(AdminService::new(
+                    services, factory,
+                ))))
+            }),
+            SESSION_SERVICE => Box::new(move || {
+                Arc::new(ISessionDispatcher(Arc::new(SessionService::new(
+                    services, factory,
+                ))))
+            }),
+            other => return Err(not_provided(other)),
+        };
+        self.services.registry.service_or_insert(
+            &self.factory.session_uuid,
+            &self.factory.client_uuid,
+            &name,
+            make,
+        );
+        let id = Identity::new(self.factory.session_uuid.clone(), name);
+        Ok(Some(proxy_for(id, &current.connection)))
+    }
+
+    /// A call made as the session: refreshes it, fails when it is gone or expired.
+    fn touch(&self) -> Outcome<crate::sessions::SessionInfo> {
+        self.services
+            .sessions
+            .lookup(&self.factory.session_uuid, false)
+            .or_omero()
+    }
+
+    fn registered(&self, proxy: &Proxy) -> bool {
+        self.services
+            .registry
+            .has_service(&self.factory.session_uuid, &proxy.identity.name)
+    }
+}
+
+type Prx = Outcome<Option<Proxy>>;
+
+#[async_trait]
+impl ServiceFactory for FactoryServant {
+    async fn destroy(&self, _current: &Current) -> Outcome<()> {
+        self.factory.destroy(&self.services);
+        Ok(())
+    }
+
+    async fn submit(&self, _req: Option<ValueRef>, _current: &Current) -> Prx {
+        Err(not_provided("submit"))
+    }
+
+    async fn get_security_contexts(&self, _current: &Current) -> Outcome<Vec<Option<ValueRef>>> {
+        let info = self.touch()?;
+        Ok(self
+            .services
+            .directory
+            .groups_of(info.owner_id)
+            .iter()
+            .map(|g| Some(model::group(g)))
+            .collect())
+    }
+
+    async fn set_security_context(
+        &self,
+        obj: Option<ValueRef>,
+        _current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        let info = self.touch()?;
+        let Some(id) = model::id_of(&obj) else {
+            return Err(to_dispatch(SessionError::ApiUsage(
+                "Security context must be managed!".to_string(),
+            )));
+        };
+        let is_group = obj
+            .as_ref()
+            .is_some_and(|o| o.get::<ExperimenterGroup>().is_some());
+        if !is_group {
+            let kind = obj.as_ref().map_or("null", |o| o.ice_id());
+            return Err(to_dispatch(SessionError::ApiUsage(format!(
+                "Unknown security context:{kind}"
+            ))));
+        }
+        let allowed = self
+            .services
+            .directory
+            .experimenter(info.owner_id)
+            .is_some_and(|u| u.is_admin() || u.is_member(id))
+            && self.services.directory.group(id).is_some();
+        let previous = self
+            .services
+            .sessions
+            .switch_group(&self.factory.session_uuid, id, allowed)
+            .or_omero()?;
+        Ok(Some(model::group_ref(previous)))
+    }
+
+    async fn set_security_password(&self, password: String, current: &Current) -> Outcome<()> {
+        let info = self.touch()?;
+        let Some(user) = self.services.directory.experimenter(info.owner_id) else {
+            return Err(to_dispatch(SessionError::Internal(format!(
+                "unknown owner of session {}",
+                info.uuid
+            ))));
+        };
+        let addr = current.connection.remote.map(|a| a.ip());
+        match self
+            .services
+            .auth
+            .login(&user.ome_name, Password::new(password), addr)
+            .await
+        {
+            Ok(_) => {
+                self.factory.set_has_password();
+                Ok(())
+            }
+            Err(AuthError::Internal(m)) => Err(to_dispatch(SessionError::Internal(m))),
+            Err(_) => Err(to_dispatch(SessionError::SecurityViolation(format!(
+                "Bad password for {}",
+                user.ome_name
+            )))),
+        }
+    }
+
+    async fn get_admin_service(&self, current: &Current) -> Prx {
+        self.stateless(ADMIN_SERVICE, current)
+    }
+
+    async fn get_config_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getConfigService"))
+    }
+
+    async fn get_container_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getContainerService"))
+    }
+
+    async fn get_ldap_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getLdapService"))
+    }
+
+    async fn get_pixels_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getPixelsService"))
+    }
+
+    async fn get_projection_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getProjectionService"))
+    }
+
+    async fn get_query_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getQueryService"))
+    }
+
+    async fn get_rendering_settings_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getRenderingSettingsService"))
+    }
+
+    async fn get_repository_info_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getRepositoryInfoService"))
+    }
+
+    async fn get_roi_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getRoiService"))
+    }
+
+    async fn get_script_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getScriptService"))
+    }
+
+    async fn get_session_service(&self, current: &Current) -> Prx {
+        self.stateless(SESSION_SERVICE, current)
+    }
+
+    async fn get_share_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getShareService"))
+    }
+
+    async fn get_timeline_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getTimelineService"))
+    }
+
+    async fn get_types_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getTypesService"))
+    }
+
+    async fn get_update_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getUpdateService"))
+    }
+
+    async fn get_metadata_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("getMetadataService"))
+    }
+
+    async fn create_exporter(&self, _current: &Current) -> Prx {
+        Err(not_provided("createExporter"))
+    }
+
+    async fn create_job_handle(&self, _current: &Current) -> Prx {
+        Err(not_provided("createJobHandle"))
+    }
+
+    async fn create_raw_file_store(&self, _current: &Current) -> Prx {
+        Err(not_provided("createRawFileStore"))
+    }
+
+    async fn create_raw_pixels_store(&self, _current: &Current) -> Prx {
+        Err(not_provided("createRawPixelsStore"))
+    }
+
+    async fn create_rendering_engine(&self, _current: &Current) -> Prx {
+        Err(not_provided("createRenderingEngine"))
+    }
+
+    async fn create_search_service(&self, _current: &Current) -> Prx {
+        Err(not_provided("createSearchService"))
+    }
+
+    async fn create_thumbnail_store(&self, _current: &Current) -> Prx {
+        Err(not_provided("createThumbnailStore"))
+    }
+
+    async fn shared_resources(&self, _current: &Current) -> Prx {
+        Err(not_provided("sharedResources"))
+    }
+
+    async fn get_by_name(&self, name: String, current: &Current) -> Prx {
+        match name.as_str() {
+            ADMIN_SERVICE | SESSION_SERVICE => self.stateless(&name, current),
+            _ => Err(not_provided(&format!("getByName(\"{name}\")"))),
+        }
+    }
+
+    async fn create_by_name(&self, name: String, _current: &Current) -> Prx {
+        Err(not_provided(&format!("createByName(\"{name}\")")))
+    }
+
+    async fn subscribe(
+        &self,
+        topic_name: String,
+        _prx: Option<Proxy>,
+        _c: &Current,
+    ) -> Outcome<()> {
+        self.touch()?;
+        if !topic_name.starts_with("/public/") {
+            return Err(to_dispatch(SessionError::ApiUsage(
+                "Currently only \"/public/\" topics allowed.".to_string(),
+            )));
+        }
+        // OMERO publishes only /public/HeartBeat (every 3 min, nothing reacts to it); this
+        // server publishes nothing, so a subscription has no effect.
+        Ok(())
+    }
+
+    async fn set_callback(&self, _callback: Option<Proxy>, _current: &Current) -> Outcome<()> {
+        // OMERO itself ignores the callback since ticket 2558.
+        Ok(())
+    }
+
+    async fn close_on_destroy(&self, _current: &Current) -> Outcome<()> {
+        self.factory.set_mode(DestroyMode::Close);
+        Ok(())
+    }
+
+    async fn detach_on_destroy(&self, _current: &Current) -> Outcome<()> {
+        self.factory.set_mode(DestroyMode::Detach);
+        Ok(())
+    }
+
+    async fn active_services(&self, _current: &Current) -> Outcome<Vec<String>> {
+        Ok(self
+            .services
+            .registry
+            .service_names(&self.factory.session_uuid))
+    }
+
+    async fn keep_all_alive(
+        &self,
+        proxies: Vec<Option<Proxy>>,
+        _current: &Current,
+    ) -> Outcome<i64> {
+        self.touch()?;
+        if proxies.is_empty() {
+            return Ok(-1);
+        }
+        let mut missing = 0i64;
+        for (i, proxy) in proxies.iter().enumerate().take(64) {
+            if let Some(p) = proxy {
+                if !self.registered(p) {
+                    missing |= 1i64 << i;
+                }
+            }
+        }
+        Ok(missing)
+    }
+
+    async fn keep_alive(&self, proxy: Option<Proxy>, _current: &Current) -> Outcome<bool> {
+        self.touch()?;
+        Ok(proxy.as_ref().is_some_and(|p| self.registered(p)))
+    }
+}

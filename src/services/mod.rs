@@ -1,0 +1,21 @@
+//! The OMERO servants: ServiceFactory, ISession and IAdmin, the mapping of failures to
+//! OMERO exceptions, and the `omero::model` values they return.
+//!
+//! Servants are thin: the rules live in `crate::sessions` (liveness, reference counts,
+//! environments) and `crate::auth` (users, groups, passwords); this layer checks the
+//! caller's session and roles, converts values, and names the exceptions.
+
+pub mod admin;
+pub mod context;
+pub mod errors;
+pub mod factory;
+pub mod guard;
+pub mod model;
+pub mod proxy;
+pub mod session;
+pub mod setup;
+
+pub use context::{Factory, Registry, Services, Sessions};
+pub use errors::ONLY_SESSION_AND_ADMIN;
+pub use factory::{factory_identity, FactoryServant, ADMIN_SERVICE, SESSION_SERVICE};
+pub use setup::{open_services, SessionsFileConfig, SetupError};

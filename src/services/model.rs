@@ -1,0 +1,185 @@
+//! Builds the `omero::model` and `omero::sys` values clients receive (spec §6, §7), and reads
+//! the few they send.
+
+use crate::auth::context::EventContextData;
+use crate::auth::{Directory, ExperimenterInfo, GroupInfo};
+use crate::facade::ValueRef;
+use crate::generated::omero::model::{
+    Details, Experimenter, ExperimenterGroup, IObject, Permissions, Session,
+};
+use crate::generated::omero::sys::{EventContext, Roles};
+use crate::generated::omero::{RBool, RInt, RLong, RString, RTime, RType};
+use crate::sessions::manager::INITIAL_MESSAGE;
+use crate::sessions::SessionInfo;
+use crate::store::directory::{
+    GUEST_GROUP_ID, GUEST_USER_ID, ROOT_USER_ID, SYSTEM_GROUP_ID, USER_GROUP_ID,
+};
+
+/// `perm1` of a private (`rw----`) object: the permissions of a Session row.
+pub const PRIVATE_PERM1: i64 = -120;
+
+pub fn rstring(v: &str) -> Option<ValueRef> {
+    Some(ValueRef::new(RString {
+        base: RType::default(),
+        val: v.to_string(),
+    }))
+}
+
+pub fn rlong(v: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(RLong {
+        base: RType::default(),
+        val: v,
+    }))
+}
+
+pub fn rint(v: i32) -> Option<ValueRef> {
+    Some(ValueRef::new(RInt {
+        base: RType::default(),
+        val: v,
+    }))
+}
+
+pub fn rtime(v: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(RTime {
+        base: RType::default(),
+        val: v,
+    }))
+}
+
+pub fn rbool(v: bool) -> Option<ValueRef> {
+    Some(ValueRef::new(RBool {
+        base: RType::default(),
+        val: v,
+    }))
+}
+
+/// The string inside an `omero::RString`, if that is what `v` is.
+pub fn string_of(v: &Option<ValueRef>) -> Option<String> {
+    v.as_ref()?.get::<RString>().map(|s| s.val.clone())
+}
+
+/// The id of an `omero::model::IObject` (any subclass), if set.
+pub fn id_of(v: &Option<ValueRef>) -> Option<i64> {
+    let object = v.as_ref()?.get::<IObject>()?;
+    object.id.as_ref()?.get::<RLong>().map(|l| l.val)
+}
+
+pub fn permissions(perm1: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(Permissions {
+        perm1,
+        ..Default::default()
+    }))
+}
+
+fn iobject(id: i64, details: Option<ValueRef>, loaded: bool) -> IObject {
+    IObject {
+        id: rlong(id),
+        details,
+        loaded,
+    }
+}
+
+fn details(owner: Option<ValueRef>, group: Option<ValueRef>, perm1: i64) -> Option<ValueRef> {
+    Some(ValueRef::new(Details {
+        owner,
+        group,
+        permissions: permissions(perm1),
+        ..Default::default()
+    }))
+}
+
+/// A loaded Experimenter (names and email, no collections).
+pub fn experimenter(user: &ExperimenterInfo) -> ValueRef {
+    ValueRef::new(Experimenter {
+        base: iobject(user.id, None, true),
+        ome_name: rstring(&user.ome_name),
+        first_name: rstring(&user.first_name),
+        last_name: rstring(&user.last_name),
+        ldap: rbool(false),
+        email: user.email.as_deref().and_then(rstring),
+        ..Default::default()
+    })
+}
+
+/// A loaded ExperimenterGroup whose details carry its permissions.
+pub fn group(g: &GroupInfo) -> ValueRef {
+    ValueRef::new(ExperimenterGroup {
+        base: iobject(g.id, details(None, None, g.perm1), true),
+        name: rstring(&g.name),
+        ldap: rbool(false),
+        ..Default::default()
+    })
+}
+
+/// An unloaded ExperimenterGroup: only its id (what setSecurityContext returns).
+pub fn group_ref(id: i64) -> ValueRef {
+    ValueRef::new(ExperimenterGroup {
+        base: iobject(id, None, false),
+        ..Default::default()
+    })
+}
+
+/// The Session object of spec §7: details.owner and details.group loaded, permissions
+/// `rw----`, closed null while alive.
+pub fn session(info: &SessionInfo, directory: &Directory) -> ValueRef {
+    let owner = directory
+        .experimenter(info.owner_id)
+        .map(|u| experimenter(&u));
+    let grp = directory.group(info.group_id).map(|g| group(&g));
+    let sudoer = info
+        .sudoer_id
+        .and_then(|id| directory.experimenter(id))
+        .map(|u| experimenter(&u));
+    ValueRef::new(Session {
+        base: iobject(info.id, details(owner.clone(), grp, PRIVATE_PERM1), true),
+        uuid: rstring(&info.uuid),
+        owner,
+        sudoer,
+        time_to_idle: rlong(info.time_to_idle),
+        time_to_live: rlong(info.time_to_live),
+        started: rtime(info.started),
+        message: rstring(INITIAL_MESSAGE),
+        default_event_type: rstring(&info.event_type),
+        user_agent: info.agent.as_deref().and_then(rstring),
+        user_ip: info.ip.as_deref().and_then(rstring),
+        ..Default::default()
+    })
+}
+
+/// The `omero::sys::EventContext` of spec §6.
+pub fn event_context(ec: EventContextData) -> ValueRef {
+    ValueRef::new(EventContext {
+        share_id: ec.share_id,
+        session_id: ec.session_id,
+        session_uuid: ec.session_uuid,
+        user_id: ec.user_id,
+        user_name: ec.user_name,
+        sudoer_id: ec.sudoer_id.and_then(rlong),
+        sudoer_name: ec.sudoer_name.as_deref().and_then(rstring),
+        group_id: ec.group_id,
+        group_name: ec.group_name,
+        is_admin: ec.is_admin,
+        admin_privileges: ec.admin_privileges,
+        event_id: ec.event_id,
+        event_type: ec.event_type,
+        member_of_groups: ec.member_of_groups,
+        leader_of_groups: ec.leader_of_groups,
+        group_permissions: permissions(ec.group_permissions_perm1),
+    })
+}
+
+/// IAdmin.getSecurityRoles: the built-in accounts.
+pub fn roles() -> ValueRef {
+    ValueRef::new(Roles {
+        root_id: ROOT_USER_ID,
+        root_name: "root".to_string(),
+        system_group_id: SYSTEM_GROUP_ID,
+        system_group_name: "system".to_string(),
+        user_group_id: USER_GROUP_ID,
+        user_group_name: "user".to_string(),
+        guest_id: GUEST_USER_ID,
+        guest_name: "guest".to_string(),
+        guest_group_id: GUEST_GROUP_ID,
+        guest_group_name: "guest".to_string(),
+    })
+}

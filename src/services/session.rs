@@ -1,0 +1,393 @@
+//! The ISession servant (spec §1, §8). Every operation first looks the caller's own session
+//! up (refreshing it), as OMERO's security interceptor does; the target session of an
+//! operation is a capability: whoever knows its uuid may use it.
+
+use std::sync::Arc;
+
+use crate::auth::context::login_group;
+use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
+use crate::facade::{async_trait, Current, ValueRef};
+use crate::generated::omero::api::ISession;
+use crate::generated::omero::model::Session;
+use crate::generated::omero::sys::Principal;
+use crate::sessions::manager::{AGENT_CREATE_SESSION, AGENT_SUDO};
+use crate::sessions::{
+    check_group_sudo, normalize_event_type, AgentFilter, Env, NewSession, SessionError,
+    SessionInfo, SudoerFilter,
+};
+
+use super::context::{Factory, Services};
+use super::errors::{to_dispatch, OrOmero, Outcome};
+use super::guard::{caller, require_password, require_role};
+use super::model;
+
+/// Context key that makes getSession leave the target's idle time alone.
+const QUIETLY: &str = "quietly";
+
+pub struct SessionService {
+    services: Services,
+    factory: Arc<Factory>,
+}
+
+fn creation_error() -> SessionError {
+    SessionError::Authentication("Error creating session.".to_string())
+}
+
+fn principal(p: &Option<ValueRef>, operation: &str) -> Outcome<Principal> {
+    p.as_ref()
+        .and_then(|v| v.get::<Principal>())
+        .cloned()
+        .ok_or_else(|| {
+            to_dispatch(SessionError::ApiUsage(format!(
+                "Argument 1 to {operation} may not be null."
+            )))
+        })
+}
+
+impl SessionService {
+    pub fn new(services: Services, factory: Arc<Factory>) -> Self {
+        SessionService { services, factory }
+    }
+
+    fn caller(&self) -> Outcome<SessionInfo> {
+        let info = caller(&self.services, &self.factory)?;
+        require_role(&self.services, &info, &["user", "guest"])?;
+        Ok(info)
+    }
+
+    fn model(&self, info: &SessionInfo) -> Option<ValueRef> {
+        Some(model::session(info, &self.services.directory))
+    }
+
+    /// The group a new session of `user` starts in: `name`, or the default group when empty
+    /// or "user".
+    fn target_group(&self, user: &ExperimenterInfo, name: &str) -> Result<GroupInfo, SessionError> {
+        login_group(&self.services.directory, user, Some(name)).map_err(|_| creation_error())
+    }
+
+    fn agent(current: &Current, default: &str) -> Option<String> {
+        Some(
+            current
+                .ctx
+                .get("omero.agent")
+                .cloned()
+                .unwrap_or_else(|| default.to_string()),
+        )
+    }
+
+    /// createSessionWithTimeouts: sudo by an admin, or by the owner of the target group.
+    fn sudo(
+        &self,
+        p: &Option<ValueRef>,
+        time_to_live: i64,
+        time_to_idle: i64,
+        operation: &str,
+        current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        let info = self.caller()?;
+        require_role(&self.services, &info, &["user"])?;
+        let p = principal(p, operation)?;
+        let dir = &self.services.directory;
+        let user = dir
+            .experimenter_by_name(&p.name)
+            .ok_or_else(|| to_dispatch(creation_error()))?;
+        let group = self.target_group(&user, &p.group).or_omero()?;
+        let caller_is_admin = dir.is_admin(info.owner_id);
+        let caller_owns = dir.led_group_ids(info.owner_id).contains(&group.id);
+        check_group_sudo(caller_is_admin, caller_owns, &group.name, group.id).or_omero()?;
+        let mut new = NewSession::new(user.id, group.id);
+        new.event_type = normalize_event_type(&p.event_type).or_omero()?;
+        new.agent = Self::agent(current, AGENT_SUDO);
+        new.ip = current.ctx.get("omero.ip").cloned();
+        new.sudoer_id = Some(info.sudoer_id.unwrap_or(info.owner_id));
+        new.group_sudo = !caller_is_admin;
+        new.time_to_live = Some(time_to_live);
+        new.time_to_idle = Some(time_to_idle);
+        let created = self.services.sessions.create(new).or_omero()?;
+        Ok(self.model(&created))
+    }
+}
+
+#[async_trait]
+impl ISession for SessionService {
+    async fn create_session(
+        &self,
+        p: Option<ValueRef>,
+        credentials: String,
+        current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        self.caller()?;
+        let p = principal(&p, "createSession")?;
+        if let Ok(joined) = self.services.sessions.join(&credentials) {
+            return Ok(self.model(&joined));
+        }
+        let addr = current.connection.remote.map(|a| a.ip());
+        let user = match self
+            .services
+            .auth
+            .login(&p.name, Password::new(credentials), addr)
+            .await
+        {
+            Ok(user) => user,
+            Err(AuthError::BadCredentials) => {
+                return Err(to_dispatch(SessionError::Authentication(
+                    "Authentication exception.".to_string(),
+                )))
+            }
+            Err(e) => return Err(to_dispatch(SessionError::Authentication(e.to_string()))),
+        };
+        let group = self.target_group(&user, &p.group).or_omero()?;
+        if !user.is_member(group.id) {
+            return Err(to_dispatch(creation_error()));
+        }
+        let mut new = NewSession::new(user.id, group.id);
+        new.event_type = normalize_event_type(&p.event_type).or_omero()?;
+        new.agent = Self::agent(current, AGENT_CREATE_SESSION);
+        new.ip = current.ctx.get("omero.ip").cloned();
+        let created = self.services.sessions.create(new).or_omero()?;
+        Ok(self.model(&created))
+    }
+
+    async fn create_user_session(
+        &self,
+        time_to_live_milliseconds: i64,
+        time_to_idle_milliseconds: i64,
+        default_group: String,
+        current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        let info = self.caller()?;
+        require_role(&self.services, &info, &["user"])?;
+        require_password(&self.factory)?;
+        let user = self
+            .services
+            .directory
+            .experimenter(info.owner_id)
+            .ok_or_else(|| to_dispatch(creation_error()))?;
+        let group = self.target_group(&user, &default_group).or_omero()?;
+        let mut new = NewSession::new(user.id, group.id);
+        new.agent = Self::agent(current, AGENT_CREATE_SESSION);
+        new.ip = current.ctx.get("omero.ip").cloned();
+        new.sudoer_id = info.sudoer_id;
+        let created = self
+            .services
+            .sessions
+            .create_user_session(new, time_to_live_milliseconds, time_to_idle_milliseconds)
+            .or_omero()?;
+        Ok(self.model(&created))
+    }
+
+    async fn create_session_with_timeout(
+        &self,
+        principal: Option<ValueRef>,
+        time_to_live_milliseconds: i64,
+        current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        // OMERO disables idle expiry here (timeToIdle 0), as clients have come to expect.
+        self.sudo(
+            &principal,
+            time_to_live_milliseconds,
+            0,
+            "createSessionWithTimeout",
+            current,
+        )
+    }
+
+    async fn create_session_with_timeouts(
+        &self,
+        principal: Option<ValueRef>,
+        time_to_live_milliseconds: i64,
+        time_to_idle_milliseconds: i64,
+        current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        self.sudo(
+            &principal,
+            time_to_live_milliseconds,
+            time_to_idle_milliseconds,
+            "createSessionWithTimeouts",
+            current,
+        )
+    }
+
+    async fn get_session(
+        &self,
+        session_uuid: String,
+        current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        self.caller()?;
+        let quiet = current.ctx.get(QUIETLY).is_some_and(|v| v == "true");
+        let info = self
+            .services
+            .sessions
+            .lookup(&session_uuid, quiet)
+            .or_omero()?;
+        Ok(self.model(&info))
+    }
+
+    async fn get_reference_count(&self, session_uuid: String, _current: &Current) -> Outcome<i32> {
+        self.caller()?;
+        let count = self
+            .services
+            .sessions
+            .reference_count(&session_uuid)
+            .or_omero()?;
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    }
+
+    async fn close_session(&self, sess: Option<ValueRef>, _current: &Current) -> Outcome<i32> {
+        self.caller()?;
+        let Some(session) = sess.as_ref().and_then(|s| s.get::<Session>()) else {
+            return Err(to_dispatch(SessionError::ApiUsage(
+                "Argument 1 to closeSession may not be null.".to_string(),
+            )));
+        };
+        let Some(uuid) = model::string_of(&session.uuid) else {
+            return Err(to_dispatch(SessionError::uuid_null()));
+        };
+        let result = self.services.sessions.close_session(&uuid);
+        if result == -2 {
+            self.services.registry.drop_session(&uuid);
+        }
+        Ok(i32::try_from(result).unwrap_or(i32::MAX))
+    }
+
+    async fn get_my_open_sessions(&self, _current: &Current) -> Outcome<Vec<Option<ValueRef>>> {
+        self.open_sessions(AgentFilter::Any)
+    }
+
+    async fn get_my_open_agent_sessions(
+        &self,
+        agent: String,
+        _current: &Current,
+    ) -> Outcome<Vec<Option<ValueRef>>> {
+        self.open_sessions(AgentFilter::Exactly(Some(agent)))
+    }
+
+    async fn get_my_open_client_sessions(
+        &self,
+        _current: &Current,
+    ) -> Outcome<Vec<Option<ValueRef>>> {
+        self.open_sessions(AgentFilter::clients())
+    }
+
+    async fn get_input(
+        &self,
+        sess: String,
+        key: String,
+        _current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        self.caller()?;
+        let value = self
+            .services
+            .sessions
+            .get_env(&sess, Env::Input, &key)
+            .or_omero()?;
+        Ok(value)
+    }
+
+    async fn get_output(
+        &self,
+        sess: String,
+        key: String,
+        _current: &Current,
+    ) -> Outcome<Option<ValueRef>> {
+        self.caller()?;
+        let value = self
+            .services
+            .sessions
+            .get_env(&sess, Env::Output, &key)
+            .or_omero()?;
+        Ok(value)
+    }
+
+    async fn set_input(
+        &self,
+        sess: String,
+        key: String,
+        value: Option<ValueRef>,
+        _current: &Current,
+    ) -> Outcome<()> {
+        self.caller()?;
+        self.services
+            .sessions
+            .set_env(&sess, Env::Input, &key, value)
+            .or_omero()
+    }
+
+    async fn set_output(
+        &self,
+        sess: String,
+        key: String,
+        value: Option<ValueRef>,
+        _current: &Current,
+    ) -> Outcome<()> {
+        self.caller()?;
+        self.services
+            .sessions
+            .set_env(&sess, Env::Output, &key, value)
+            .or_omero()
+    }
+
+    async fn get_input_keys(&self, sess: String, _current: &Current) -> Outcome<Vec<String>> {
+        self.caller()?;
+        self.services
+            .sessions
+            .env_keys(&sess, Env::Input)
+            .or_omero()
+    }
+
+    async fn get_output_keys(&self, sess: String, _current: &Current) -> Outcome<Vec<String>> {
+        self.caller()?;
+        self.services
+            .sessions
+            .env_keys(&sess, Env::Output)
+            .or_omero()
+    }
+
+    async fn get_inputs(
+        &self,
+        sess: String,
+        _current: &Current,
+    ) -> Outcome<std::collections::HashMap<String, Option<ValueRef>>> {
+        self.caller()?;
+        let map = self
+            .services
+            .sessions
+            .env_copy(&sess, Env::Input)
+            .or_omero()?;
+        Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
+    }
+
+    async fn get_outputs(
+        &self,
+        sess: String,
+        _current: &Current,
+    ) -> Outcome<std::collections::HashMap<String, Option<ValueRef>>> {
+        self.caller()?;
+        let map = self
+            .services
+            .sessions
+            .env_copy(&sess, Env::Output)
+            .or_omero()?;
+        Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
+    }
+}
+
+impl SessionService {
+    fn open_sessions(&self, agent: AgentFilter) -> Outcome<Vec<Option<ValueRef>>> {
+        let info = self.caller()?;
+        require_role(&self.services, &info, &["user"])?;
+        // Full administrators hold ReadSession and see every session of theirs.
+        let sudoer = if self.services.directory.is_admin(info.owner_id) {
+            SudoerFilter::Any
+        } else {
+            SudoerFilter::Equals(info.sudoer_id)
+        };
+        Ok(self
+            .services
+            .sessions
+            .open_sessions(info.owner_id, sudoer, &agent)
+            .iter()
+            .map(|s| self.model(s))
+            .collect())
+    }
+}

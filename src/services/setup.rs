@@ -1,0 +1,75 @@
+//! Opening the services over a data directory, with the `[sessions]` configuration.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::{Authenticator, Directory, DirectoryError, Throttle, ThrottleConfig};
+use crate::sessions::manager::DEFAULT_REAP_INTERVAL;
+use crate::sessions::{Clock, JsonlSessionStore, SessionConfig, SessionManager, SystemClock};
+use crate::store::StoreError;
+
+use super::context::Services;
+
+/// The `[sessions]` section of the configuration file; times in milliseconds.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsFileConfig {
+    /// Default timeToIdle of new sessions (`omero.sessions.timeout`, 600000).
+    pub time_to_idle_ms: Option<i64>,
+    /// Default timeToLive of new sessions (`omero.sessions.maximum`, 0 = never).
+    pub time_to_live_ms: Option<i64>,
+    /// `omero.sessions.max_user_time_to_idle` (6000000).
+    pub max_user_time_to_idle_ms: Option<i64>,
+    /// `omero.sessions.max_user_time_to_live` (0 = no cap).
+    pub max_user_time_to_live_ms: Option<i64>,
+    /// How often expired sessions are reaped (120000).
+    pub reaper_interval_ms: Option<u64>,
+}
+
+impl SessionsFileConfig {
+    pub fn session_config(&self) -> SessionConfig {
+        let d = SessionConfig::default();
+        SessionConfig {
+            default_time_to_idle: self.time_to_idle_ms.unwrap_or(d.default_time_to_idle),
+            default_time_to_live: self.time_to_live_ms.unwrap_or(d.default_time_to_live),
+            max_user_time_to_idle: self
+                .max_user_time_to_idle_ms
+                .unwrap_or(d.max_user_time_to_idle),
+            max_user_time_to_live: self
+                .max_user_time_to_live_ms
+                .unwrap_or(d.max_user_time_to_live),
+        }
+    }
+
+    pub fn reaper_interval(&self) -> Duration {
+        self.reaper_interval_ms
+            .map_or(DEFAULT_REAP_INTERVAL, Duration::from_millis)
+            .max(Duration::from_millis(10))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the user directory (giving root a first password if it has none) and the session
+/// store in `data`. Blocking: call before serving.
+pub fn open_services(data: &Path, config: &SessionsFileConfig) -> Result<Services, SetupError> {
+    let directory = Directory::open(data)?;
+    if let Some(path) = directory.ensure_root_password()? {
+        tracing::warn!(file = %path.display(), "root had no password; generated one");
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let throttle = Throttle::new(ThrottleConfig::default(), clock.clone());
+    let auth = Authenticator::new(directory, Arc::new(throttle));
+    let store = JsonlSessionStore::open(data, clock.now_ms())?;
+    let sessions = SessionManager::new(config.session_config(), clock, Arc::new(store));
+    Ok(Services::new(auth, Arc::new(sessions)))
+}

@@ -1,0 +1,19 @@
+//! OMERO sessions without Ice: the in-memory cache that decides liveness, reference counts,
+//! idle/live expiry, the reaper, the input/output environments, and the session-row store.
+//!
+//! Rules follow `shared/spec/omero-sessions.md` §0–§3 and §8. Time is milliseconds since the
+//! epoch from a [`Clock`], so tests drive expiry with a [`ManualClock`].
+
+pub mod clock;
+pub mod error;
+pub mod manager;
+pub mod store;
+
+pub use clock::{java_timestamp, Clock, ManualClock, SystemClock};
+pub use error::SessionError;
+pub use manager::{
+    check_group_sudo, expiry_message, normalize_event_type, AgentFilter, CloseReason, DestroyMode,
+    Env, NewSession, ReleaseOutcome, SessionConfig, SessionEvent, SessionInfo, SessionManager,
+    SudoerFilter, TimeoutUpdateError,
+};
+pub use store::{JsonlSessionStore, MemorySessionStore, SessionRow, SessionStore};
