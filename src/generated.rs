@@ -2,18 +2,12 @@
 //! (see `docs/slice-mapping.md`). The macros and helpers here hold what every generated
 //! type shares, so the generated text stays one line per type for the boilerplate.
 
-#![allow(
-    clippy::all,
-    clippy::pedantic,
-    non_camel_case_types,
-    non_snake_case,
-    dead_code,
-    unused_imports
-)]
+// Slice operations may take many parameters; servant traits mirror them one to one.
+#![allow(clippy::too_many_arguments)]
 
 use crate::facade::{
-    ClassType, Decode, DecodeError, DispatchError, Encoding, ExceptionType, InputStream,
-    UserException, Value,
+    ClassType, DecodeError, DispatchError, Encoding, ExceptionType, InputStream, UserException,
+    Value,
 };
 
 /// A struct's `Decode`, `Encode` and `OptionalValue`: members in order; as an optional, a
@@ -123,6 +117,8 @@ macro_rules! slice_class {
         impl $crate::facade::ClassType for $name {
             const ICE_ID: &'static str = $id;
             const COMPACT_ID: Option<i32> = $compact;
+            // `base: base` when there is a base.
+            #[allow(clippy::redundant_field_names)]
             fn decode_slices(
                 r: &mut $crate::facade::InputStream<'_>,
             ) -> Result<Self, $crate::facade::DecodeError> {
@@ -175,6 +171,8 @@ macro_rules! slice_exception {
     ($name:ident, $id:literal, $uses_classes:literal, [$($m:ident),*], [$($tag:literal $o:ident),*] $(, base $base:ty)?) => {
         impl $crate::facade::ExceptionType for $name {
             const ICE_ID: &'static str = $id;
+            // `base: base` when there is a base.
+            #[allow(clippy::redundant_field_names)]
             fn decode_slices(
                 r: &mut $crate::facade::InputStream<'_>,
             ) -> Result<Self, $crate::facade::DecodeError> {
@@ -256,6 +254,32 @@ pub fn no_params(params: &[u8], encoding: Encoding) -> Result<(), DispatchError>
         )));
     }
     Ok(())
+}
+
+/// Refuses a request whose mode contradicts the operation's declaration, as Ice's
+/// generated dispatchers do; `Nonmutating` (Ice 1.x's `["nonmutating"]`) is accepted where
+/// `Idempotent` is declared.
+pub fn check_mode(
+    expected: crate::facade::OperationMode,
+    received: crate::facade::OperationMode,
+) -> Result<(), DispatchError> {
+    use crate::facade::OperationMode::{Idempotent, Nonmutating};
+    if expected == received || (expected == Idempotent && received == Nonmutating) {
+        return Ok(());
+    }
+    Err(DispatchError::UnknownLocal(format!(
+        "MarshalException: unexpected operation mode. expected = {} received = {}",
+        mode_name(expected),
+        mode_name(received)
+    )))
+}
+
+fn mode_name(mode: crate::facade::OperationMode) -> &'static str {
+    match mode {
+        crate::facade::OperationMode::Normal => "::Ice::Normal",
+        crate::facade::OperationMode::Nonmutating => "::Ice::Nonmutating",
+        crate::facade::OperationMode::Idempotent => "::Ice::Idempotent",
+    }
 }
 
 /// After the last parameter: in 1.0 every byte must have been read; in 1.1 what is left

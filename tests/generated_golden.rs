@@ -30,8 +30,8 @@ mod facade {
 #[allow(dead_code, clippy::all)]
 mod generated {
     pub use omero_sessiond::generated::{
-        check_throws, empty_reply, end_params, exception_of, is_oneway, no_params, reply_payload,
-        value_of, CallError, Invoker,
+        check_mode, check_throws, empty_reply, end_params, exception_of, is_oneway, no_params,
+        reply_payload, value_of, CallError, Invoker,
     };
     include!("../slice/slice2rs/tests/golden/features.expected.rs");
 }
@@ -42,6 +42,7 @@ use generated::{dep, feat};
 fn constants_defaults_and_enums() {
     assert_eq!(feat::OCTAL, 15);
     assert_eq!(feat::COPY, 15);
+    assert_eq!(feat::WIDE, 15i64);
     assert_eq!(feat::BIG, i64::MAX);
     assert_eq!(feat::GREETING, "h\u{e9}llo\t\"you\"");
     assert_eq!(feat::FAVOURITE, feat::inner::Color::Blue);
@@ -254,7 +255,13 @@ async fn dispatch_with_optionals_outs_and_inherited_operations() {
         .await
         .unwrap()
         .is_empty());
-    let reply = d.dispatch(&current("name"), &[]).await.unwrap();
+    let mut name = current("name");
+    match d.dispatch(&name, &[]).await {
+        Err(DispatchError::UnknownLocal(text)) => assert!(text.contains("::Ice::Idempotent")),
+        other => panic!("{other:?}"),
+    }
+    name.mode = OperationMode::Nonmutating;
+    let reply = d.dispatch(&name, &[]).await.unwrap();
     assert_eq!(reply, b"\x04leaf");
 }
 

@@ -129,7 +129,9 @@ async fn dispatcher_decodes_calls_and_encodes() {
         d.type_ids(),
         ["::Glacier2::PermissionsVerifier", "::Ice::Object"]
     );
-    let cur = current("checkPermissions", Encoding::V1_1);
+    // `checkPermissions` is idempotent.
+    let mut cur = current("checkPermissions", Encoding::V1_1);
+    cur.mode = OperationMode::Idempotent;
 
     // Return value last, after the out-parameter `reason`.
     let reply = d.dispatch(&cur, &params("root", "ome")).await.unwrap();

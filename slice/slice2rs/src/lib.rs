@@ -27,6 +27,9 @@ pub struct Options {
     /// Interfaces that get a typed client proxy (`IPrx`): absolute Slice names such as
     /// `::omero::api::ClientCallback`, or `*` for every interface.
     pub proxies: Vec<String>,
+    /// Whether dispatchers refuse requests whose operation mode contradicts the declaration
+    /// (`idempotent` or not), as ZeroC's runtimes do.
+    pub check_modes: bool,
 }
 
 /// A checked set of Slice files, ready for generation.
@@ -73,7 +76,13 @@ fn check_from(roots: &[String], sources: &load::Sources<'_>) -> Result<Checked, 
 
 /// Compiles the files of `opts` into one Rust source text (see `docs/slice-mapping.md`).
 pub fn compile(opts: &Options) -> Result<String, Vec<Diagnostic>> {
-    check(opts).map(|c| gen::generate_with(&c, &opts.proxies))
+    check(opts).map(|c| {
+        let settings = gen::Settings {
+            proxies: &opts.proxies,
+            check_modes: opts.check_modes,
+        };
+        gen::generate_with(&c, &settings)
+    })
 }
 
 /// [`compile`] for in-memory sources (no client proxies).

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use slice2rs::Options;
 
-const USAGE: &str =
-    "usage: slice2rs check [-I DIR]... FILE...\n       slice2rs gen [-I DIR]... --out DIR FILE...";
+const USAGE: &str = "usage: slice2rs check [-I DIR]... FILE...
+       slice2rs gen [-I DIR]... [--proxy ::M::I|*]... [--check-modes] --out DIR FILE...";
 
 struct Args {
     command: String,
@@ -27,6 +27,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 "--out" => out = Some(v.into()),
                 _ => opts.proxies.push(v.clone()),
             }
+        } else if a == "--check-modes" {
+            opts.check_modes = true;
         } else if let Some(dir) = a.strip_prefix("-I") {
             opts.include_dirs.push(dir.into());
         } else if a.starts_with('-') {

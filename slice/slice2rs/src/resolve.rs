@@ -742,6 +742,9 @@ impl Binder<'_> {
         let ok = match (kind, &*v) {
             (Ok(Builtin::Bool), ConstValue::Bool(_)) => Ok(()),
             (Ok(Builtin::String), ConstValue::String(_)) => Ok(()),
+            (Ok(Builtin::Float), ConstValue::Float(f)) if f.abs() > f64::from(f32::MAX) => {
+                Err(format!("{f} is out of range for float"))
+            }
             (Ok(Builtin::Float | Builtin::Double), ConstValue::Float(_) | ConstValue::Int(_)) => {
                 Ok(())
             }
@@ -804,5 +807,42 @@ trait KeyKind {
 impl KeyKind for Option<&Symbol> {
     fn is_none_or_key(&self) -> bool {
         !matches!(self, Some(s) if !matches!(s.kind, SymKind::Enum | SymKind::Struct | SymKind::Sequence))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(kind: SymKind) -> Symbol {
+        Symbol {
+            kind,
+            local: false,
+            file: 0,
+            at: 0,
+            parent: String::new(),
+        }
+    }
+
+    #[test]
+    fn relative_names_are_found_from_the_innermost_scope_out() {
+        let mut symbols = Symbols::new();
+        symbols.insert("::A::T".into(), sym(SymKind::Struct));
+        symbols.insert("::A::B::T".into(), sym(SymKind::Enum));
+        symbols.insert("::U".into(), sym(SymKind::Struct));
+        let found = |scope: &str, name: &str| lookup(&symbols, scope, name).map(|(n, _)| n);
+        assert_eq!(found("::A::B", "T").as_deref(), Some("::A::B::T"));
+        assert_eq!(found("::A", "T").as_deref(), Some("::A::T"));
+        assert_eq!(found("::A::B", "::A::T").as_deref(), Some("::A::T"));
+        assert_eq!(found("::A::B", "U").as_deref(), Some("::U"));
+        assert_eq!(found("::A::B", "B::T").as_deref(), Some("::A::B::T"));
+        assert_eq!(found("", "T"), None);
+    }
+
+    #[test]
+    fn parent_scopes() {
+        assert_eq!(parent_scope("::A::B"), Some("::A"));
+        assert_eq!(parent_scope("::A"), Some(""));
+        assert_eq!(parent_scope(""), None);
     }
 }

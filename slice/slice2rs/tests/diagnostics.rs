@@ -73,7 +73,7 @@ fn members_tags_and_parameters() {
 
 #[test]
 fn constants_must_fit_their_types() {
-    let src = "module M {\nenum E { a, b };\nenum F { c };\nconst byte B = 256;\nconst string S = 1;\nconst E X = c;\nconst E Y = b;\nconst int I = 2147483648;\n};";
+    let src = "module M {\nenum E { a, b };\nenum F { c };\nconst byte B = 256;\nconst string S = 1;\nconst E X = c;\nconst E Y = b;\nconst int I = 2147483648;\nconst float G = 1e40;\n};";
     let codes: Vec<(Code, usize)> = summary(src).iter().map(|s| (s.0, s.1)).collect();
     assert_eq!(
         codes,
@@ -81,7 +81,8 @@ fn constants_must_fit_their_types() {
             (Code::E011, 4),
             (Code::E011, 5),
             (Code::E011, 6),
-            (Code::E011, 8)
+            (Code::E011, 8),
+            (Code::E011, 9),
         ]
     );
 }

@@ -20,6 +20,7 @@ fn generated_code_matches_the_golden_files() {
             include_dirs: vec![dir.clone()],
             files: vec![dir.join(format!("{name}.ice"))],
             proxies: vec!["*".to_string()],
+            check_modes: true,
         };
         let code = match slice2rs::compile(&opts) {
             Ok(c) => c,

@@ -43,7 +43,7 @@ fn every_upstream_file_checks() {
     let opts = slice2rs::Options {
         include_dirs: vec![UPSTREAM.into()],
         files,
-        proxies: Vec::new(),
+        ..Default::default()
     };
     let checked = match slice2rs::check(&opts) {
         Ok(c) => c,
@@ -61,7 +61,12 @@ fn every_upstream_file_checks() {
         assert!(checked.symbols.contains_key(name), "{name} missing");
     }
     // Generation over the non-local parts must not panic either.
-    let code = slice2rs::gen::generate_with(&checked, &["*".to_string()]);
+    let all = ["*".to_string()];
+    let settings = slice2rs::gen::Settings {
+        proxies: &all,
+        check_modes: true,
+    };
+    let code = slice2rs::gen::generate_with(&checked, &settings);
     assert!(code.contains("pub trait Router"));
     assert!(code.contains("pub struct LocatorPrx"));
 }

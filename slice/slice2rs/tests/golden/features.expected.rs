@@ -67,7 +67,9 @@ pub mod feat {
 
     pub const FAVOURITE: crate::generated::feat::inner::Color = crate::generated::feat::inner::Color::Blue;
 
-    pub const COPY: i32 = crate::generated::feat::OCTAL;
+    pub const COPY: i32 = crate::generated::feat::OCTAL as i32;
+
+    pub const WIDE: i64 = crate::generated::feat::OCTAL as i64;
 
     #[derive(Clone, Debug, PartialEq, Eq, Hash)]
     pub struct Point {
@@ -199,6 +201,7 @@ pub mod feat {
             crate::generated::register();
             match current.operation.as_str() {
                 "name" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.name(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -207,6 +210,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "lookup" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
@@ -221,6 +225,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "shape" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.shape(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -231,6 +236,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "ping" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
@@ -384,6 +390,7 @@ pub mod feat {
             crate::generated::register();
             match current.operation.as_str() {
                 "paint" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: crate::generated::feat::inner::Color = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
@@ -394,6 +401,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "current" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: i32 = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
@@ -402,6 +410,7 @@ pub mod feat {
                     Ok(crate::generated::empty_reply())
                 }
                 "name" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.name(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -410,6 +419,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "lookup" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
@@ -424,6 +434,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "shape" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     crate::generated::no_params(params, current.encoding)?;
                     let result = self.0.shape(current).await;
                     let v0 = crate::generated::check_throws(result, &[])?;
@@ -434,6 +445,7 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "ping" => {
+                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
