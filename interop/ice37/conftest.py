@@ -39,6 +39,7 @@ class Server:
             "--data", os.path.join(self.dir.name, "data"),
             "--tcp", f"127.0.0.1:{self.tcp}",
             "--ssl", f"127.0.0.1:{self.ssl}",
+            "--https", "off",
         ]
         if config_text is not None:
             path = os.path.join(self.dir.name, "config.toml")
