@@ -46,7 +46,9 @@ from omero.model import (
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.join(HERE, "vectors.json")
-ENCODINGS = {"1_0": (1, 0), "1_1": (1, 1)}
+# Name suffix: (encoding, class format). 1.0 has one format only; 1.1 compact is the default.
+VARIANTS = {"1_0": ((1, 0), "compact"), "1_1": ((1, 1), "compact"),
+            "1_1_sliced": ((1, 1), "sliced")}
 TIMEOUT = 10.0
 
 # Ice protocol message types and operation modes used here.
@@ -378,10 +380,10 @@ def call_raw(port, operation, encoding, params):
 # --- omero-py on both ends ---------------------------------------------------------------
 
 
-def communicator():
+def communicator(fmt):
     data = Ice.InitializationData()
     data.properties = Ice.createProperties()
-    data.properties.setProperty("Ice.Default.SlicedFormat", "0")
+    data.properties.setProperty("Ice.Default.SlicedFormat", "1" if fmt == "sliced" else "0")
     ic = Ice.initialize(data)
     omero.ObjectFactoryRegistrar.registerObjectFactory(ic)
     for factory in omero.rtypes.ObjectFactories.values():
@@ -424,8 +426,8 @@ class AdminServant(omero.api.IAdmin):
 
 
 class Harness:
-    def __init__(self):
-        self.ic = communicator()
+    def __init__(self, fmt="compact"):
+        self.ic = communicator(fmt)
         self.received = Received()
         self.adapter = self.ic.createObjectAdapterWithEndpoints("V", "tcp -h 127.0.0.1 -p 0")
         self.adapter.add(SessionServant(self.received), Ice.stringToIdentity("s"))
@@ -512,11 +514,12 @@ class Harness:
 
 
 def generate():
-    h = Harness()
+    harnesses = {fmt: Harness(fmt) for fmt in ("compact", "sliced")}
     vectors = {}
     try:
         for name, direction, operation, params in calls():
-            for suffix, encoding in ENCODINGS.items():
+            for suffix, (encoding, fmt) in VARIANTS.items():
+                h = harnesses[fmt]
                 payload = h.encode(direction, operation, params, encoding)
                 # omero-py must read its own bytes back as the values it was given.
                 decoded = describe_params(h.decode(direction, operation, payload, encoding))
@@ -526,17 +529,19 @@ def generate():
                                          % (name, suffix, json.dumps(decoded), json.dumps(expected)))
                 vectors["%s_%s" % (name, suffix)] = {
                     "encoding": "%d.%d" % encoding,
+                    "format": fmt,
                     "direction": direction,
                     "operation": operation,
                     "params": payload.hex(),
                     "value": decoded,
                 }
     finally:
-        h.close()
+        for h in harnesses.values():
+            h.close()
     out = {
         "about": "Written by make_vectors.py with omero-py %s on Ice %s. 'params' is the payload "
                  "of the request (or, for direction 'reply', the reply) encapsulation of "
-                 "'operation' in 'encoding', as omero-py wrote it; 'value' describes the "
+                 "'operation' in 'encoding', as omero-py wrote it with classes in 'format'; 'value' describes the "
                  "parameters as omero-py decodes them." % (omero_version(), Ice.stringVersion()),
         "vectors": vectors,
     }
