@@ -369,12 +369,19 @@ fn rtype(kind: &str) -> Option<ValueRef> {
             let list = rlist(vec![inner, rlist(vec![]), array, same.clone(), same]);
             rmap(&[("list", list)])
         }
+        "big" => {
+            let ints: Vec<_> = (1..=300).map(rint).collect();
+            let mut items = vec![rstring(&"x".repeat(300))];
+            items.extend(ints.iter().cloned());
+            items.extend([ints[0].clone(), ints[299].clone()]);
+            rlist(items)
+        }
         "map_multi" => rmap(&[("a", rint(1)), ("b", rstring("two")), ("c", rlist(vec![]))]),
         other => panic!("no RType vector {other}"),
     }
 }
 
-const RTYPES: [&str; 17] = [
+const RTYPES: [&str; 18] = [
     "null",
     "bool",
     "double",
@@ -391,6 +398,7 @@ const RTYPES: [&str; 17] = [
     "object",
     "internal",
     "nested",
+    "big",
     "map_multi",
 ];
 

@@ -139,6 +139,12 @@ def list_with_null():
     return lst
 
 
+def big_list():
+    # From 1: rint(0) is one cached instance in omero-py.
+    ints = [R.rint(i) for i in range(1, 301)]
+    return R.rlist([R.rstring("x" * 300)] + ints + [ints[0], ints[-1]])
+
+
 def rtypes():
     shared = R.rstring("same")
     return {
@@ -170,6 +176,8 @@ def rtypes():
                 )
             }
         ),
+        # Sizes, instance indexes and 1.0 instance ids past 254.
+        "big": big_list(),
         # Several keys: a receiver may write them back in any order.
         "map_multi": R.rmap({"a": R.rint(1), "b": R.rstring("two"), "c": R.rlist([])}),
     }
