@@ -196,9 +196,8 @@ def calls():
         ("event_context", "reply", "getEventContext", [("return", event_context())]),
     ]
     for kind, value in rtypes().items():
-        out.append(
-            ("rtype_" + kind, "request", "setInput", [("sess", "u"), ("key", "k"), ("value", value)])
-        )
+        params = [("sess", "u"), ("key", "k"), ("value", value)]
+        out.append(("rtype_" + kind, "request", "setInput", params))
     return out
 
 
@@ -466,7 +465,8 @@ class Harness:
         return 0, empty[operation]
 
     def proxy(self, cls, encoding):
-        prx = self.ic.stringToProxy("s:tcp -h 127.0.0.1 -p %d -t %d" % (self.wire.port, TIMEOUT * 1000))
+        endpoint = "tcp -h 127.0.0.1 -p %d -t %d" % (self.wire.port, TIMEOUT * 1000)
+        prx = self.ic.stringToProxy("s:" + endpoint)
         return cls.uncheckedCast(prx.ice_encodingVersion(Ice.EncodingVersion(*encoding)))
 
     # omero-py encodes -------------------------------------------------------------------
@@ -533,8 +533,9 @@ def generate():
                 decoded = describe_params(h.decode(direction, operation, payload, encoding))
                 expected = describe_params(params)
                 if not same_modulo_empty(decoded, expected):
-                    raise AssertionError("%s_%s: omero-py decodes its own bytes differently:\n%s\n%s"
-                                         % (name, suffix, json.dumps(decoded), json.dumps(expected)))
+                    raise AssertionError(
+                        "%s_%s: omero-py decodes its own bytes differently:\n%s\n%s"
+                        % (name, suffix, json.dumps(decoded), json.dumps(expected)))
                 vectors["%s_%s" % (name, suffix)] = {
                     "encoding": "%d.%d" % encoding,
                     "format": fmt,
@@ -549,8 +550,9 @@ def generate():
     out = {
         "about": "Written by make_vectors.py with omero-py %s on Ice %s. 'params' is the payload "
                  "of the request (or, for direction 'reply', the reply) encapsulation of "
-                 "'operation' in 'encoding', as omero-py wrote it with classes in 'format'; 'value' describes the "
-                 "parameters as omero-py decodes them." % (omero_version(), Ice.stringVersion()),
+                 "'operation' in 'encoding', as omero-py wrote it with classes in 'format'; "
+                 "'value' describes the parameters as omero-py decodes them."
+                 % (omero_version(), Ice.stringVersion()),
         "vectors": vectors,
     }
     with open(VECTORS + ".tmp", "w") as f:
@@ -595,7 +597,8 @@ def check(path):
                 continue
             if got != v["value"]:
                 print("FAIL %s: omero-py decoded\n  %s\nexpected\n  %s"
-                      % (name, json.dumps(got, sort_keys=True), json.dumps(v["value"], sort_keys=True)))
+                      % (name, json.dumps(got, sort_keys=True),
+                         json.dumps(v["value"], sort_keys=True)))
                 failed += 1
             else:
                 print("ok %s" % name)
