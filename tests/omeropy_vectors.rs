@@ -9,7 +9,7 @@
 //! come in `HashMap` order); those are compared by length and by decoding again.
 //!
 //! The reverse direction (our bytes decoded by omero-py) runs `make_vectors.py --check` when
-//! omero-py's venv is there: `OMERO_PY` names its python, else `interop/.venv/bin/python` is
+//! omero-py's venv is there: `OMERO_PY` names its python, else `$OMERO_VENV/bin/python` or `interop/.venv/bin/python` is
 //! used if present; without either that test passes with a notice.
 
 use std::collections::{BTreeMap, HashMap};
@@ -692,7 +692,11 @@ fn omero_py() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("OMERO_PY") {
         return Some(PathBuf::from(p));
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/.venv/bin/python");
+    // interop/setup puts the venv where OMERO_VENV says (CI keeps it under ~/.cache).
+    let venv = match std::env::var_os("OMERO_VENV") {
+        Some(dir) => PathBuf::from(dir).join("bin/python"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/.venv/bin/python"),
+    };
     venv.exists().then_some(venv)
 }
 

@@ -105,11 +105,24 @@ impl<K: Decode + Eq + Hash, V: Decode> Decode for HashMap<K, V> {
     }
 }
 
+/// Entries go out ordered by their keys' encoded bytes: a `HashMap`'s own order changes from
+/// run to run, and the same value must always give the same bytes (reproducible test
+/// vectors, stable class back-reference numbers). Slice keys never hold classes or proxies,
+/// so encoding a key on its own gives exactly its bytes in the stream.
 impl<K: Encode, V: Encode> Encode for HashMap<K, V> {
     fn encode(&self, w: &mut OutputStream) {
-        w.write_size(self.len());
-        for (k, v) in self {
-            k.encode(w);
+        let mut entries: Vec<(Vec<u8>, &V)> = self
+            .iter()
+            .map(|(k, v)| {
+                let mut kw = OutputStream::new(w.encoding());
+                k.encode(&mut kw);
+                (kw.into_bytes(), v)
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        w.write_size(entries.len());
+        for (key, v) in entries {
+            w.write_bytes(&key);
             v.encode(w);
         }
     }
@@ -164,6 +177,20 @@ mod tests {
         let mut r = InputStream::new(&bytes, Encoding::V1_1);
         assert_eq!(T::decode(&mut r).unwrap(), v);
         assert!(r.is_at_end());
+    }
+
+    #[test]
+    fn dictionaries_encode_the_same_bytes_every_time() {
+        let map: HashMap<String, i32> = (0..50).map(|i| (format!("k{i}"), i)).collect();
+        // a second map has its own hash seed, so its own iteration order
+        let copy: HashMap<String, i32> = (0..50).rev().map(|i| (format!("k{i}"), i)).collect();
+        let mut a = OutputStream::new(Encoding::V1_1);
+        map.encode(&mut a);
+        let mut b = OutputStream::new(Encoding::V1_1);
+        copy.encode(&mut b);
+        assert_eq!(a.as_slice(), b.as_slice());
+        let mut r = InputStream::new(a.as_slice(), Encoding::V1_1);
+        assert_eq!(HashMap::<String, i32>::decode(&mut r).unwrap(), map);
     }
 
     #[test]
