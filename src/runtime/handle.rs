@@ -20,10 +20,9 @@ pub(crate) enum CloseRequest {
     Forceful,
 }
 
-/// A message for the connection's writer.
+/// A frame for the connection to write.
 pub(crate) enum Outgoing {
     Frame(Bytes),
-    Close,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -149,10 +148,6 @@ impl ConnectionHandle {
             .send(Outgoing::Frame(Bytes::from(request.encode())))
             .await
             .map_err(|_| InvokeError::ConnectionClosed)
-    }
-
-    pub(crate) fn sender(&self) -> Option<mpsc::Sender<Outgoing>> {
-        self.outbound.as_ref().map(|o| o.out_tx.clone())
     }
 
     /// Hands a reply from the peer to the invocation waiting for it; unknown ids are
