@@ -458,3 +458,384 @@ impl ConnectionState {
         actions
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Encoding, Identity};
+    use crate::protocol::encode_batch;
+    use bytes::Bytes;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn limits() -> Limits {
+        Limits {
+            heartbeat: Some(100 * MS),
+            idle_timeout: Some(300 * MS),
+            message_timeout: 200 * MS,
+            close_timeout: 500 * MS,
+            ..Limits::default()
+        }
+    }
+
+    fn request(id: i32) -> Request {
+        Request {
+            request_id: id,
+            id: Identity::new("", "servant"),
+            facet: String::new(),
+            operation: "ice_ping".into(),
+            mode: 1,
+            context: Default::default(),
+            encoding: Encoding::V1_1.into(),
+            params: Bytes::new(),
+        }
+    }
+
+    fn ok() -> ReplyBody {
+        ReplyBody::Ok {
+            encoding: Encoding::V1_1.into(),
+            payload: Bytes::new(),
+        }
+    }
+
+    fn done(request_id: i32) -> Option<DispatchDone> {
+        Some(DispatchDone {
+            request_id,
+            compression: 0,
+            body: ok(),
+        })
+    }
+
+    fn reply_frame(request_id: i32) -> Vec<u8> {
+        Reply {
+            request_id,
+            body: ok(),
+        }
+        .encode()
+    }
+
+    /// A connection at `t0` whose ValidateConnection has been written and flushed.
+    fn started(limits: Limits) -> (ConnectionState, Instant) {
+        let t0 = Instant::now();
+        let mut c = ConnectionState::new(limits, t0);
+        assert_eq!(c.output(), &VALIDATE_CONNECTION[..]);
+        drain(&mut c, t0);
+        (c, t0)
+    }
+
+    /// Writes and flushes all output at `now`; returns what was written.
+    fn drain(c: &mut ConnectionState, now: Instant) -> Vec<u8> {
+        let out = c.output().to_vec();
+        c.on_written(out.len(), now);
+        assert!(c.wants_flush() || out.is_empty());
+        c.on_flushed(now);
+        out
+    }
+
+    fn dispatched(actions: &[Action]) -> Vec<i32> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Dispatch { request, .. } => Some(request.request_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn validates_first_then_heartbeats_when_nothing_was_written() {
+        let (mut c, t0) = started(limits());
+        assert_eq!(c.poll_timeout(), Some(t0 + 100 * MS));
+        assert!(c.on_tick(t0 + 99 * MS).is_empty());
+        assert!(c.output().is_empty());
+        assert!(c.on_tick(t0 + 100 * MS).is_empty());
+        assert_eq!(drain(&mut c, t0 + 101 * MS), VALIDATE_CONNECTION);
+        assert_eq!(c.poll_timeout(), Some(t0 + 201 * MS));
+    }
+
+    #[test]
+    fn replies_postpone_the_heartbeat() {
+        let (mut c, t0) = started(Limits {
+            idle_timeout: None,
+            ..limits()
+        });
+        let actions = c.on_data(&request(7).encode(), t0 + 50 * MS);
+        assert_eq!(dispatched(&actions), vec![7]);
+        c.on_dispatch_finished(done(7), t0 + 60 * MS);
+        // Nothing is due while output waits; the write timeout is the only deadline then.
+        assert_eq!(c.poll_timeout(), Some(t0 + 60 * MS + 500 * MS));
+        assert_eq!(drain(&mut c, t0 + 70 * MS), reply_frame(7));
+        assert_eq!(c.poll_timeout(), Some(t0 + 170 * MS));
+    }
+
+    #[test]
+    fn heartbeats_can_be_off() {
+        let (c, _) = started(Limits {
+            heartbeat: None,
+            idle_timeout: None,
+            ..limits()
+        });
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn idle_connection_closes_after_the_idle_timeout() {
+        let (mut c, t0) = started(Limits {
+            heartbeat: None,
+            ..limits()
+        });
+        assert_eq!(c.poll_timeout(), Some(t0 + 300 * MS));
+        assert!(c.on_tick(t0 + 299 * MS).is_empty());
+        assert_eq!(
+            c.on_tick(t0 + 300 * MS),
+            vec![Action::Close(CloseReason::IdleTimeout)]
+        );
+        assert_eq!(c.phase(), Phase::Closed);
+        assert_eq!(c.poll_timeout(), None);
+        assert!(c.on_tick(t0 + 900 * MS).is_empty(), "closes only once");
+    }
+
+    #[test]
+    fn a_received_heartbeat_counts_as_activity() {
+        let (mut c, t0) = started(Limits {
+            heartbeat: None,
+            ..limits()
+        });
+        let actions = c.on_data(&VALIDATE_CONNECTION, t0 + 200 * MS);
+        assert_eq!(actions, vec![Action::Heartbeat]);
+        assert!(c.output().is_empty(), "a heartbeat is not answered");
+        assert!(c.on_tick(t0 + 400 * MS).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t0 + 500 * MS));
+        assert_eq!(
+            c.on_tick(t0 + 500 * MS),
+            vec![Action::Close(CloseReason::IdleTimeout)]
+        );
+    }
+
+    #[test]
+    fn close_connection_from_the_peer_closes_at_once() {
+        let (mut c, t0) = started(limits());
+        let _ = c.on_data(&request(1).encode(), t0);
+        let actions = c.on_data(&CLOSE_CONNECTION, t0);
+        assert_eq!(actions, vec![Action::Close(CloseReason::Peer)]);
+        assert_eq!(c.phase(), Phase::Closed);
+        // The reply of the running dispatch goes nowhere.
+        assert!(c.on_dispatch_finished(done(1), t0).is_empty());
+        assert!(c.output().is_empty());
+        assert!(!c.wants_read());
+    }
+
+    #[test]
+    fn eof_from_the_peer_closes() {
+        let (mut c, _) = started(limits());
+        assert_eq!(c.on_eof(), vec![Action::Close(CloseReason::Peer)]);
+    }
+
+    #[test]
+    fn graceful_close_sends_owed_replies_then_close_connection() {
+        let (mut c, t0) = started(limits());
+        let mut wire = request(1).encode();
+        wire.extend(request(2).encode());
+        assert_eq!(dispatched(&c.on_data(&wire, t0)), vec![1, 2]);
+        assert!(c.begin_close(true, t0 + 10 * MS).is_empty());
+        assert_eq!(c.phase(), Phase::Closing);
+        assert!(c.output().is_empty(), "replies are still owed");
+
+        // Requests arriving now are dropped unanswered: the peer retries them.
+        let actions = c.on_data(&request(3).encode(), t0 + 20 * MS);
+        assert!(actions.is_empty());
+        assert_eq!(c.dispatching(), 2);
+
+        c.on_dispatch_finished(done(2), t0 + 30 * MS);
+        assert_eq!(c.phase(), Phase::Closing);
+        c.on_dispatch_finished(done(1), t0 + 40 * MS);
+        assert_eq!(c.phase(), Phase::ClosingPending);
+        let mut expected = reply_frame(2);
+        expected.extend(reply_frame(1));
+        expected.extend(CLOSE_CONNECTION);
+        assert_eq!(drain(&mut c, t0 + 50 * MS), expected);
+
+        // Whatever arrives now is discarded; no heartbeats; the peer's EOF ends it.
+        assert!(c.on_data(&request(4).encode(), t0 + 60 * MS).is_empty());
+        assert!(c.on_tick(t0 + 400 * MS).is_empty());
+        assert!(c.output().is_empty());
+        assert_eq!(c.on_eof(), vec![Action::Close(CloseReason::Graceful)]);
+    }
+
+    #[test]
+    fn graceful_close_without_dispatches_sends_close_connection_at_once() {
+        let (mut c, t0) = started(limits());
+        assert!(c.begin_close(true, t0).is_empty());
+        assert_eq!(c.phase(), Phase::ClosingPending);
+        assert_eq!(drain(&mut c, t0), CLOSE_CONNECTION);
+        assert!(c.begin_close(true, t0).is_empty());
+        assert!(c.output().is_empty(), "sent once");
+    }
+
+    #[test]
+    fn peer_that_never_closes_is_dropped_after_the_close_timeout() {
+        let (mut c, t0) = started(limits());
+        let _ = c.begin_close(true, t0 + 10 * MS);
+        drain(&mut c, t0 + 10 * MS);
+        assert_eq!(c.poll_timeout(), Some(t0 + 510 * MS));
+        assert!(c.on_tick(t0 + 509 * MS).is_empty());
+        assert_eq!(
+            c.on_tick(t0 + 510 * MS),
+            vec![Action::Close(CloseReason::CloseTimeout)]
+        );
+    }
+
+    #[test]
+    fn forceful_close_closes_at_once() {
+        let (mut c, t0) = started(limits());
+        let _ = c.on_data(&request(1).encode(), t0);
+        let _ = c.begin_close(true, t0);
+        assert_eq!(
+            c.begin_close(false, t0),
+            vec![Action::Close(CloseReason::Server)]
+        );
+        assert!(c.output().is_empty());
+    }
+
+    #[test]
+    fn unfinished_message_times_out() {
+        let (mut c, t0) = started(Limits {
+            idle_timeout: None,
+            heartbeat: None,
+            ..limits()
+        });
+        let frame = request(1).encode();
+        assert!(c.on_data(&frame[..20], t0 + 10 * MS).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t0 + 210 * MS));
+        // More bytes of the same message do not extend the deadline.
+        assert!(c.on_data(&frame[20..25], t0 + 100 * MS).is_empty());
+        assert_eq!(c.poll_timeout(), Some(t0 + 210 * MS));
+        assert_eq!(
+            c.on_tick(t0 + 210 * MS),
+            vec![Action::Close(CloseReason::MessageTimeout)]
+        );
+    }
+
+    #[test]
+    fn completed_message_clears_the_message_deadline() {
+        let (mut c, t0) = started(Limits {
+            idle_timeout: None,
+            heartbeat: None,
+            ..limits()
+        });
+        let frame = request(1).encode();
+        let _ = c.on_data(&frame[..20], t0);
+        assert_eq!(dispatched(&c.on_data(&frame[20..], t0 + 50 * MS)), vec![1]);
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn protocol_errors_close_forcefully() {
+        let (mut c, t0) = started(limits());
+        let actions = c.on_data(b"GET / HTTP/1.1\r\n", t0);
+        assert!(matches!(
+            actions.as_slice(),
+            [Action::Close(CloseReason::Protocol(_))]
+        ));
+        assert!(c.output().is_empty());
+    }
+
+    #[test]
+    fn replies_from_the_peer_are_delivered_whatever_their_id() {
+        // Matching ids to invocations is the connection handle's job; unknown ones are
+        // ignored there, and the connection carries on.
+        let (mut c, t0) = started(limits());
+        let actions = c.on_data(&reply_frame(42), t0);
+        assert_eq!(
+            actions,
+            vec![Action::DeliverReply {
+                request_id: 42,
+                body: ok()
+            }]
+        );
+        assert_eq!(c.phase(), Phase::Active);
+        assert!(c.output().is_empty());
+    }
+
+    #[test]
+    fn oneway_and_batch_requests_get_no_reply() {
+        let (mut c, t0) = started(limits());
+        let actions = c.on_data(&request(0).encode(), t0);
+        assert_eq!(dispatched(&actions), vec![0]);
+        let batch = encode_batch(&[request(0), request(0)]);
+        let actions = c.on_data(&batch, t0);
+        assert_eq!(dispatched(&actions), vec![0, 0]);
+        for _ in 0..3 {
+            let _ = c.on_dispatch_finished(done(0), t0);
+        }
+        assert_eq!(c.dispatching(), 0);
+        assert!(c.output().is_empty());
+    }
+
+    #[test]
+    fn requests_beyond_the_dispatch_limit_wait_and_pause_reading() {
+        let (mut c, t0) = started(Limits {
+            max_dispatches: 1,
+            ..limits()
+        });
+        let mut wire = request(1).encode();
+        wire.extend(request(2).encode());
+        assert_eq!(dispatched(&c.on_data(&wire, t0)), vec![1]);
+        assert!(!c.wants_read());
+        assert_eq!(dispatched(&c.on_dispatch_finished(done(1), t0)), vec![2]);
+        assert!(c.wants_read());
+    }
+
+    #[test]
+    fn stalled_writes_time_out() {
+        let (mut c, t0) = started(Limits {
+            idle_timeout: None,
+            ..limits()
+        });
+        let _ = c.on_data(&request(1).encode(), t0);
+        let _ = c.on_dispatch_finished(done(1), t0);
+        c.on_written(3, t0 + 100 * MS);
+        assert_eq!(c.poll_timeout(), Some(t0 + 600 * MS), "progress resets it");
+        assert_eq!(
+            c.on_tick(t0 + 600 * MS),
+            vec![Action::Close(CloseReason::WriteTimeout)]
+        );
+    }
+
+    #[test]
+    fn frames_from_other_tasks_are_written_until_close_connection() {
+        let (mut c, t0) = started(limits());
+        assert!(c.send_frame(&request(5).encode(), t0));
+        assert_eq!(drain(&mut c, t0), request(5).encode());
+        let _ = c.begin_close(true, t0);
+        assert!(!c.send_frame(&request(6).encode(), t0));
+        assert!(!c.accepts_frames());
+    }
+
+    #[test]
+    fn compressed_requests_get_compressed_replies() {
+        let (mut c, t0) = started(limits());
+        let _ = c.on_data(&request(1).encode(), t0);
+        let body = ReplyBody::Ok {
+            encoding: Encoding::V1_1.into(),
+            payload: Bytes::from(vec![b'x'; 4000]),
+        };
+        let done = DispatchDone {
+            request_id: 1,
+            compression: 1,
+            body: body.clone(),
+        };
+        let _ = c.on_dispatch_finished(Some(done), t0);
+        let expected = prepare_reply(
+            Reply {
+                request_id: 1,
+                body,
+            }
+            .encode(),
+            1,
+            1,
+        );
+        assert_eq!(c.output(), &expected[..]);
+        assert_eq!(c.output()[9], 2, "compressed");
+    }
+}

@@ -20,7 +20,7 @@ use crate::protocol::{
 /// Frames queued by other tasks towards the connection; when full, they wait.
 pub(crate) const OUTGOING_QUEUE: usize = 256;
 /// The most bytes taken from the socket in one read.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What the connection task needs from the server.
 pub(crate) struct Shared {

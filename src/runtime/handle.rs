@@ -228,6 +228,21 @@ mod tests {
     }
 
     #[test]
+    fn replies_to_unknown_ids_are_ignored() {
+        let (h, _parts) = ConnectionHandle::new(4);
+        let (tx, mut rx) = oneshot::channel();
+        let id = h.outbound.as_ref().unwrap().register(tx).unwrap();
+        assert!(!h.deliver_reply(id + 1, ReplyBody::Unknown("x".into())));
+        assert!(rx.try_recv().is_err(), "the waiting invocation got nothing");
+        assert!(h.deliver_reply(id, ReplyBody::Unknown("x".into())));
+        assert_eq!(rx.try_recv().unwrap(), ReplyBody::Unknown("x".into()));
+        assert!(
+            !h.deliver_reply(id, ReplyBody::Unknown("x".into())),
+            "only once"
+        );
+    }
+
+    #[test]
     fn close_requests_only_escalate() {
         let (h, parts) = ConnectionHandle::new(4);
         h.close(false);
