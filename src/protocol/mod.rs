@@ -3,6 +3,7 @@
 
 pub mod codec;
 mod compress;
+pub mod connection;
 mod header;
 mod message;
 
@@ -12,6 +13,9 @@ use crate::encoding::DecodeError;
 
 pub use codec::{IceCodec, Inbound};
 pub use compress::{compress_frame, decompress_body, prepare_reply, MIN_COMPRESS_SIZE};
+pub use connection::{
+    Action, CloseReason, ConnectionState, DispatchDone, Limits, Phase, OUTPUT_HIGH_WATER,
+};
 pub use header::{
     parse_header, Header, MessageType, CLOSE_CONNECTION, DEFAULT_MAX_MESSAGE_SIZE, HEADER_SIZE,
     MAGIC, VALIDATE_CONNECTION,

@@ -20,10 +20,9 @@ pub(crate) enum CloseRequest {
     Forceful,
 }
 
-/// A message for the connection's writer.
+/// A frame for the connection to write.
 pub(crate) enum Outgoing {
     Frame(Bytes),
-    Close,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -151,10 +150,6 @@ impl ConnectionHandle {
             .map_err(|_| InvokeError::ConnectionClosed)
     }
 
-    pub(crate) fn sender(&self) -> Option<mpsc::Sender<Outgoing>> {
-        self.outbound.as_ref().map(|o| o.out_tx.clone())
-    }
-
     /// Hands a reply from the peer to the invocation waiting for it; unknown ids are
     /// ignored, as Ice does.
     pub(crate) fn deliver_reply(&self, request_id: i32, body: ReplyBody) -> bool {
@@ -230,6 +225,21 @@ mod tests {
         );
         h.connection_ended();
         assert!(o.register(oneshot::channel().0).is_err());
+    }
+
+    #[test]
+    fn replies_to_unknown_ids_are_ignored() {
+        let (h, _parts) = ConnectionHandle::new(4);
+        let (tx, mut rx) = oneshot::channel();
+        let id = h.outbound.as_ref().unwrap().register(tx).unwrap();
+        assert!(!h.deliver_reply(id + 1, ReplyBody::Unknown("x".into())));
+        assert!(rx.try_recv().is_err(), "the waiting invocation got nothing");
+        assert!(h.deliver_reply(id, ReplyBody::Unknown("x".into())));
+        assert_eq!(rx.try_recv().unwrap(), ReplyBody::Unknown("x".into()));
+        assert!(
+            !h.deliver_reply(id, ReplyBody::Unknown("x".into())),
+            "only once"
+        );
     }
 
     #[test]
