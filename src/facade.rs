@@ -10,3 +10,4 @@ pub use crate::encoding::*;
 pub use crate::runtime::dispatch::{
     ConnectionInfo, Current, Dispatch, DispatchError, OperationMode,
 };
+pub use crate::runtime::{InvokeError, InvokeReply, Invoker};

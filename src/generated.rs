@@ -308,45 +308,8 @@ pub fn check_throws<T>(
     }
 }
 
-/// What a typed client proxy (`IPrx`) needs from the runtime: send one request on the
-/// proxy's connection and await its reply. `params` is the payload of the request
-/// encapsulation (without header); for a oneway call the reply is `Ok(empty)` at once.
-#[crate::facade::async_trait]
-pub trait Invoker: Send + Sync {
-    #[allow(clippy::too_many_arguments)]
-    async fn invoke(
-        &self,
-        proxy: &crate::facade::Proxy,
-        operation: &str,
-        mode: crate::facade::OperationMode,
-        ctx: &crate::facade::Context,
-        params: Vec<u8>,
-        encoding: Encoding,
-        oneway: bool,
-    ) -> Result<InvokeReply, InvokeError>;
-}
-
-/// The outcome of a request as the peer replied.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InvokeReply {
-    /// Reply status 0: the payload of the reply encapsulation.
-    Ok(Vec<u8>),
-    /// Reply status 1: the payload holding the user exception.
-    UserException(Vec<u8>),
-    /// Reply statuses 2 to 7, described (e.g. `ObjectNotExistException`).
-    Failed(String),
-}
-
-/// Why a request got no reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvokeError {
-    #[error("connection closed")]
-    ConnectionClosed,
-    #[error("invocation timed out")]
-    Timeout,
-    #[error("{0}")]
-    Other(String),
-}
+/// Typed client proxies (`IPrx`) call through the runtime's invoker.
+pub use crate::facade::{InvokeError, InvokeReply, Invoker};
 
 /// Why a call through a typed proxy failed.
 #[derive(Debug, thiserror::Error)]

@@ -73,6 +73,17 @@ impl Dispatch for TestServant {
                 w.write_bool(matches!(reply, Ok(ReplyBody::Ok { .. })));
                 Ok(w.into_bytes())
             }
+            "typed_callback" => {
+                // The same through a proxy generated from Slice, with the connection as invoker.
+                let prx = omero_sessiond::generated::omero::api::ClientCallbackPrx {
+                    proxy: omero_sessiond::encoding::Proxy::new(Identity::new("client", "cb")),
+                    invoker: Arc::new(current.connection.handle.clone()),
+                };
+                let ok = prx.request_heartbeat(&Default::default()).await.is_ok();
+                let mut w = OutputStream::new(current.encoding);
+                w.write_bool(ok);
+                Ok(w.into_bytes())
+            }
             "closeme" => {
                 current.connection.handle.close(true);
                 Ok(Vec::new())
@@ -594,6 +605,36 @@ async fn servant_calls_back_into_the_client() {
     send(&mut c, answer.encode()).await;
     let (_, reply) = next_reply(&mut c).await;
     assert_eq!(reply.request_id, 1);
+    assert!(matches!(reply.body, ReplyBody::Ok { ref payload, .. } if payload[..] == [1]));
+}
+
+#[tokio::test]
+async fn generated_proxy_calls_back_over_the_connection() {
+    let f = start().await;
+    let mut c = connect(&f).await;
+    send(
+        &mut c,
+        request(1, servant_id(), "typed_callback", &[]).encode(),
+    )
+    .await;
+    let callback = loop {
+        match next(&mut c).await.message {
+            Message::Request(r) => break r,
+            Message::ValidateConnection => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(callback.id, Identity::new("client", "cb"));
+    assert_eq!(callback.operation, "requestHeartbeat");
+    let answer = Reply {
+        request_id: callback.request_id,
+        body: ReplyBody::Ok {
+            encoding: Encoding::V1_1.into(),
+            payload: Bytes::new(),
+        },
+    };
+    send(&mut c, answer.encode()).await;
+    let (_, reply) = next_reply(&mut c).await;
     assert!(matches!(reply.body, ReplyBody::Ok { ref payload, .. } if payload[..] == [1]));
 }
 

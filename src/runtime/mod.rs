@@ -5,10 +5,12 @@ mod connection;
 pub mod dispatch;
 mod exception;
 mod handle;
+mod invoke;
 mod server;
 pub mod tls;
 
 pub use adapter::{Located, Locator, ObjectAdapter};
 pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
 pub use handle::{ConnectionHandle, InvokeError};
+pub use invoke::{InvokeReply, Invoker};
 pub use server::{Server, ServerError};
