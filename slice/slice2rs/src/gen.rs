@@ -602,22 +602,8 @@ impl<'a> Gen<'a> {
             return;
         };
         let name = type_name(&def.name);
-        let has_defaults = members.iter().any(|m| m.default.is_some());
-        let derives = if has_defaults {
-            "Clone, Debug, PartialEq"
-        } else {
-            "Clone, Debug, PartialEq, Default"
-        };
-        let _ = writeln!(out, "#[derive({derives})]\npub struct {name} {{");
         let base_path = base.as_ref().map(|b| rust_path(&b.0));
-        if let Some(b) = &base_path {
-            let _ = writeln!(out, "    pub base: {b},");
-        }
-        self.fields(members, out, base.is_some());
-        out.push_str("}\n\n");
-        if has_defaults {
-            self.default_impl(&name, base_path.as_deref(), members, out);
-        }
+        self.struct_with_base(&name, base_path.as_deref(), members, out);
         let (required, optional) = self.split_members(members, base.is_some());
         let compact = compact_id.map_or("None".to_string(), |c| format!("Some({c})"));
         let base_arg = base_path.map_or(String::new(), |b| format!(", base {b}"));
@@ -629,11 +615,15 @@ impl<'a> Gen<'a> {
         );
     }
 
-    fn exception(&self, abs: &str, def: &Definition, out: &mut String) {
-        let Kind::Exception { base, members } = &def.kind else {
-            return;
-        };
-        let name = type_name(&def.name);
+    /// The Rust struct of a class or an exception: its base as a `base` field, then its own
+    /// members, and a `Default` written by hand when Slice gives default values.
+    fn struct_with_base(
+        &self,
+        name: &str,
+        base_path: Option<&str>,
+        members: &[Member],
+        out: &mut String,
+    ) {
         let has_defaults = members.iter().any(|m| m.default.is_some());
         let derives = if has_defaults {
             "Clone, Debug, PartialEq"
@@ -641,15 +631,23 @@ impl<'a> Gen<'a> {
             "Clone, Debug, PartialEq, Default"
         };
         let _ = writeln!(out, "#[derive({derives})]\npub struct {name} {{");
-        let base_path = base.as_ref().map(|b| rust_path(&b.0));
-        if let Some(b) = &base_path {
+        if let Some(b) = base_path {
             let _ = writeln!(out, "    pub base: {b},");
         }
-        self.fields(members, out, base.is_some());
+        self.fields(members, out, base_path.is_some());
         out.push_str("}\n\n");
         if has_defaults {
-            self.default_impl(&name, base_path.as_deref(), members, out);
+            self.default_impl(name, base_path, members, out);
         }
+    }
+
+    fn exception(&self, abs: &str, def: &Definition, out: &mut String) {
+        let Kind::Exception { base, members } = &def.kind else {
+            return;
+        };
+        let name = type_name(&def.name);
+        let base_path = base.as_ref().map(|b| rust_path(&b.0));
+        self.struct_with_base(&name, base_path.as_deref(), members, out);
         let (required, optional) = self.split_members(members, base.is_some());
         let uses_classes = self.exception_uses_classes(abs);
         let base_arg = base_path.map_or(String::new(), |b| format!(", base {b}"));
