@@ -46,6 +46,8 @@ pub struct Member {
     pub name: String,
     pub ty: TypeRef,
     pub tag: Option<i64>,
+    /// `optional(NAME)`: an integer constant the resolver turns into `tag`.
+    pub tag_const: Option<String>,
     pub default: Option<ConstValue>,
     pub meta: Vec<String>,
     pub at: At,
@@ -57,6 +59,7 @@ pub struct Param {
     pub ty: TypeRef,
     pub out: bool,
     pub tag: Option<i64>,
+    pub tag_const: Option<String>,
     pub meta: Vec<String>,
     pub at: At,
 }
@@ -67,6 +70,7 @@ pub struct Operation {
     /// None for `void`.
     pub ret: Option<TypeRef>,
     pub ret_tag: Option<i64>,
+    pub ret_tag_const: Option<String>,
     pub params: Vec<Param>,
     pub throws: Vec<(String, At)>,
     pub idempotent: bool,

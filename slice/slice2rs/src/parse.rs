@@ -447,15 +447,36 @@ fn type_ref(i: &str) -> PResult<'_, TypeRef> {
     ))
 }
 
-fn optional_tag(i: &str) -> PResult<'_, i64> {
+/// `optional(7)` or `optional(SomeIntConstant)`.
+#[derive(Clone, Debug, Default)]
+struct Tag {
+    value: Option<i64>,
+    constant: Option<String>,
+}
+
+fn optional_tag(i: &str) -> PResult<'_, Tag> {
     let (i, _) = kw("optional")(i)?;
     let (i, _) = expect("`(`", sym("("))(i)?;
+    if let Ok((rest, (name, _))) = scoped_name(i) {
+        let (rest, _) = expect("`)`", sym(")"))(rest)?;
+        let tag = Tag {
+            value: None,
+            constant: Some(name),
+        };
+        return Ok((rest, tag));
+    }
     let (rest, v) = expect("a tag", integer)(i)?;
     let Ok(tag) = i64::try_from(v) else {
         return fail(i, "a tag that fits in an int");
     };
     let (rest, _) = expect("`)`", sym(")"))(rest)?;
-    Ok((rest, tag))
+    Ok((
+        rest,
+        Tag {
+            value: Some(tag),
+            constant: None,
+        },
+    ))
 }
 
 fn default_value(i: &str) -> PResult<'_, Option<ConstValue>> {
@@ -465,6 +486,7 @@ fn default_value(i: &str) -> PResult<'_, Option<ConstValue>> {
 fn data_member(i: &str) -> PResult<'_, Member> {
     let (i, meta) = metadata_list(i)?;
     let (i, tag) = opt(optional_tag)(i)?;
+    let tag = tag.unwrap_or_default();
     let (i, ty) = type_ref(i)?;
     let (i, (name, at)) = ident(i)?;
     let (i, default) = default_value(i)?;
@@ -473,7 +495,8 @@ fn data_member(i: &str) -> PResult<'_, Member> {
         Member {
             name,
             ty,
-            tag,
+            tag: tag.value,
+            tag_const: tag.constant,
             default,
             meta,
             at,
@@ -485,6 +508,7 @@ fn param(i: &str) -> PResult<'_, Param> {
     let (i, meta) = metadata_list(i)?;
     let (i, out) = opt(kw("out"))(i)?;
     let (i, tag) = opt(optional_tag)(i)?;
+    let tag = tag.unwrap_or_default();
     let (i, ty) = type_ref(i)?;
     let (i, (name, at)) = ident(i)?;
     Ok((
@@ -493,7 +517,8 @@ fn param(i: &str) -> PResult<'_, Param> {
             name,
             ty,
             out: out.is_some(),
-            tag,
+            tag: tag.value,
+            tag_const: tag.constant,
             meta,
             at,
         },
@@ -512,7 +537,7 @@ fn throws_clause(i: &str) -> PResult<'_, Vec<(String, At)>> {
 struct Head {
     meta: Vec<String>,
     idempotent: bool,
-    tag: Option<i64>,
+    tag: Tag,
     ty: Option<TypeRef>,
     name: String,
     at: At,
@@ -522,6 +547,7 @@ fn head(i: &str) -> PResult<'_, Head> {
     let (i, meta) = metadata_list(i)?;
     let (i, idem) = opt(kw("idempotent"))(i)?;
     let (i, tag) = opt(optional_tag)(i)?;
+    let tag = tag.unwrap_or_default();
     let (i, ty) = alt((map(kw("void"), |_| None), map(type_ref, Some)))(i)?;
     let (i, (name, at)) = ident(i)?;
     Ok((
@@ -559,7 +585,8 @@ fn class_item(i: &str) -> PResult<'_, Item> {
     let member = Member {
         name: h.name,
         ty,
-        tag: h.tag,
+        tag: h.tag.value,
+        tag_const: h.tag.constant,
         default,
         meta: h.meta,
         at: h.at,
@@ -594,7 +621,8 @@ fn operation_rest(i: &str, h: Head) -> PResult<'_, Operation> {
         Operation {
             name: h.name,
             ret: h.ty,
-            ret_tag: h.tag,
+            ret_tag: h.tag.value,
+            ret_tag_const: h.tag.constant,
             params,
             throws,
             idempotent: h.idempotent,

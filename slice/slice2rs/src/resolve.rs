@@ -562,6 +562,7 @@ impl Binder<'_> {
                     format!("member `{}` is declared twice", m.name),
                 );
             }
+            self.bind_tag(scope, &mut m.tag, &m.tag_const, m.at);
             if let Some(tag) = m.tag {
                 self.check_tag(tag, m.at, &mut tags);
             }
@@ -570,6 +571,42 @@ impl Binder<'_> {
                 self.bind_value(scope, &ty, v, m.at);
             }
         }
+    }
+
+    /// Turns `optional(NAME)` into the value of the integer constant NAME.
+    fn bind_tag(&mut self, scope: &str, tag: &mut Option<i64>, name: &Option<String>, at: At) {
+        let Some(name) = name else {
+            return;
+        };
+        match self.integer_constant(scope, name) {
+            Some(v) => *tag = Some(v),
+            None => self.error(
+                at,
+                Code::E010,
+                format!("tag `{name}` is not an integer constant"),
+            ),
+        }
+    }
+
+    /// The value of an integer constant, following constants defined as other constants.
+    fn integer_constant(&self, scope: &str, name: &str) -> Option<i64> {
+        let mut scope = scope.to_string();
+        let mut name = name.to_string();
+        for _ in 0..16 {
+            let (full, sym) = lookup(self.symbols, &scope, &name)?;
+            if sym.kind != SymKind::Const {
+                return None;
+            }
+            match self.consts.get(&full)? {
+                ConstValue::Int(v) => return i64::try_from(*v).ok(),
+                ConstValue::Name(next) => {
+                    scope = parent_scope(&full).unwrap_or("").to_string();
+                    name = next.clone();
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     fn check_tag(&mut self, tag: i64, at: At, tags: &mut HashSet<i64>) {
@@ -594,6 +631,7 @@ impl Binder<'_> {
                 self.bind_type(scope, r, local, op.at);
             }
             let mut tags = HashSet::new();
+            self.bind_tag(scope, &mut op.ret_tag, &op.ret_tag_const, op.at);
             if let Some(tag) = op.ret_tag {
                 self.check_tag(tag, op.at, &mut tags);
             }
@@ -608,6 +646,7 @@ impl Binder<'_> {
                         format!("parameter `{}` is declared twice", p.name),
                     );
                 }
+                self.bind_tag(scope, &mut p.tag, &p.tag_const, p.at);
                 if let Some(tag) = p.tag {
                     self.check_tag(tag, p.at, &mut tags);
                 }

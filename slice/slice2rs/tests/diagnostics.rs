@@ -156,3 +156,33 @@ fn syntax_messages_point_at_the_problem() {
         ]
     );
 }
+
+#[test]
+fn tags_may_name_integer_constants() {
+    let src = "module M { const int T = 3; const int U = T;\n \
+               class C { optional(T) int a; optional(::M::U) string b; };\n \
+               interface I { optional(T) int f(optional(U) string s); }; };";
+    // "used twice" proves both names resolved to 3: member b, and parameter s against the
+    // optional return value.
+    assert_eq!(summary(src), [(Code::E010, 2, 55), (Code::E010, 3, 53)]);
+    let ok = "module M { const int T = 3; class C { optional(T) int a; }; };";
+    let code = slice2rs::compile_sources(&[("t.ice", ok)]).unwrap();
+    assert!(
+        code.contains(r#"slice_class!(C, "::M::C", None, [], [3 a]);"#),
+        "{code}"
+    );
+}
+
+#[test]
+fn a_tag_must_name_an_integer_constant() {
+    let src = "module M { const string S = \"x\"; struct T { int x; };\n \
+               class C { optional(S) int a; optional(T) int b; optional(Nope) int c; }; };";
+    assert_eq!(
+        summary(src),
+        [
+            (Code::E010, 2, 28),
+            (Code::E010, 2, 47),
+            (Code::E010, 2, 69)
+        ]
+    );
+}
