@@ -578,7 +578,10 @@ impl Binder<'_> {
         let Some(name) = name else {
             return;
         };
-        match self.integer_constant(scope, name) {
+        match self
+            .const_int(scope, name)
+            .and_then(|v| i64::try_from(v).ok())
+        {
             Some(v) => *tag = Some(v),
             None => self.error(
                 at,
@@ -586,27 +589,6 @@ impl Binder<'_> {
                 format!("tag `{name}` is not an integer constant"),
             ),
         }
-    }
-
-    /// The value of an integer constant, following constants defined as other constants.
-    fn integer_constant(&self, scope: &str, name: &str) -> Option<i64> {
-        let mut scope = scope.to_string();
-        let mut name = name.to_string();
-        for _ in 0..16 {
-            let (full, sym) = lookup(self.symbols, &scope, &name)?;
-            if sym.kind != SymKind::Const {
-                return None;
-            }
-            match self.consts.get(&full)? {
-                ConstValue::Int(v) => return i64::try_from(*v).ok(),
-                ConstValue::Name(next) => {
-                    scope = parent_scope(&full).unwrap_or("").to_string();
-                    name = next.clone();
-                }
-                _ => return None,
-            }
-        }
-        None
     }
 
     fn check_tag(&mut self, tag: i64, at: At, tags: &mut HashSet<i64>) {
@@ -720,13 +702,26 @@ impl Binder<'_> {
         }
     }
 
-    /// The value of an integer constant named `n`.
+    /// The value of an integer constant named `n`, following constants defined as other
+    /// constants (each name looked up from the scope of the constant that uses it).
     fn const_int(&self, scope: &str, n: &str) -> Option<i128> {
-        let (full, _) = lookup(self.symbols, scope, n)?;
-        match self.consts.get(&full)? {
-            ConstValue::Int(v) => Some(*v),
-            _ => None,
+        let mut scope = scope.to_string();
+        let mut name = n.to_string();
+        for _ in 0..16 {
+            let (full, sym) = lookup(self.symbols, &scope, &name)?;
+            if sym.kind != SymKind::Const {
+                return None;
+            }
+            match self.consts.get(&full)? {
+                ConstValue::Int(v) => return Some(*v),
+                ConstValue::Name(next) => {
+                    scope = parent_scope(&full).unwrap_or("").to_string();
+                    name = next.clone();
+                }
+                _ => return None,
+            }
         }
+        None
     }
 
     /// Checks a constant or default value against its type; binds names in it.
