@@ -53,6 +53,9 @@ class Server:
             "--data", self.data,
             "--tcp", f"127.0.0.1:{self.tcp}",
             "--ssl", f"127.0.0.1:{self.ssl}",
+            # The HTTPS listener defaults to 0.0.0.0:4080, which two servers (or another
+            # suite running at the same time) cannot share.
+            "--https", "off",
         ]
         if config_text is not None:
             path = os.path.join(self.dir.name, "config.toml")
