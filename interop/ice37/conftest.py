@@ -29,16 +29,32 @@ def free_port():
         return s.getsockname()[1]
 
 
+def add_user(data_dir, name, password):
+    """`omero-sessiond user add`, before the server starts on `data_dir`."""
+    res = subprocess.run(
+        [str(binary()), "user", "add", name, "--password-stdin", "--data", data_dir],
+        input=password, capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        raise RuntimeError(f"user add {name} failed: {res.stdout} {res.stderr}")
+
+
 class Server:
-    def __init__(self, config_text=None):
+    """`users` maps user names to passwords, added before the server starts."""
+
+    def __init__(self, config_text=None, users=None):
         self.dir = tempfile.TemporaryDirectory()
         self.tcp = free_port()
         self.ssl = free_port()
+        self.data = os.path.join(self.dir.name, "data")
+        for name, password in (users or {}).items():
+            add_user(self.data, name, password)
         args = [
             str(binary()), "serve",
-            "--data", os.path.join(self.dir.name, "data"),
+            "--data", self.data,
             "--tcp", f"127.0.0.1:{self.tcp}",
             "--ssl", f"127.0.0.1:{self.ssl}",
+            # The HTTPS listener defaults to 0.0.0.0:4080, which two servers (or another
+            # suite running at the same time) cannot share.
             "--https", "off",
         ]
         if config_text is not None:
@@ -96,8 +112,8 @@ def server():
 def make_server():
     started = []
 
-    def make(config_text=None):
-        s = Server(config_text)
+    def make(config_text=None, users=None):
+        s = Server(config_text, users)
         started.append(s)
         return s
 
