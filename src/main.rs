@@ -199,6 +199,9 @@ async fn run(
     data: PathBuf,
     endpoints: HttpEndpoints,
 ) -> anyhow::Result<()> {
+    // Before any listener opens: a SIGTERM sent as soon as the server says it listens must
+    // find the handler in place, or the process dies without closing its connections.
+    let mut shutdown = Shutdown::install()?;
     let sessions_config = file.sessions.clone();
     let services =
         tokio::task::spawn_blocking(move || open_services(&data, &sessions_config)).await??;
@@ -256,21 +259,32 @@ async fn run(
         let http = http.clone();
         tokio::spawn(async move { http.serve_http(listener, std::future::pending()).await });
     }
-    shutdown_signal().await;
+    shutdown.wait().await;
     tracing::info!("shutting down");
     http.stop_keep_alives();
     server.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM, caught from the moment `install` returns.
+struct Shutdown {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Shutdown {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
