@@ -10,6 +10,28 @@
 //! members using the slice size and comes back), so a member reference resolves at once to
 //! the shared handle. Ids stay in wire order: the members of a sliced slice never hold
 //! inline instances, so reading the table first decodes instances in the order written.
+//!
+//! # Refusing cycles
+//!
+//! When the stream was told to [refuse cycles](InputStream::refuse_cycles), every format
+//! checks its graph before handing it out:
+//!
+//! - 1.1 (compact and sliced): a handle is created empty when its instance starts and filled
+//!   when the instance is complete, so an empty handle is always an instance still being
+//!   decoded, i.e. the one that holds the reference or one of its ancestors: a reference to
+//!   it closes a cycle. A reference to a filled handle cannot: every edge then goes from an
+//!   instance to one filled before it (an inline child completes before its parent, and a
+//!   back reference to a filled handle points at an earlier fill), so fill order is a
+//!   topological order of the graph. In the sliced format the indirection table is where
+//!   references resolve to handles, so the same check there covers members and preserved
+//!   unknown slices alike.
+//! - 1.0: references are only ids until the pending instances have been read, so the
+//!   decoder records an edge from the instance being read to every id it references, and
+//!   [`read_pending_values`](InputStream::read_pending_values) runs an iterative
+//!   depth-first search over those edges before it returns.
+//!
+//! Exceptions are not instances (nothing can refer to one), so a class member of an
+//! exception is a root, not an edge.
 
 use std::collections::HashMap;
 
@@ -43,6 +65,10 @@ pub(crate) struct ReadClasses {
     instances: Vec<ValueRef>,
     /// 1.0 instances by id, created empty at the first reference.
     ids_10: HashMap<i32, ValueRef>,
+    /// The 1.0 instance being read, while cycles are refused.
+    current_10: Option<i32>,
+    /// 1.0 references (from instance, to instance), while cycles are refused.
+    edges_10: Vec<(i32, i32)>,
     frames: Vec<ReadFrame>,
 }
 
@@ -108,6 +134,10 @@ impl InputStream<'_> {
         if n > 0 || n == i32::MIN {
             return Err(marshal("invalid class reference"));
         }
+        if let (true, Some(from)) = (self.refuse_cycles, self.classes.current_10) {
+            self.charge(std::mem::size_of::<(i32, i32)>())?;
+            self.classes.edges_10.push((from, -n));
+        }
         self.handle_10(-n).map(Some)
     }
 
@@ -127,6 +157,9 @@ impl InputStream<'_> {
             0 => Ok(None),
             1 => self.read_new_instance_11().map(Some),
             n => match self.classes.instances.get(n - 2) {
+                Some(handle) if self.refuse_cycles && !handle.is_filled() => {
+                    Err(DecodeError::CyclicGraph)
+                }
                 Some(handle) => Ok(Some(handle.clone())),
                 None => Err(marshal("reference to an instance id not yet seen")),
             },
@@ -483,6 +516,9 @@ impl InputStream<'_> {
         if self.classes.ids_10.values().any(|h| !h.is_filled()) {
             return Err(marshal("reference to an instance that was never sent"));
         }
+        if has_cycle(&self.classes.edges_10) {
+            return Err(DecodeError::CyclicGraph);
+        }
         Ok(())
     }
 
@@ -495,7 +531,10 @@ impl InputStream<'_> {
         if handle.is_filled() {
             return Err(marshal("instance sent twice"));
         }
-        let (value, slices) = self.in_frame(SliceKind::Value, Self::read_instance_body)?;
+        let outer = self.classes.current_10.replace(id);
+        let body = self.in_frame(SliceKind::Value, Self::read_instance_body);
+        self.classes.current_10 = outer;
+        let (value, slices) = body?;
         handle.fill(value, slices);
         Ok(())
     }
@@ -539,6 +578,46 @@ impl InputStream<'_> {
             self.start_exception_slice().map_err(|_| unknown())?;
         }
     }
+}
+
+/// Whether the directed graph given by `edges` has a cycle. Iterative, because the graph
+/// comes from the peer and may be a chain of any length.
+fn has_cycle(edges: &[(i32, i32)]) -> bool {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Colour {
+        OnPath,
+        Done,
+    }
+    let mut next: HashMap<i32, Vec<i32>> = HashMap::new();
+    for &(from, to) in edges {
+        next.entry(from).or_default().push(to);
+    }
+    let mut colour: HashMap<i32, Colour> = HashMap::new();
+    for &start in next.keys() {
+        if colour.contains_key(&start) {
+            continue;
+        }
+        colour.insert(start, Colour::OnPath);
+        // (node, how many of its edges have been followed)
+        let mut path = vec![(start, 0usize)];
+        while let Some((node, followed)) = path.last_mut() {
+            let Some(&to) = next.get(node).and_then(|out| out.get(*followed)) else {
+                colour.insert(*node, Colour::Done);
+                path.pop();
+                continue;
+            };
+            *followed += 1;
+            match colour.get(&to) {
+                Some(Colour::OnPath) => return true,
+                Some(Colour::Done) => {}
+                None => {
+                    colour.insert(to, Colour::OnPath);
+                    path.push((to, 0));
+                }
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -1094,6 +1173,284 @@ mod tests {
                     let _ = r.read_exception();
                 }
             }
+        }
+    }
+
+    mod cycles {
+        use super::*;
+        use crate::encoding::ClassType;
+        use std::any::Any;
+
+        const FORMATS: [(Encoding, Format); 3] = [
+            (Encoding::V1_0, Format::Compact),
+            (Encoding::V1_1, Format::Compact),
+            (Encoding::V1_1, Format::Sliced),
+        ];
+
+        /// `class Pair { Pair a; Pair b; }`, for graphs with two edges per node.
+        #[derive(Clone, Debug, PartialEq, Default)]
+        struct Pair {
+            a: Option<ValueRef>,
+            b: Option<ValueRef>,
+        }
+
+        impl Value for Pair {
+            fn ice_id(&self) -> &'static str {
+                Self::ICE_ID
+            }
+            fn find(&self, type_id: &str) -> Option<&dyn Any> {
+                (type_id == Self::ICE_ID).then_some(self as &dyn Any)
+            }
+            fn encode_slices(&self, w: &mut OutputStream) {
+                w.start_slice(Self::ICE_ID, None, true);
+                self.a.encode(w);
+                self.b.encode(w);
+                w.end_slice();
+            }
+            fn eq_value(&self, other: &dyn Value) -> bool {
+                other.find(Self::ICE_ID).and_then(|o| o.downcast_ref()) == Some(self)
+            }
+            fn clone_value(&self) -> Box<dyn Value> {
+                Box::new(self.clone())
+            }
+        }
+
+        impl crate::encoding::ClassType for Pair {
+            const ICE_ID: &'static str = "::Test::Pair";
+            const COMPACT_ID: Option<i32> = None;
+            fn decode_slices(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+                let a = Option::<ValueRef>::decode(r)?;
+                let b = Option::<ValueRef>::decode(r)?;
+                r.end_slice()?;
+                Ok(Pair { a, b })
+            }
+        }
+
+        fn with_pair() -> Factories {
+            Factories {
+                value: |id| {
+                    if id == "::Test::Pair" {
+                        Some(|r| Ok(Box::new(Pair::decode_slices(r)?)))
+                    } else {
+                        value_lookup(id)
+                    }
+                },
+                ..factories()
+            }
+        }
+
+        fn encode_all(encoding: Encoding, format: Format, values: &[Option<ValueRef>]) -> Vec<u8> {
+            let mut w = OutputStream::new(encoding);
+            w.set_format(format);
+            values.to_vec().encode(&mut w);
+            w.write_pending_values();
+            w.into_bytes()
+        }
+
+        fn decode_all(
+            wire: &[u8],
+            encoding: Encoding,
+            refuse: bool,
+        ) -> Result<Vec<Option<ValueRef>>, DecodeError> {
+            let mut r = InputStream::new(wire, encoding);
+            r.set_factories(with_pair());
+            if refuse {
+                r.refuse_cycles();
+            }
+            let back = Vec::<Option<ValueRef>>::decode(&mut r)?;
+            r.read_pending_values()?;
+            assert!(r.is_at_end());
+            Ok(back)
+        }
+
+        fn decode_refusing(bytes: &[u8], f: Factories) -> Result<Option<ValueRef>, DecodeError> {
+            let mut r = InputStream::new(bytes, Encoding::V1_1);
+            r.set_factories(f);
+            r.refuse_cycles();
+            r.start_encapsulation()?;
+            let v = Option::<ValueRef>::decode(&mut r)?;
+            r.read_pending_values()?;
+            r.end_encapsulation()?;
+            Ok(v)
+        }
+
+        fn pair(a: Option<&ValueRef>, b: Option<&ValueRef>) -> ValueRef {
+            ValueRef::new(Pair {
+                a: a.cloned(),
+                b: b.cloned(),
+            })
+        }
+
+        #[test]
+        fn spec_cyclic_graphs_are_refused_in_all_three_forms() {
+            for wire in [SPEC_1_0, SPEC_COMPACT, SPEC_SLICED] {
+                let wire = bytes(wire);
+                assert_eq!(
+                    decode_refusing(&wire, factories()),
+                    Err(DecodeError::CyclicGraph)
+                );
+                // accepted by default
+                assert!(decode_in_encaps(&wire, factories()).unwrap().is_some());
+            }
+            // the cycle runs through preserved unknown slices' indirection tables
+            for f in [base_only(), Factories::none()] {
+                assert_eq!(
+                    decode_refusing(&bytes(SPEC_SLICED), f),
+                    Err(DecodeError::CyclicGraph)
+                );
+            }
+        }
+
+        #[test]
+        fn error_text_names_the_refusal() {
+            assert_eq!(
+                DecodeError::CyclicGraph.to_string(),
+                "MarshalException: cyclic class graphs are not accepted by this server"
+            );
+        }
+
+        #[test]
+        fn self_reference_is_refused() {
+            let v = ValueRef::empty();
+            v.fill_with(Base {
+                i: 1,
+                next: Some(v.clone()),
+            });
+            for (encoding, format) in FORMATS {
+                let wire = encode_in_encaps(encoding, format, &v);
+                assert_eq!(
+                    decode_refusing(&wire, factories()),
+                    Err(DecodeError::CyclicGraph)
+                );
+                assert!(decode_in_encaps(&wire, factories()).is_ok());
+            }
+        }
+
+        #[test]
+        fn cycle_reached_through_a_pair_is_refused() {
+            // root → (null, x), x → (y, null), y → (null, x)
+            let x = ValueRef::empty();
+            let y = pair(None, Some(&x));
+            x.fill_with(Pair {
+                a: Some(y),
+                b: None,
+            });
+            let root = pair(None, Some(&x));
+            for (encoding, format) in FORMATS {
+                let wire = encode_all(encoding, format, &[Some(root.clone())]);
+                assert_eq!(
+                    decode_all(&wire, encoding, true).unwrap_err(),
+                    DecodeError::CyclicGraph
+                );
+                assert!(decode_all(&wire, encoding, false).is_ok());
+            }
+        }
+
+        #[test]
+        fn diamond_and_repeated_references_are_accepted() {
+            let d = pair(None, None);
+            let b = pair(Some(&d), None);
+            let c = pair(None, Some(&d));
+            let a = pair(Some(&b), Some(&c));
+            let e = pair(Some(&d), Some(&d));
+            let values = [Some(a.clone()), Some(a), Some(d), Some(e), Some(c)];
+            for (encoding, format) in FORMATS {
+                let wire = encode_all(encoding, format, &values);
+                let back = decode_all(&wire, encoding, true).unwrap();
+                let get = |v: &ValueRef| v.get::<Pair>().unwrap().clone();
+                let a = back[0].as_ref().unwrap();
+                assert!(ValueRef::ptr_eq(a, back[1].as_ref().unwrap()));
+                let (b, c) = (get(a).a.unwrap(), get(a).b.unwrap());
+                let d = back[2].as_ref().unwrap();
+                assert!(ValueRef::ptr_eq(get(&b).a.as_ref().unwrap(), d));
+                assert!(ValueRef::ptr_eq(get(&c).b.as_ref().unwrap(), d));
+                let e = get(back[3].as_ref().unwrap());
+                assert!(ValueRef::ptr_eq(e.a.as_ref().unwrap(), d));
+                assert!(ValueRef::ptr_eq(e.b.as_ref().unwrap(), d));
+                assert!(ValueRef::ptr_eq(back[4].as_ref().unwrap(), &c));
+            }
+        }
+
+        #[test]
+        fn long_acyclic_chain_is_accepted_on_a_small_stack() {
+            // each element points at the previous one; in 1.0 the cycle search walks the
+            // whole chain of 100,000 references
+            let mut values = Vec::new();
+            let mut prev = None;
+            for i in 0..100_000 {
+                let v = ValueRef::new(Base { i, next: prev });
+                values.push(Some(v.clone()));
+                prev = Some(v);
+            }
+            drop(prev);
+            let wires: Vec<_> = FORMATS
+                .iter()
+                .map(|&(e, f)| (e, encode_all(e, f, &values)))
+                .collect();
+            drop(values);
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    for (encoding, wire) in wires {
+                        let back = decode_all(&wire, encoding, true).unwrap();
+                        assert_eq!(back.len(), 100_000);
+                    }
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+
+        #[test]
+        fn long_cycle_is_refused_in_1_0_on_a_small_stack() {
+            let n = 50_000;
+            let handles: Vec<ValueRef> = (0..n).map(|_| ValueRef::empty()).collect();
+            for (i, h) in handles.iter().enumerate() {
+                h.fill_with(Base {
+                    i: i as i32,
+                    next: Some(handles[(i + 1) % n].clone()),
+                });
+            }
+            let values: Vec<_> = handles.iter().cloned().map(Some).collect();
+            let wire = encode_all(Encoding::V1_0, Format::Compact, &values);
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    assert_eq!(
+                        decode_all(&wire, Encoding::V1_0, true).unwrap_err(),
+                        DecodeError::CyclicGraph
+                    );
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+        }
+
+        #[test]
+        fn exception_with_a_cyclic_class_member_is_refused() {
+            let e = ClassEx {
+                base: Ex { reason: "r".into() },
+                b: Some(spec_graph(Some(1))),
+                note: None,
+            };
+            for encoding in [Encoding::V1_0, Encoding::V1_1] {
+                let wire = exception_bytes(encoding, &e);
+                let mut r = InputStream::new(&wire, Encoding::V1_1);
+                r.set_factories(factories());
+                r.refuse_cycles();
+                r.start_encapsulation().unwrap();
+                assert_eq!(r.read_exception().unwrap_err(), DecodeError::CyclicGraph);
+            }
+        }
+
+        #[test]
+        fn has_cycle_finds_cycles_only() {
+            assert!(!has_cycle(&[]));
+            assert!(has_cycle(&[(1, 1)]));
+            assert!(has_cycle(&[(1, 2), (2, 3), (3, 1)]));
+            assert!(!has_cycle(&[(1, 2), (1, 3), (2, 4), (3, 4)]));
+            assert!(!has_cycle(&[(1, 2), (1, 2), (3, 2)]));
+            assert!(has_cycle(&[(5, 6), (1, 2), (2, 5), (6, 2)]));
         }
     }
 }

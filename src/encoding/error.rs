@@ -33,4 +33,8 @@ pub enum DecodeError {
     UnknownUserException(String),
     #[error("MarshalException: enumerator {0} out of range")]
     InvalidEnumerator(i32),
+    /// A class graph with a cycle, on a stream told to refuse them (see
+    /// [`InputStream::refuse_cycles`](super::InputStream::refuse_cycles)).
+    #[error("MarshalException: cyclic class graphs are not accepted by this server")]
+    CyclicGraph,
 }

@@ -45,6 +45,8 @@ pub struct InputStream<'a> {
     pub(super) saved_classes: Vec<ReadClasses>,
     /// Lookups for this stream only; the process-wide registry when `None`.
     pub(super) factories: Option<Factories>,
+    /// Whether a cyclic class graph is an error (see [`refuse_cycles`](Self::refuse_cycles)).
+    pub(super) refuse_cycles: bool,
 }
 
 impl<'a> InputStream<'a> {
@@ -70,7 +72,17 @@ impl<'a> InputStream<'a> {
             classes: ReadClasses::default(),
             saved_classes: Vec::new(),
             factories: None,
+            refuse_cycles: false,
         }
+    }
+
+    /// Makes a cyclic class graph a [`DecodeError::CyclicGraph`] instead of a value.
+    ///
+    /// Decoded instances are `Arc`s, so a cycle is never freed; a server that has no use
+    /// for cycles calls this on request parameters so that a peer cannot leak memory by
+    /// sending them again and again. Shared acyclic graphs are still accepted.
+    pub fn refuse_cycles(&mut self) {
+        self.refuse_cycles = true;
     }
 
     /// Uses `factories` instead of the process-wide registry (tests, tools).

@@ -11,9 +11,12 @@
 //! write a shared instance once. `OnceLock` makes the fill thread-safe and lets readers
 //! borrow the value without locking.
 //!
-//! The price: a cyclic graph is an `Arc` cycle and is never freed. Graphs that OMERO
-//! clients send to the session service are small and acyclic in practice; a peer that sends
-//! cycles leaks at most the (budget-bounded) size of the message each time.
+//! The price: a cyclic graph is an `Arc` cycle and is never freed. The decoder accepts cycles
+//! by default (Ice allows them), but a stream told to
+//! [`refuse_cycles`](InputStream::refuse_cycles) fails with [`DecodeError::CyclicGraph`]
+//! instead of returning one, in every encoding (see `classes_in.rs` for how each format is
+//! checked). Generated dispatchers refuse cycles in request parameters, so a peer cannot make
+//! the server leak by sending them; shared acyclic graphs are still accepted.
 //!
 //! Dropping is iterative (see `impl Drop for ValueRef`): a peer can send a chain of any
 //! length without nesting (a sequence whose elements each point at the previous one), and a

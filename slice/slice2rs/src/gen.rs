@@ -966,6 +966,8 @@ impl<'a> Gen<'a> {
                 out,
                 "{ind}let mut r = crate::facade::InputStream::new(params, current.encoding);"
             );
+            // Arc cycles in decoded graphs are never freed, and no servant needs one.
+            let _ = writeln!(out, "{ind}r.refuse_cycles();");
             let mut seen = HashSet::new();
             let mut classes = false;
             for (i, p) in ins.iter().enumerate() {

@@ -212,6 +212,7 @@ pub mod feat {
                 "lookup" => {
                     crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.refuse_cycles();
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
                     crate::generated::end_params(&r)?;
@@ -238,6 +239,7 @@ pub mod feat {
                 "ping" => {
                     crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.refuse_cycles();
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
@@ -392,6 +394,7 @@ pub mod feat {
                 "paint" => {
                     crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.refuse_cycles();
                     let a0: crate::generated::feat::inner::Color = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
                     let result = self.0.paint(a0, current).await;
@@ -403,6 +406,7 @@ pub mod feat {
                 "current" => {
                     crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.refuse_cycles();
                     let a0: i32 = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
                     let result = self.0.current(a0, current).await;
@@ -421,6 +425,7 @@ pub mod feat {
                 "lookup" => {
                     crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.refuse_cycles();
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
                     crate::generated::end_params(&r)?;
@@ -447,6 +452,7 @@ pub mod feat {
                 "ping" => {
                     crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.refuse_cycles();
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     crate::generated::end_params(&r)?;
