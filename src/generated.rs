@@ -331,6 +331,8 @@ pub fn reply_payload(reply: InvokeReply, encoding: Encoding) -> Result<Vec<u8>, 
         InvokeReply::UserException(payload) => {
             register();
             let mut r = InputStream::new(&payload, encoding);
+            // The peer is a client: its replies are as untrusted as its requests.
+            r.refuse_cycles();
             Err(CallError::User(r.read_exception()?))
         }
         InvokeReply::Failed(text) => Err(CallError::Failed(text)),

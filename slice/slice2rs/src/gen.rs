@@ -847,7 +847,7 @@ impl<'a> Gen<'a> {
         }
         let _ = writeln!(
             s,
-            "{ind}let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);"
+            "{ind}let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);\n{ind}ice_r.refuse_cycles();"
         );
         // Values in tuple order: return first, then outs; decoded in Ice's wire order.
         let mut values: Vec<(String, &TypeRef, Option<i64>)> = Vec::new();

@@ -272,6 +272,7 @@ pub mod feat {
                 .await?;
             let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.refuse_cycles();
             let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
             Ok(ice_v0)
         }
@@ -292,6 +293,7 @@ pub mod feat {
                 .await?;
             let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.refuse_cycles();
             let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v2: Option<crate::generated::feat::Points> = ice_r.read_optional(1)?;
@@ -311,6 +313,7 @@ pub mod feat {
                 .await?;
             let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.refuse_cycles();
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             ice_r.read_pending_values()?;
             Ok(ice_v0)
@@ -487,6 +490,7 @@ pub mod feat {
                 .await?;
             let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.refuse_cycles();
             let ice_v0: Option<crate::generated::feat::inner::Color> = ice_r.read_optional(2)?;
             Ok(ice_v0)
         }
@@ -520,6 +524,7 @@ pub mod feat {
                 .await?;
             let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.refuse_cycles();
             let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
             Ok(ice_v0)
         }
@@ -540,6 +545,7 @@ pub mod feat {
                 .await?;
             let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.refuse_cycles();
             let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v2: Option<crate::generated::feat::Points> = ice_r.read_optional(1)?;
@@ -559,6 +565,7 @@ pub mod feat {
                 .await?;
             let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.refuse_cycles();
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             ice_r.read_pending_values()?;
             Ok(ice_v0)
