@@ -391,7 +391,8 @@ impl IAdmin for AdminService {
     }
 
     async fn get_event_context(&self, _c: &Current) -> Outcome<Obj> {
-        let info = self.caller()?;
+        // event_context re-reads the directory itself.
+        let info = caller(&self.services, &self.factory)?;
         let ec = event_context(&self.services.directory, &info).or_omero()?;
         Ok(Some(model::event_context(ec)))
     }
