@@ -58,6 +58,36 @@ struct Record {
     last_failure: i64,
 }
 
+/// Longest user name kept as a key: a login request may carry a name of any length, and
+/// names that share this prefix sharing a counter only makes guessing slower.
+const MAX_USER_KEY: usize = 256;
+
+fn user_key(user: &str) -> String {
+    let mut end = user.len().min(MAX_USER_KEY);
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    user[..end].to_string()
+}
+
+/// Keeps the map within `max` entries when every entry is recent (many addresses or names
+/// in one window): the oldest go first, down to nine tenths so the sort is not paid on
+/// every further failure.
+fn evict_oldest(records: &mut HashMap<Key, Record>, max: usize) {
+    let keep = max - max / 10;
+    let Some(drop) = records.len().checked_sub(keep).filter(|&n| n > 0) else {
+        return;
+    };
+    let mut by_age: Vec<(i64, Key)> = records
+        .iter()
+        .map(|(k, r)| (r.last_failure, k.clone()))
+        .collect();
+    by_age.select_nth_unstable_by_key(drop - 1, |(t, _)| *t);
+    for (_, key) in by_age.into_iter().take(drop) {
+        records.remove(&key);
+    }
+}
+
 /// Shared login throttle; use one per server.
 pub struct Throttle {
     config: ThrottleConfig,
@@ -121,16 +151,19 @@ impl Throttle {
         if records.len() > self.config.max_entries {
             records.retain(|_, r| now - r.last_failure <= window);
         }
+        if records.len() > self.config.max_entries {
+            evict_oldest(&mut records, self.config.max_entries);
+        }
     }
 
     /// A successful attempt clears the user's counter.
     pub fn record_success(&self, user: &str, _addr: Option<IpAddr>) {
-        self.lock().remove(&Key::User(user.to_string()));
+        self.lock().remove(&Key::User(user_key(user)));
     }
 
     fn keys(&self, user: &str, addr: Option<IpAddr>) -> Vec<(Key, u32)> {
         let mut keys = vec![(
-            Key::User(user.to_string()),
+            Key::User(user_key(user)),
             self.config.free_failures_per_user,
         )];
         if let Some(a) = addr {
@@ -174,6 +207,44 @@ mod tests {
 
     fn addr(last: u8) -> Option<IpAddr> {
         Some(IpAddr::from([10, 0, 0, last]))
+    }
+
+    #[test]
+    fn the_map_stays_bounded_when_every_entry_is_recent() {
+        let clock = ManualClock::new(1_000_000);
+        let config = ThrottleConfig {
+            max_entries: 100,
+            ..ThrottleConfig::default()
+        };
+        let t = Throttle::new(config, Arc::new(clock.clone()));
+        t.record_failure("victim", None);
+        clock.advance(1);
+        for i in 0..1000 {
+            t.record_failure(&format!("name-{i}"), None);
+            assert!(t.lock().len() <= 100);
+        }
+        // the oldest entry went first
+        assert!(!t.lock().contains_key(&Key::User("victim".into())));
+        assert!(t.lock().contains_key(&Key::User("name-999".into())));
+    }
+
+    #[test]
+    fn long_user_names_are_cut_to_a_bounded_key() {
+        let (t, _) = throttle();
+        let long = "é".repeat(10_000);
+        for _ in 0..5 {
+            t.record_failure(&long, None);
+        }
+        assert!(t.check(&long, None).is_err());
+        let keys: Vec<usize> = t
+            .lock()
+            .keys()
+            .map(|k| match k {
+                Key::User(u) => u.len(),
+                Key::Addr(_) => 0,
+            })
+            .collect();
+        assert_eq!(keys, [MAX_USER_KEY]);
     }
 
     #[test]
