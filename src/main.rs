@@ -87,7 +87,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(args.json_logs || file.json_logs.unwrap_or(false));
-    let config = match server_config(&args, &file) {
+    let data = data_dir(&args, &file);
+    let config = match server_config(&args, &file, &data) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("omero-sessiond: {e}");
@@ -101,7 +102,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let data = data_dir(&args, &file);
     if let Err(e) = announce_root_password(&data) {
         eprintln!("omero-sessiond: {e}");
         return ExitCode::FAILURE;
@@ -150,8 +150,7 @@ fn announce_root_password(data: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig, String> {
-    let data = data_dir(args, file);
+fn server_config(args: &ServeArgs, file: &FileConfig, data: &Path) -> Result<ServerConfig, String> {
     let pick = |cli: &Option<String>, file: &Option<String>, default: &str| {
         listener_address(cli.as_deref().or(file.as_deref()).unwrap_or(default))
     };
@@ -160,7 +159,9 @@ fn server_config(args: &ServeArgs, file: &FileConfig) -> Result<ServerConfig, St
             cert: cert.clone(),
             key: key.clone(),
         },
-        (None, None) => TlsSource::SelfSigned { dir: data },
+        (None, None) => TlsSource::SelfSigned {
+            dir: data.to_path_buf(),
+        },
         _ => return Err("[tls] needs both cert and key, or neither".into()),
     };
     Ok(ServerConfig {
