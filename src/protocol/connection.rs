@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
 
 use super::{
-    prepare_reply, IceCodec, Inbound, Message, Reply, ReplyBody, Request, CLOSE_CONNECTION,
+    prepare_reply, Batch, IceCodec, Inbound, Message, Reply, ReplyBody, Request, CLOSE_CONNECTION,
     DEFAULT_MAX_MESSAGE_SIZE, VALIDATE_CONNECTION,
 };
 
@@ -142,7 +142,14 @@ pub struct ConnectionState {
     close_deadline: Option<Instant>,
     dispatching: usize,
     /// Requests beyond `max_dispatches`, started as running ones finish.
-    waiting: VecDeque<(Request, u8)>,
+    waiting: VecDeque<(Waiting, u8)>,
+}
+
+/// A request waiting for a dispatch slot, or the rest of a batch, still undecoded.
+#[derive(Debug)]
+enum Waiting {
+    Request(Request),
+    Batch(Batch),
 }
 
 impl ConnectionState {
@@ -300,7 +307,7 @@ impl ConnectionState {
             let frame = prepare_reply(frame, done.compression, self.limits.compression_level);
             self.queue(&frame, now);
         }
-        if let Some((request, compression)) = self.waiting.pop_front() {
+        if let Some((request, compression)) = self.next_waiting(&mut actions) {
             self.start(request, compression, &mut actions);
             if self.waiting.is_empty() && self.partial_since.is_some() {
                 // The unfinished message could not be read while we were not reading.
@@ -394,11 +401,7 @@ impl ConnectionState {
     fn on_message(&mut self, inbound: Inbound, actions: &mut Vec<Action>) {
         match inbound.message {
             Message::Request(r) => self.on_request(r, inbound.compression, actions),
-            Message::BatchRequest(requests) => {
-                for r in requests {
-                    self.on_request(r, inbound.compression, actions);
-                }
-            }
+            Message::BatchRequest(batch) => self.on_batch(batch, inbound.compression, actions),
             Message::Reply(r) => actions.push(Action::DeliverReply {
                 request_id: r.request_id,
                 body: r.body,
@@ -416,7 +419,56 @@ impl ConnectionState {
         if self.dispatching < self.limits.max_dispatches.max(1) {
             self.start(request, compression, actions);
         } else {
-            self.waiting.push_back((request, compression));
+            self.waiting
+                .push_back((Waiting::Request(request), compression));
+        }
+    }
+
+    /// Starts a batch's requests while dispatch slots are free, decoding each only then;
+    /// the rest waits undecoded.
+    fn on_batch(&mut self, mut batch: Batch, compression: u8, actions: &mut Vec<Action>) {
+        if self.phase != Phase::Active {
+            return;
+        }
+        while self.waiting.is_empty() && self.dispatching < self.limits.max_dispatches.max(1) {
+            match batch.next() {
+                None => return,
+                Some(Ok(request)) => self.start(request, compression, actions),
+                Some(Err(e)) => {
+                    self.close(CloseReason::Protocol(e.to_string()), actions);
+                    return;
+                }
+            }
+        }
+        if batch.remaining() > 0 {
+            self.waiting.push_back((Waiting::Batch(batch), compression));
+        }
+    }
+
+    /// The next waiting request, decoding it from a waiting batch if that is first; a
+    /// batch request that does not decode closes the connection.
+    fn next_waiting(&mut self, actions: &mut Vec<Action>) -> Option<(Request, u8)> {
+        loop {
+            let (waiting, compression) = self.waiting.front_mut()?;
+            let compression = *compression;
+            let Waiting::Batch(batch) = waiting else {
+                return match self.waiting.pop_front() {
+                    Some((Waiting::Request(request), c)) => Some((request, c)),
+                    _ => None,
+                };
+            };
+            let next = batch.next();
+            if batch.remaining() == 0 {
+                self.waiting.pop_front();
+            }
+            match next {
+                None => continue,
+                Some(Ok(request)) => return Some((request, compression)),
+                Some(Err(e)) => {
+                    self.close(CloseReason::Protocol(e.to_string()), actions);
+                    return None;
+                }
+            }
         }
     }
 
@@ -784,6 +836,41 @@ mod tests {
         assert!(!c.wants_read());
         assert_eq!(dispatched(&c.on_dispatch_finished(done(1), t0)), vec![2]);
         assert!(c.wants_read());
+    }
+
+    #[test]
+    fn a_waiting_batch_is_decoded_one_request_at_a_time() {
+        let (mut c, t0) = started(Limits {
+            max_dispatches: 1,
+            ..limits()
+        });
+        let batch = encode_batch(&[request(0), request(0), request(0)]);
+        assert_eq!(dispatched(&c.on_data(&batch, t0)), vec![0]);
+        assert!(!c.wants_read());
+        // the two others wait undecoded, as one entry
+        assert_eq!(c.waiting.len(), 1);
+        assert!(matches!(&c.waiting[0].0, Waiting::Batch(b) if b.remaining() == 2));
+        assert_eq!(dispatched(&c.on_dispatch_finished(done(0), t0)), vec![0]);
+        assert_eq!(dispatched(&c.on_dispatch_finished(done(0), t0)), vec![0]);
+        assert!(c.wants_read());
+        assert!(c.on_dispatch_finished(done(0), t0).is_empty());
+        assert_eq!(c.dispatching(), 0);
+    }
+
+    #[test]
+    fn a_bad_request_late_in_a_waiting_batch_closes_the_connection() {
+        let (mut c, t0) = started(Limits {
+            max_dispatches: 1,
+            ..limits()
+        });
+        let mut batch = encode_batch(&[request(0), request(0)]);
+        batch.truncate(batch.len() - 3);
+        let size = batch.len() as i32;
+        batch[10..14].copy_from_slice(&size.to_le_bytes());
+        assert_eq!(dispatched(&c.on_data(&batch, t0)), vec![0]);
+        let actions = c.on_dispatch_finished(done(0), t0);
+        assert!(actions.iter().any(|a| matches!(a, Action::Close(_))));
+        assert_eq!(c.phase(), Phase::Closed);
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub struct Reply {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     Request(Request),
-    BatchRequest(Vec<Request>),
+    BatchRequest(Batch),
     Reply(Reply),
     ValidateConnection,
     CloseConnection,
@@ -116,18 +116,69 @@ fn decode_request_message(body: &Bytes) -> Result<Request, ProtocolError> {
     decode_request_header(&mut r, body, request_id)
 }
 
-fn decode_batch(body: &Bytes) -> Result<Vec<Request>, ProtocolError> {
+fn decode_batch(body: &Bytes) -> Result<Batch, ProtocolError> {
     let mut r = InputStream::new(body, Encoding::V1_0);
     let count = r.read_i32()?;
     let count = usize::try_from(count).map_err(|_| ProtocolError::BadBatchCount(count))?;
     if count > r.remaining() / MIN_BATCH_REQUEST_SIZE {
         return Err(ProtocolError::BadBatchCount(count as i32));
     }
-    let mut requests = Vec::with_capacity(count);
-    for _ in 0..count {
-        requests.push(decode_request_header(&mut r, body, 0)?);
+    Ok(Batch {
+        body: body.clone(),
+        pos: r.pos(),
+        left: count,
+    })
+}
+
+/// The requests of a Batch request message, decoded one at a time as they are taken (as
+/// ZeroC does), so a large batch costs its bytes and one decoded request, not a decoded
+/// request per 12 bytes all at once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    body: Bytes,
+    /// Where the next request starts in `body`.
+    pos: usize,
+    left: usize,
+}
+
+impl Batch {
+    /// Requests not yet taken.
+    pub fn remaining(&self) -> usize {
+        self.left
     }
-    Ok(requests)
+
+    /// Decodes every remaining request (tests, tools).
+    pub fn collect_all(self) -> Result<Vec<Request>, ProtocolError> {
+        self.collect()
+    }
+}
+
+impl Iterator for Batch {
+    type Item = Result<Request, ProtocolError>;
+
+    /// The next request; after an error the batch is over, because the position of any
+    /// later request is unknown.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let mut r = InputStream::new(&self.body, Encoding::V1_0);
+        let request = r
+            .seek(self.pos)
+            .map_err(ProtocolError::from)
+            .and_then(|()| decode_request_header(&mut r, &self.body, 0));
+        match request {
+            Ok(request) => {
+                self.pos = r.pos();
+                Some(Ok(request))
+            }
+            Err(e) => {
+                self.left = 0;
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 /// Everything of a request after its id; `body` is the buffer `r` reads, so the params
@@ -438,7 +489,27 @@ mod tests {
     fn batch_round_trips() {
         let requests = vec![ping(0), ping(0)];
         let frame = encode_batch(&requests);
-        assert_eq!(decode(&frame).unwrap(), Message::BatchRequest(requests));
+        let Message::BatchRequest(batch) = decode(&frame).unwrap() else {
+            panic!("not a batch");
+        };
+        assert_eq!(batch.remaining(), 2);
+        assert_eq!(batch.collect_all().unwrap(), requests);
+    }
+
+    #[test]
+    fn batch_is_decoded_one_request_at_a_time() {
+        // the second request is cut short: the first still decodes, the error comes with
+        // the second, and nothing follows it
+        let mut frame = encode_batch(&[ping(0), ping(0)]);
+        frame.truncate(frame.len() - 3);
+        let size = frame.len() as i32;
+        frame[10..14].copy_from_slice(&size.to_le_bytes());
+        let Message::BatchRequest(mut batch) = decode(&frame).unwrap() else {
+            panic!("not a batch");
+        };
+        assert_eq!(batch.next().unwrap().unwrap(), ping(0));
+        assert!(batch.next().unwrap().is_err());
+        assert!(batch.next().is_none());
     }
 
     #[test]

@@ -20,7 +20,9 @@ pub use header::{
     parse_header, Header, MessageType, CLOSE_CONNECTION, DEFAULT_MAX_MESSAGE_SIZE, HEADER_SIZE,
     MAGIC, VALIDATE_CONNECTION,
 };
-pub use message::{encode_batch, EncodingVersion, Message, NotExist, Reply, ReplyBody, Request};
+pub use message::{
+    encode_batch, Batch, EncodingVersion, Message, NotExist, Reply, ReplyBody, Request,
+};
 
 /// A violation that ends the connection (forcefully, as Ice does: no message is sent back).
 #[derive(Debug, Error)]
