@@ -548,7 +548,7 @@ fn unknown_derived_class_is_sliced_and_preserved() {
     assert_eq!((d.s.as_str(), d.o, d.base.i), ("s", Some(5), 1));
     let kept = sliced.preserved_slices();
     assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].type_id, "::Test::MoreDerived");
+    assert_eq!(&*kept[0].type_id, "::Test::MoreDerived");
     let other = kept[0].instances[0].as_ref().unwrap();
     assert!(ValueRef::ptr_eq(
         other.get::<Base>().unwrap().next.as_ref().unwrap(),

@@ -34,6 +34,7 @@
 //! exception is a root, not an edge.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::value::{registered_factories, SliceInfo, UnknownValue};
 use super::{DecodeError, Encoding, Factories, InputStream, UserException, Value, ValueRef};
@@ -60,7 +61,10 @@ pub(super) enum SliceKind {
 
 #[derive(Debug, Default)]
 pub(crate) struct ReadClasses {
-    type_ids: Vec<String>,
+    /// Shared, so that a type id named by index costs a reference count, not a copy.
+    type_ids: Vec<Arc<str>>,
+    /// Instances started so far (both encodings), against `DecodeLimits::max_instances`.
+    instance_count: usize,
     /// 1.1 instances by id; id 2 is at index 0.
     instances: Vec<ValueRef>,
     /// 1.0 instances by id, created empty at the first reference.
@@ -77,12 +81,14 @@ struct ReadFrame {
     kind: SliceKind,
     slice: Option<ReadSlice>,
     seen_last: bool,
+    /// Slices opened so far, against `DecodeLimits::max_slices`.
+    slices: usize,
 }
 
 #[derive(Debug)]
 struct ReadSlice {
     flags: u8,
-    type_id: Option<String>,
+    type_id: Option<Arc<str>>,
     compact_id: Option<i32>,
     /// First member byte.
     start: usize,
@@ -145,6 +151,7 @@ impl InputStream<'_> {
         if let Some(handle) = self.classes.ids_10.get(&id) {
             return Ok(handle.clone());
         }
+        self.count_instance()?;
         self.charge(HANDLE_COST)?;
         let handle = ValueRef::empty();
         self.classes.ids_10.insert(id, handle.clone());
@@ -167,12 +174,24 @@ impl InputStream<'_> {
     }
 
     fn read_new_instance_11(&mut self) -> Result<ValueRef, DecodeError> {
+        self.count_instance()?;
         self.charge(HANDLE_COST)?;
         let handle = ValueRef::empty();
         self.classes.instances.push(handle.clone());
         let (value, slices) = self.in_frame(SliceKind::Value, Self::read_instance_body)?;
         handle.fill(value, slices);
         Ok(handle)
+    }
+
+    /// Counts one more instance in this encapsulation's graph, refusing more than
+    /// `DecodeLimits::max_instances`.
+    fn count_instance(&mut self) -> Result<(), DecodeError> {
+        let max = self.limits().max_instances;
+        if self.classes.instance_count >= max {
+            return Err(DecodeError::TooManyInstances(max));
+        }
+        self.classes.instance_count += 1;
+        Ok(())
     }
 
     /// Runs `f` inside a new frame one nesting level deeper, and always leaves it.
@@ -186,6 +205,7 @@ impl InputStream<'_> {
             kind,
             slice: None,
             seen_last: false,
+            slices: 0,
         });
         let out = f(self);
         self.classes.frames.pop();
@@ -199,7 +219,7 @@ impl InputStream<'_> {
         let lookups = self.lookups();
         let v10 = self.encoding() == Encoding::V1_0;
         let mut preserved = Vec::new();
-        let mut most_derived: Option<String> = None;
+        let mut most_derived: Option<Arc<str>> = None;
         self.start_slice()?;
         loop {
             let (type_id, has_size, is_last) = self.current_slice_facts()?;
@@ -207,8 +227,8 @@ impl InputStream<'_> {
                 return Err(marshal("instance slice without a type id"));
             };
             let most_derived = most_derived.get_or_insert_with(|| type_id.clone());
-            if v10 && type_id == OBJECT_ID {
-                return Err(DecodeError::NoValueFactory(most_derived.clone()));
+            if v10 && &*type_id == OBJECT_ID {
+                return Err(DecodeError::NoValueFactory(most_derived.to_string()));
             }
             if let Some(factory) = (lookups.value)(&type_id) {
                 let value = factory(self)?;
@@ -216,10 +236,10 @@ impl InputStream<'_> {
                 return Ok((value, preserved));
             }
             if !has_size {
-                return Err(DecodeError::NoValueFactory(most_derived.clone()));
+                return Err(DecodeError::NoValueFactory(most_derived.to_string()));
             }
-            let info = self.skip_slice()?;
-            if !v10 {
+            let info = self.skip_slice(!v10)?;
+            if let Some(info) = info {
                 preserved.push(info);
                 if is_last {
                     return Ok((Box::new(UnknownValue), preserved));
@@ -242,7 +262,7 @@ impl InputStream<'_> {
                     }
                     return self.end_slice();
                 }
-                self.skip_slice()?;
+                self.skip_slice(false)?;
             }
         }
         self.skip_remaining_slices()
@@ -251,7 +271,7 @@ impl InputStream<'_> {
     fn skip_remaining_slices(&mut self) -> Result<(), DecodeError> {
         while !self.top_frame()?.seen_last {
             self.open_slice(self.top_frame()?.kind)?;
-            self.skip_slice()?;
+            self.skip_slice(false)?;
         }
         Ok(())
     }
@@ -270,7 +290,7 @@ impl InputStream<'_> {
             .ok_or_else(|| marshal("slice outside an instance or exception"))
     }
 
-    fn current_slice_facts(&self) -> Result<(Option<String>, bool, bool), DecodeError> {
+    fn current_slice_facts(&self) -> Result<(Option<Arc<str>>, bool, bool), DecodeError> {
         let slice = self
             .top_frame()?
             .slice
@@ -312,7 +332,12 @@ impl InputStream<'_> {
     }
 
     fn open_slice(&mut self, kind: SliceKind) -> Result<(), DecodeError> {
-        self.top_frame()?;
+        let max = self.limits().max_slices;
+        let frame = self.top_frame_mut()?;
+        if frame.slices >= max {
+            return Err(DecodeError::TooManySlices(max));
+        }
+        frame.slices += 1;
         let slice = if self.encoding() == Encoding::V1_0 {
             self.read_header_10(kind)?
         } else {
@@ -345,7 +370,7 @@ impl InputStream<'_> {
         let flags = self.read_u8()?;
         let mut compact_id = None;
         let type_id = if kind == SliceKind::Exception {
-            Some(self.read_string()?)
+            Some(self.read_type_id_string(false)?)
         } else {
             match flags & 0x03 {
                 FLAG_TYPE_ID_STRING => Some(self.read_type_id_string(true)?),
@@ -358,8 +383,8 @@ impl InputStream<'_> {
                         .map_err(|_| marshal("compact type id out of range"))?;
                     compact_id = Some(id);
                     Some(match (self.lookups().compact)(id) {
-                        Some(type_id) => type_id.to_owned(),
-                        None => id.to_string(),
+                        Some(type_id) => Arc::from(type_id),
+                        None => Arc::from(id.to_string()),
                     })
                 }
                 _ => None,
@@ -425,16 +450,26 @@ impl InputStream<'_> {
         Ok(end)
     }
 
-    fn read_type_id_string(&mut self, register: bool) -> Result<String, DecodeError> {
-        let type_id = self.read_string()?;
+    /// A type id written as a string, at most `DecodeLimits::max_type_id_len` bytes long
+    /// (real ids are a few dozen), registered for later references by index when
+    /// `register`.
+    fn read_type_id_string(&mut self, register: bool) -> Result<Arc<str>, DecodeError> {
+        let max = self.limits().max_type_id_len;
+        let at = self.pos;
+        let len = self.read_size()?;
+        if len > max {
+            return Err(DecodeError::TypeIdTooLong { len, max });
+        }
+        self.seek(at)?;
+        let type_id: Arc<str> = Arc::from(self.read_string()?);
         if register {
-            self.charge(type_id.len())?;
+            self.charge(std::mem::size_of::<Arc<str>>())?;
             self.classes.type_ids.push(type_id.clone());
         }
         Ok(type_id)
     }
 
-    fn type_id_at(&self, index: usize) -> Result<String, DecodeError> {
+    fn type_id_at(&self, index: usize) -> Result<Arc<str>, DecodeError> {
         index
             .checked_sub(1)
             .and_then(|i| self.classes.type_ids.get(i))
@@ -466,8 +501,10 @@ impl InputStream<'_> {
         Ok(())
     }
 
-    /// Steps over the open slice (its size must be known) and returns what it held.
-    fn skip_slice(&mut self) -> Result<SliceInfo, DecodeError> {
+    /// Steps over the open slice (its size must be known) and, when `keep`, returns what it
+    /// held. The copy is charged with the bookkeeping around it, so a slice of a few bytes
+    /// cannot cost much more than it weighs.
+    fn skip_slice(&mut self, keep: bool) -> Result<Option<SliceInfo>, DecodeError> {
         let frame = self.top_frame_mut()?;
         let slice = frame.slice.take().ok_or_else(|| marshal("no open slice"))?;
         let has_optionals = slice.flags & FLAG_HAS_OPTIONALS != 0;
@@ -485,17 +522,19 @@ impl InputStream<'_> {
                 _ => return Err(marshal("optional members without an end marker")),
             }
         }
-        self.charge(bytes.len())?;
-        let bytes = bytes.to_vec();
         self.seek(slice.table_end.max(end))?;
-        Ok(SliceInfo {
-            type_id: slice.type_id.unwrap_or_default(),
+        if !keep {
+            return Ok(None);
+        }
+        self.charge(bytes.len().saturating_add(std::mem::size_of::<SliceInfo>()))?;
+        Ok(Some(SliceInfo {
+            type_id: slice.type_id.unwrap_or_else(|| Arc::from("")),
             compact_id: slice.compact_id,
-            bytes,
+            bytes: bytes.to_vec(),
             instances: slice.table.unwrap_or_default(),
             has_optional_members: has_optionals,
             is_last,
-        })
+        }))
     }
 
     /// Reads the 1.0 pending-instance batches that follow the parameters and fills every
@@ -556,11 +595,11 @@ impl InputStream<'_> {
         let v10 = self.encoding() == Encoding::V1_0;
         self.start_exception_slice()?;
         let (most_derived, _, _) = self.current_slice_facts()?;
-        let most_derived = most_derived.unwrap_or_default();
+        let most_derived = most_derived.map(|id| id.to_string()).unwrap_or_default();
         let unknown = || DecodeError::UnknownUserException(most_derived.clone());
         loop {
             let (type_id, has_size, is_last) = self.current_slice_facts()?;
-            let type_id = type_id.unwrap_or_default();
+            let type_id = type_id.unwrap_or_else(|| Arc::from(""));
             if let Some(factory) = (lookups.exception)(&type_id) {
                 let exception = factory(self)?;
                 if !v10 {
@@ -571,7 +610,7 @@ impl InputStream<'_> {
             if !has_size {
                 return Err(unknown());
             }
-            self.skip_slice()?;
+            self.skip_slice(false)?;
             if is_last || (v10 && self.is_at_end()) {
                 return Err(unknown());
             }
@@ -703,7 +742,7 @@ mod tests {
         assert_eq!(v.get::<Base>().unwrap().i, 7);
         let kept = v.preserved_slices();
         assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].type_id, "::Test::Derived");
+        assert_eq!(&*kept[0].type_id, "::Test::Derived");
         assert!(kept[0].has_optional_members);
         assert_eq!(kept[0].bytes, bytes("02 68 69 0a 2a 00 00 00"));
         // sent again in the sliced format, the unknown slice comes back unchanged

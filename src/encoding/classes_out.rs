@@ -5,6 +5,17 @@
 //! the 1.0 pending batches and `::Ice::Object` slice, and re-emits preserved slices.
 //! Byte layout follows ZeroC's encoders so output compares equal to theirs (except the order
 //! inside one 1.0 batch, which ZeroC takes from a hash map).
+//!
+//! # No recursion in 1.1
+//!
+//! Encoding 1.1 writes an instance inline where it is first referenced, so a chain of
+//! instances is nested as deep as it is long, and a graph accepted in 1.0 (where instances
+//! are a flat list) may be a chain of any length. Generated `encode_slices` of an instance
+//! therefore never writes another instance: it writes into a fragment of its own, and every
+//! reference, type id and FSize count in it (whose bytes depend on what was written before
+//! it on the wire) becomes a [`Mark`]. [`write_graph_11`](OutputStream::write_graph_11)
+//! then copies fragments to the output with an explicit stack, in wire order, resolving each
+//! mark as it reaches it: an instance reference opens the referenced instance's fragment.
 
 use std::collections::HashMap;
 
@@ -25,6 +36,34 @@ pub(crate) struct WriteClasses {
     /// 1.0: referenced instances not yet written.
     pending: Vec<ValueRef>,
     frames: Vec<WriteFrame>,
+    /// 1.1: an instance's slices are being written into a fragment; what its bytes still
+    /// need is collected in `marks`.
+    building: bool,
+    marks: Vec<(usize, Mark)>,
+}
+
+/// What an instance fragment (1.1) leaves to be written when the fragment reaches the
+/// output, at a position in the fragment.
+#[derive(Debug, Clone)]
+enum Mark {
+    /// A class reference: the instance's id if it is on the wire already, otherwise 1 and
+    /// the instance itself.
+    Instance(ValueRef),
+    /// A type id: its index if written already, otherwise the string. The slice's flags
+    /// byte is the byte just before the mark and learns which.
+    TypeId(String),
+    /// Where an FSize count starts and where what it counts ends; instances written inline
+    /// in between count too.
+    SizeStart,
+    SizeEnd,
+}
+
+/// An instance's bytes with their marks, being copied to the output.
+struct Fragment {
+    bytes: Vec<u8>,
+    marks: std::vec::IntoIter<(usize, Mark)>,
+    /// Bytes before this have been copied.
+    copied: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -89,21 +128,104 @@ impl OutputStream {
     }
 
     fn write_instance_11(&mut self, v: &ValueRef) {
+        if self.classes.building {
+            self.mark(Mark::Instance(v.clone()));
+            return;
+        }
+        self.write_graph_11(v);
+    }
+
+    fn mark(&mut self, mark: Mark) {
+        let at = self.len();
+        self.classes.marks.push((at, mark));
+    }
+
+    /// Writes a reference to `root` and, depth first in wire order, every instance first
+    /// reached through it (see the module docs). The stack holds one fragment per instance
+    /// still open on the wire, on the heap, however deep the graph.
+    fn write_graph_11(&mut self, root: &ValueRef) {
+        let mut open: Vec<Fragment> = self.write_reference_11(root).into_iter().collect();
+        let mut sizes: Vec<usize> = Vec::new();
+        while let Some(top) = open.last_mut() {
+            let Some((at, mark)) = top.marks.next() else {
+                self.write_bytes(top.bytes.get(top.copied..).unwrap_or_default());
+                open.pop();
+                continue;
+            };
+            self.write_bytes(top.bytes.get(top.copied..at).unwrap_or_default());
+            top.copied = at;
+            match mark {
+                Mark::Instance(v) => open.extend(self.write_reference_11(&v)),
+                Mark::TypeId(type_id) => self.write_marked_type_id(&type_id),
+                Mark::SizeStart => sizes.push(self.len()),
+                Mark::SizeEnd => {
+                    if let Some(start) = sizes.pop() {
+                        let size = self.len().saturating_sub(start + 4);
+                        self.patch_i32(start, i32::try_from(size).unwrap_or(i32::MAX));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the id of an instance already on the wire, or 1 and returns the new
+    /// instance's fragment, to be copied next.
+    fn write_reference_11(&mut self, v: &ValueRef) -> Option<Fragment> {
         if let Some(id) = self.classes.ids.get(&v.addr()) {
             self.write_size(usize::try_from(*id).unwrap_or(0));
-            return;
+            return None;
         }
         // An unfilled handle only exists while a decoder runs; there is nothing to send.
         if !v.is_filled() {
             self.write_size(0);
-            return;
+            return None;
         }
         if self.classes.last_id == 0 {
             self.classes.last_id = 1;
         }
         self.new_id(v);
         self.write_size(1);
+        Some(self.build_fragment(v))
+    }
+
+    /// Writes the slices of `v` into a fragment of their own; nested instances, type ids
+    /// and FSize counts become marks.
+    fn build_fragment(&mut self, v: &ValueRef) -> Fragment {
+        let outer_buf = std::mem::take(&mut self.buf);
+        let outer_marks = std::mem::take(&mut self.classes.marks);
+        self.classes.building = true;
         self.write_instance_slices(v);
+        self.classes.building = false;
+        let bytes = std::mem::replace(&mut self.buf, outer_buf);
+        let marks = std::mem::replace(&mut self.classes.marks, outer_marks);
+        Fragment {
+            bytes,
+            marks: marks.into_iter(),
+            copied: 0,
+        }
+    }
+
+    /// Resolves a [`Mark::TypeId`]: the flags byte of its slice was the last byte written.
+    fn write_marked_type_id(&mut self, type_id: &str) {
+        let flags_pos = self.len().saturating_sub(1);
+        let kind = self.write_registered_type_id(type_id);
+        if let Some(flags) = self.buf.get_mut(flags_pos) {
+            *flags |= kind;
+        }
+    }
+
+    /// Notes where an FSize count starts, inside an instance fragment.
+    pub(super) fn mark_size_start(&mut self) {
+        if self.classes.building {
+            self.mark(Mark::SizeStart);
+        }
+    }
+
+    /// Notes where what an FSize count counts ends, inside an instance fragment.
+    pub(super) fn mark_size_end(&mut self) {
+        if self.classes.building {
+            self.mark(Mark::SizeEnd);
+        }
     }
 
     fn write_instance_slices(&mut self, v: &ValueRef) {
@@ -219,6 +341,16 @@ impl OutputStream {
             self.write_size(usize::try_from(id).unwrap_or(0));
             return FLAG_TYPE_ID_COMPACT;
         }
+        if self.classes.building {
+            self.mark(Mark::TypeId(type_id.to_owned()));
+            return 0;
+        }
+        self.write_registered_type_id(type_id)
+    }
+
+    /// Writes a type id's index, or the id itself the first time; returns the flag saying
+    /// which.
+    fn write_registered_type_id(&mut self, type_id: &str) -> u8 {
         match self.register_type_id(type_id) {
             Some(index) => {
                 self.write_size(index);

@@ -25,6 +25,13 @@ pub enum DecodeError {
     Marshal(String),
     #[error("MarshalException: nesting deeper than {0}")]
     TooDeep(usize),
+    /// More class instances in one encapsulation than [`DecodeLimits::max_instances`](super::DecodeLimits::max_instances).
+    #[error("MarshalException: class graph holds more than {0} instances")]
+    TooManyInstances(usize),
+    #[error("MarshalException: instance or exception with more than {0} slices")]
+    TooManySlices(usize),
+    #[error("MarshalException: type id of {len} bytes (at most {max} accepted)")]
+    TypeIdTooLong { len: usize, max: usize },
     #[error("MemoryLimitException: decoding would allocate more than {0} bytes")]
     AllocationBudget(usize),
     #[error("NoValueFactoryException: no factory for type {0}")]

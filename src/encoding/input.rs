@@ -9,6 +9,12 @@ pub struct DecodeLimits {
     /// Bytes that decoding may allocate per input byte, plus `budget_base`.
     pub budget_per_byte: usize,
     pub budget_base: usize,
+    /// Class instances one encapsulation may hold (both encodings).
+    pub max_instances: usize,
+    /// Slices one instance or exception may have; a Slice hierarchy is a handful deep.
+    pub max_slices: usize,
+    /// Bytes in one type id; real ids are a few dozen.
+    pub max_type_id_len: usize,
 }
 
 impl Default for DecodeLimits {
@@ -17,6 +23,9 @@ impl Default for DecodeLimits {
             max_depth: 100,
             budget_per_byte: 64,
             budget_base: 64 * 1024,
+            max_instances: 100_000,
+            max_slices: 100,
+            max_type_id_len: 1024,
         }
     }
 }
@@ -406,6 +415,7 @@ mod tests {
             max_depth: 4,
             budget_per_byte: 0,
             budget_base: 3,
+            ..DecodeLimits::default()
         };
         let mut r = InputStream::with_limits(&[4, b'a', b'b', b'c', b'd'], Encoding::V1_1, limits);
         assert!(matches!(

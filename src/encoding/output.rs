@@ -52,6 +52,7 @@ impl OutputStream {
 
     /// Starts a value whose byte count (an int) precedes it: optional FSize values.
     pub fn start_fsize(&mut self) -> usize {
+        self.mark_size_start();
         let pos = self.buf.len();
         self.write_i32(0);
         pos
@@ -59,6 +60,7 @@ impl OutputStream {
 
     /// Patches the count started by [`start_fsize`](Self::start_fsize).
     pub fn end_fsize(&mut self, pos: usize) {
+        self.mark_size_end();
         let size = self.buf.len().saturating_sub(pos + 4);
         self.patch_i32(pos, i32::try_from(size).unwrap_or(i32::MAX));
     }

@@ -113,7 +113,8 @@ pub fn registered_factories() -> Factories {
 /// A slice the decoder did not know, kept so it can be sent on unchanged.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SliceInfo {
-    pub type_id: String,
+    /// Shared with the decoder's type-id table: many slices may name one id.
+    pub type_id: Arc<str>,
     pub compact_id: Option<i32>,
     /// The members as received, without the optional-members end marker.
     pub bytes: Vec<u8>,
@@ -212,10 +213,9 @@ impl ValueRef {
     pub fn ice_id(&self) -> &str {
         match self.0.get() {
             None => "::Ice::Object",
-            Some(i) if i.value.ice_id() == UNKNOWN_VALUE_ID => i
-                .slices
-                .first()
-                .map_or(UNKNOWN_VALUE_ID, |s| s.type_id.as_str()),
+            Some(i) if i.value.ice_id() == UNKNOWN_VALUE_ID => {
+                i.slices.first().map_or(UNKNOWN_VALUE_ID, |s| &*s.type_id)
+            }
             Some(i) => i.value.ice_id(),
         }
     }
@@ -235,15 +235,22 @@ thread_local! {
     static DRAINING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// A shared cell that is never filled and never freed (the static holds it): what a
+/// dropped handle leaves behind, so its own `Arc` can be moved out and released.
+fn placeholder() -> Arc<OnceLock<Instance>> {
+    static EMPTY: OnceLock<Arc<OnceLock<Instance>>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(OnceLock::new())).clone()
+}
+
 /// The last handle to an instance frees it through a queue rather than recursively: a long
 /// chain of instances (cheap to send: a sequence whose elements each point at the previous
-/// one) would otherwise overflow the stack when dropped.
+/// one) would otherwise overflow the stack when dropped. `Arc::into_inner` decides "last"
+/// atomically, so two threads dropping the last two handles at once cannot both leave the
+/// instance to `Arc`'s own (recursive) drop.
 impl Drop for ValueRef {
     fn drop(&mut self) {
-        let Some(cell) = Arc::get_mut(&mut self.0) else {
-            return;
-        };
-        let Some(instance) = cell.take() else {
+        let arc = std::mem::replace(&mut self.0, placeholder());
+        let Some(instance) = Arc::into_inner(arc).and_then(OnceLock::into_inner) else {
             return;
         };
         let queued = DROP_QUEUE.try_with(|q| q.borrow_mut().push(instance));
@@ -259,7 +266,8 @@ impl Drop for ValueRef {
 
 thread_local! {
     static DEBUG_DEPTH: Cell<usize> = const { Cell::new(0) };
-    static EQ_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Pairs of handles still to compare while a comparison runs on this thread.
+    static EQ_PENDING: RefCell<Option<Vec<(ValueRef, ValueRef)>>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` one level deeper on `counter`, or returns `fallback` past `max` levels: the
@@ -299,20 +307,73 @@ impl fmt::Debug for ValueRef {
     }
 }
 
-/// Compares the values, not the handles. Past 64 nested levels the rest of the graph is
-/// assumed equal, which keeps the comparison of two cyclic graphs finite.
+/// Compares the values, not the handles, with a work list rather than recursion: inside a
+/// comparison, a nested pair of handles is only noted (and counts as equal for now), and
+/// the outermost call compares the noted pairs one by one. A pair met again counts as
+/// equal, so two cyclic graphs compare equal when no walk through them tells them apart.
 impl PartialEq for ValueRef {
     fn eq(&self, other: &ValueRef) -> bool {
         if ValueRef::ptr_eq(self, other) {
             return true;
         }
+        let noted = EQ_PENDING.with(|p| match p.borrow_mut().as_mut() {
+            Some(pending) => {
+                pending.push((self.clone(), other.clone()));
+                true
+            }
+            None => false,
+        });
+        if noted {
+            return true;
+        }
+        let _session = EqSession::start();
+        let mut seen = std::collections::HashSet::new();
+        let mut next = Some((self.clone(), other.clone()));
+        while let Some((a, b)) = next.take().or_else(EqSession::pop) {
+            if ValueRef::ptr_eq(&a, &b) || !seen.insert((a.addr(), b.addr())) {
+                continue;
+            }
+            if !a.shallow_eq(&b) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl ValueRef {
+    /// Compares the instances' own data; nested handles are noted in `EQ_PENDING`.
+    fn shallow_eq(&self, other: &ValueRef) -> bool {
         match (self.0.get(), other.0.get()) {
             (None, None) => true,
-            (Some(a), Some(b)) => guarded(&EQ_DEPTH, 64, true, || {
-                a.value.eq_value(b.value.as_ref()) && a.slices == b.slices
-            }),
+            (Some(a), Some(b)) => a.value.eq_value(b.value.as_ref()) && a.slices == b.slices,
             _ => false,
         }
+    }
+}
+
+/// The outermost comparison on this thread; ends it (and forgets noted pairs) when
+/// dropped, even by a panic.
+struct EqSession;
+
+impl EqSession {
+    fn start() -> EqSession {
+        EQ_PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
+        EqSession
+    }
+
+    fn pop() -> Option<(ValueRef, ValueRef)> {
+        EQ_PENDING.with(|p| p.borrow_mut().as_mut().and_then(Vec::pop))
+    }
+}
+
+impl Drop for EqSession {
+    fn drop(&mut self) {
+        let pending = EQ_PENDING
+            .try_with(|p| p.borrow_mut().take())
+            .ok()
+            .flatten();
+        drop(pending);
     }
 }
 
