@@ -478,3 +478,185 @@ impl OutputStream {
         self.classes.frames.pop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use super::*;
+    use crate::encoding::test_types::*;
+    use crate::encoding::{ClassType, Decode, DecodeError, Encode, Factories, InputStream, Value};
+
+    /// `class Outer extends Base { Base x; }`: a class member in each of two slices, so the
+    /// base slice's type id comes after an instance nested in the first slice.
+    #[derive(Clone, Debug, PartialEq, Default)]
+    struct Outer {
+        base: Base,
+        x: Option<ValueRef>,
+    }
+
+    impl Value for Outer {
+        fn ice_id(&self) -> &'static str {
+            Self::ICE_ID
+        }
+        fn find(&self, type_id: &str) -> Option<&dyn Any> {
+            match type_id {
+                Self::ICE_ID => Some(self),
+                Base::ICE_ID => Some(&self.base),
+                _ => None,
+            }
+        }
+        fn encode_slices(&self, w: &mut OutputStream) {
+            w.start_slice(Self::ICE_ID, None, false);
+            self.x.encode(w);
+            w.end_slice();
+            self.base.encode_slices(w);
+        }
+        fn eq_value(&self, other: &dyn Value) -> bool {
+            other.find(Self::ICE_ID).and_then(|o| o.downcast_ref()) == Some(self)
+        }
+        fn clone_value(&self) -> Box<dyn Value> {
+            Box::new(self.clone())
+        }
+    }
+
+    impl ClassType for Outer {
+        const ICE_ID: &'static str = "::Test::Outer";
+        const COMPACT_ID: Option<i32> = None;
+        fn decode_slices(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+            let x = Option::<ValueRef>::decode(r)?;
+            r.end_slice()?;
+            r.start_slice()?;
+            let base = Base::decode_slices(r)?;
+            Ok(Outer { base, x })
+        }
+    }
+
+    /// `class Opt { optional(1) BaseSeq items; }`: instances inside an FSize value.
+    #[derive(Clone, Debug, PartialEq, Default)]
+    struct Opt {
+        items: Vec<Option<ValueRef>>,
+    }
+
+    impl Value for Opt {
+        fn ice_id(&self) -> &'static str {
+            Self::ICE_ID
+        }
+        fn find(&self, type_id: &str) -> Option<&dyn Any> {
+            (type_id == Self::ICE_ID).then_some(self as &dyn Any)
+        }
+        fn encode_slices(&self, w: &mut OutputStream) {
+            w.start_slice(Self::ICE_ID, None, true);
+            w.write_optional(1, Some(&self.items));
+            w.end_slice();
+        }
+        fn eq_value(&self, other: &dyn Value) -> bool {
+            other.find(Self::ICE_ID).and_then(|o| o.downcast_ref()) == Some(self)
+        }
+        fn clone_value(&self) -> Box<dyn Value> {
+            Box::new(self.clone())
+        }
+    }
+
+    impl ClassType for Opt {
+        const ICE_ID: &'static str = "::Test::Opt";
+        const COMPACT_ID: Option<i32> = None;
+        fn decode_slices(r: &mut InputStream<'_>) -> Result<Self, DecodeError> {
+            let items = r.read_optional::<Vec<Option<ValueRef>>>(1)?;
+            r.end_slice()?;
+            Ok(Opt {
+                items: items.unwrap_or_default(),
+            })
+        }
+    }
+
+    fn with_outer() -> Factories {
+        Factories {
+            value: |id| match id {
+                "::Test::Outer" => Some(|r| Ok(Box::new(Outer::decode_slices(r)?))),
+                "::Test::Opt" => Some(|r| Ok(Box::new(Opt::decode_slices(r)?))),
+                _ => value_lookup(id),
+            },
+            ..factories()
+        }
+    }
+
+    /// Opt as a receiver that does not know the optional member sees it: it must skip the
+    /// FSize value by its count.
+    fn without_optionals() -> Factories {
+        Factories {
+            value: |id| match id {
+                "::Test::Opt" => Some(|r| {
+                    r.end_slice()?;
+                    Ok(Box::new(Opt::default()))
+                }),
+                _ => value_lookup(id),
+            },
+            ..factories()
+        }
+    }
+
+    fn base(i: i32, next: Option<ValueRef>) -> ValueRef {
+        ValueRef::new(Base { i, next })
+    }
+
+    fn round_trip(v: &ValueRef, format: Format, f: Factories) -> (Vec<u8>, ValueRef) {
+        let mut w = OutputStream::new(Encoding::V1_1);
+        w.set_format(format);
+        w.write_value(Some(v));
+        let wire = w.into_bytes();
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(f);
+        let back = r.read_value().unwrap().unwrap();
+        assert!(r.is_at_end());
+        (wire, back)
+    }
+
+    #[test]
+    fn type_ids_are_numbered_in_wire_order_around_nested_instances() {
+        // the nested Base's id is written before the outer instance's own Base slice
+        let v = ValueRef::new(Outer {
+            base: Base {
+                i: 1,
+                next: Some(base(3, None)),
+            },
+            x: Some(base(2, None)),
+        });
+        for format in [Format::Compact, Format::Sliced] {
+            let (wire, back) = round_trip(&v, format, with_outer());
+            assert_eq!(back, v, "{format:?}");
+            if format == Format::Sliced {
+                // Outer (string), nested Base (string), outer Base slice (index 2),
+                // the second nested Base (index 2)
+                let expected = bytes(
+                    "01 19 0d ::Test::Outer 05 00 00 00 01 | 01 01
+                     31 0c ::Test::Base 09 00 00 00 02 00 00 00 00
+                     3a 02 09 00 00 00 01 00 00 00 01 | 01 01
+                     32 02 09 00 00 00 03 00 00 00 00",
+                );
+                assert_eq!(wire, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn an_fsize_value_counts_the_instances_inlined_in_it() {
+        let v = ValueRef::new(Opt {
+            items: vec![Some(base(5, Some(base(6, None)))), None],
+        });
+        let (wire, back) = round_trip(&v, Format::Compact, with_outer());
+        assert_eq!(back, v);
+        let expected = bytes(
+            "01 25 0b ::Test::Opt 0e 1d 00 00 00 02
+             01 21 0c ::Test::Base 05 00 00 00
+             01 22 02 06 00 00 00 00
+             00 ff",
+        );
+        assert_eq!(wire, expected);
+        // a receiver without the optional member skips it by that count
+        let mut r = InputStream::new(&wire, Encoding::V1_1);
+        r.set_factories(without_optionals());
+        assert!(r.read_value().unwrap().is_some());
+        assert!(r.is_at_end());
+    }
+}

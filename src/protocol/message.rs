@@ -146,11 +146,6 @@ impl Batch {
     pub fn remaining(&self) -> usize {
         self.left
     }
-
-    /// Decodes every remaining request (tests, tools).
-    pub fn collect_all(self) -> Result<Vec<Request>, ProtocolError> {
-        self.collect()
-    }
 }
 
 impl Iterator for Batch {
@@ -493,7 +488,7 @@ mod tests {
             panic!("not a batch");
         };
         assert_eq!(batch.remaining(), 2);
-        assert_eq!(batch.collect_all().unwrap(), requests);
+        assert_eq!(batch.collect::<Result<Vec<_>, _>>().unwrap(), requests);
     }
 
     #[test]
