@@ -232,6 +232,8 @@ impl InputStream<'_> {
             }
             if let Some(factory) = (lookups.value)(&type_id) {
                 let value = factory(self)?;
+                // a wide class with absent members is a large value from a few bytes
+                self.charge(std::mem::size_of_val(value.as_ref()))?;
                 self.finish_instance()?;
                 return Ok((value, preserved));
             }
@@ -1479,6 +1481,29 @@ mod tests {
                 r.refuse_cycles();
                 r.start_encapsulation().unwrap();
                 assert_eq!(r.read_exception().unwrap_err(), DecodeError::CyclicGraph);
+            }
+        }
+
+        #[test]
+        fn a_decoded_value_is_charged_its_size() {
+            let wire = encode_all(Encoding::V1_1, Format::Compact, &[Some(pair(None, None))]);
+            // the sequence slot, the handle, the type id string and its table entry, and
+            // the value itself
+            let needed = std::mem::size_of::<Option<ValueRef>>()
+                + HANDLE_COST
+                + "::Test::Pair".len()
+                + std::mem::size_of::<Arc<str>>()
+                + std::mem::size_of::<Pair>();
+            for (budget, fits) in [(needed, true), (needed - 1, false)] {
+                let limits = crate::encoding::DecodeLimits {
+                    budget_per_byte: 0,
+                    budget_base: budget,
+                    ..Default::default()
+                };
+                let mut r = InputStream::with_limits(&wire, Encoding::V1_1, limits);
+                r.set_factories(with_pair());
+                let result = Vec::<Option<ValueRef>>::decode(&mut r);
+                assert_eq!(result.is_ok(), fits, "{budget}: {result:?}");
             }
         }
 

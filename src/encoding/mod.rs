@@ -16,7 +16,15 @@
 //!
 //! Limits: nesting of instances, exceptions and encapsulations counts against
 //! [`DecodeLimits::max_depth`] (so a deep or hostile graph is an error, not a stack
-//! overflow); cycles are followed by id, never by recursion.
+//! overflow); cycles are followed by id, never by recursion. One encapsulation holds at most
+//! [`DecodeLimits::max_instances`] instances, an instance or exception at most
+//! [`DecodeLimits::max_slices`] slices, a type id at most [`DecodeLimits::max_type_id_len`]
+//! bytes; type ids named by index are shared, decoded values are charged their size.
+//!
+//! Nothing else recurses with the graph: encoding 1.0 writes a flat list, 1.1 is written
+//! from fragments with an explicit stack (`classes_out.rs`), and dropping, comparing and
+//! cycle checks use work lists (`value.rs`, `classes_in.rs`), so a graph accepted in 1.0,
+//! where a chain of any length is flat, can be written back in either encoding.
 
 mod classes_in;
 mod classes_out;
