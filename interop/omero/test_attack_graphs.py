@@ -7,7 +7,6 @@
 
 Both run against a server of their own, so a crash here cannot take other tests with it.
 """
-import os
 import struct
 import subprocess
 import sys
