@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::context::rights;
 use crate::auth::{AuthError, Password};
 use crate::facade::{async_trait, Current, Dispatch, Identity, Proxy, ValueRef};
 use crate::generated::omero::api::{
@@ -101,12 +102,14 @@ impl ServiceFactory for FactoryServant {
 
     async fn get_security_contexts(&self, _current: &Current) -> Outcome<Vec<Option<ValueRef>>> {
         let info = self.touch()?;
-        Ok(self
-            .services
-            .directory
-            .groups_of(info.owner_id)
+        let dir = &self.services.directory;
+        let rights = rights(dir, &info).or_omero()?;
+        Ok(rights
+            .roles
+            .member_of
             .iter()
-            .map(|g| Some(model::group(g)))
+            .filter_map(|id| dir.group(*id))
+            .map(|g| Some(model::group(&g)))
             .collect())
     }
 
@@ -130,11 +133,7 @@ impl ServiceFactory for FactoryServant {
                 "Unknown security context:{kind}"
             ))));
         }
-        let allowed = self
-            .services
-            .directory
-            .experimenter(info.owner_id)
-            .is_some_and(|u| u.is_admin() || u.is_member(id))
+        let allowed = rights(&self.services.directory, &info).is_ok_and(|r| r.may_switch_to(id))
             && self.services.directory.group(id).is_some();
         let previous = self
             .services

@@ -127,14 +127,6 @@ pub struct SessionInfo {
     pub group_sudo: bool,
 }
 
-impl SessionInfo {
-    /// The sudoer to record on a session this one creates by sudo (§1.3): its own sudoer when
-    /// it is itself sudo'd, else its owner.
-    pub fn sudoer_for_sudo(&self) -> i64 {
-        self.sudoer_id.unwrap_or(self.owner_id)
-    }
-}
-
 /// Which environment map of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Env {
@@ -253,23 +245,6 @@ pub fn normalize_event_type(value: &str) -> Result<String, SessionError> {
         Err(SessionError::Authentication(
             "Error creating session.".to_string(),
         ))
-    }
-}
-
-/// createSessionWithTimeouts permission (§1.3): a full admin with Sudo may create for anyone;
-/// anybody else only in a group they own.
-pub fn check_group_sudo(
-    caller_may_sudo_anyone: bool,
-    caller_owns_group: bool,
-    group_name: &str,
-    group_id: i64,
-) -> Result<(), SessionError> {
-    if caller_may_sudo_anyone || caller_owns_group {
-        Ok(())
-    } else {
-        Err(SessionError::SecurityViolation(format!(
-            "Group sudo is not permitted for group {group_name} (gid={group_id})"
-        )))
     }
 }
 
@@ -893,15 +868,6 @@ mod tests {
     }
 
     #[test]
-    fn sudoer_for_sudo_prefers_existing_sudoer() {
-        let (m, _, _) = setup();
-        let mut s = new_session(&m);
-        assert_eq!(s.sudoer_for_sudo(), 5);
-        s.sudoer_id = Some(0);
-        assert_eq!(s.sudoer_for_sudo(), 0);
-    }
-
-    #[test]
     fn explicit_timeouts_are_stored_verbatim() {
         let (m, _, _) = setup();
         let mut n = NewSession::new(5, 3);
@@ -1397,14 +1363,6 @@ mod tests {
             normalize_event_type("Bogus"),
             Err(SessionError::Authentication(
                 "Error creating session.".into()
-            ))
-        );
-        assert!(check_group_sudo(true, false, "g", 4).is_ok());
-        assert!(check_group_sudo(false, true, "g", 4).is_ok());
-        assert_eq!(
-            check_group_sudo(false, false, "lab", 4),
-            Err(SessionError::SecurityViolation(
-                "Group sudo is not permitted for group lab (gid=4)".into()
             ))
         );
     }

@@ -12,8 +12,8 @@ pub mod store;
 pub use clock::{java_timestamp, Clock, ManualClock, SystemClock};
 pub use error::SessionError;
 pub use manager::{
-    check_group_sudo, expiry_message, normalize_event_type, AgentFilter, CloseReason, DestroyMode,
-    Env, NewSession, ReleaseOutcome, SessionConfig, SessionEvent, SessionInfo, SessionManager,
-    SudoerFilter, TimeoutUpdateError,
+    expiry_message, normalize_event_type, AgentFilter, CloseReason, DestroyMode, Env, NewSession,
+    ReleaseOutcome, SessionConfig, SessionEvent, SessionInfo, SessionManager, SudoerFilter,
+    TimeoutUpdateError,
 };
 pub use store::{JsonlSessionStore, MemorySessionStore, SessionRow, SessionStore};
