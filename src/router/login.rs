@@ -145,26 +145,24 @@ pub async fn login(
         Verified::Joined(info) => (info, true),
         Verified::Password(found) => (create(services, &found, current)?, false),
     };
-    if !services.registry.add_factory(&info.uuid, &client_uuid) {
+    let factory = Arc::new(Factory::new(&client_uuid, &info.uuid, !joined));
+    if !services.registry.add_factory(&factory) {
         services
             .sessions
             .release(&info.uuid, crate::sessions::DestroyMode::Detach);
         return Err(create_failed(
             "ApiUsageException",
-            &format!(
-                "client {client_uuid} is already attached to session {}",
-                info.uuid
-            ),
+            &format!("client {client_uuid} is already attached to this session"),
         ));
     }
     tracing::info!(
-        session = %info.uuid,
+        session = info.id,
         client = %client_uuid,
         owner = info.owner_id,
         joined,
         "glacier2 session created"
     );
-    Ok(Arc::new(Factory::new(&client_uuid, &info.uuid, !joined)))
+    Ok(factory)
 }
 
 /// Gives back the reference a join took when the login fails afterwards.

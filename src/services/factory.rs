@@ -62,12 +62,7 @@ impl FactoryServant {
             }),
             other => return Err(not_provided(other)),
         };
-        self.services.registry.service_or_insert(
-            &self.factory.session_uuid,
-            &self.factory.client_uuid,
-            &name,
-            make,
-        );
+        self.factory.service_or_insert(&name, make);
         let id = Identity::new(self.factory.session_uuid.clone(), name);
         Ok(Some(proxy_for(id, &current.connection)))
     }
@@ -80,10 +75,10 @@ impl FactoryServant {
             .or_omero()
     }
 
+    /// Whether `proxy` is a live service of this client (the only ones it may reach).
     fn registered(&self, proxy: &Proxy) -> bool {
-        self.services
-            .registry
-            .has_service(&self.factory.session_uuid, &proxy.identity.name)
+        proxy.identity.category == self.factory.session_uuid
+            && self.factory.has_service(&proxy.identity.name)
     }
 }
 

@@ -398,7 +398,7 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
             output: HashMap::new(),
         }));
         self.write_map().insert(info.uuid.clone(), entry);
-        tracing::info!(session = %info.uuid, id = info.id, owner = info.owner_id, "session created");
+        tracing::info!(session = %super::short(&info.uuid), id = info.id, owner = info.owner_id, "session created");
         Ok(info)
     }
 
@@ -785,9 +785,9 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
             }
         }
         if let Err(e) = self.store.close(uuid, self.clock.now_ms()) {
-            tracing::error!(session = %uuid, error = %e, "cannot record session close");
+            tracing::error!(session = %super::short(uuid), error = %e, "cannot record session close");
         }
-        tracing::info!(session = %uuid, ?reason, "session destroyed");
+        tracing::info!(session = %super::short(uuid), ?reason, "session destroyed");
         // No subscriber is not an error: nothing needs cleaning then.
         let _ = self.events.send(SessionEvent::Closed {
             uuid: uuid.to_string(),

@@ -17,3 +17,22 @@ pub use manager::{
     TimeoutUpdateError,
 };
 pub use store::{JsonlSessionStore, MemorySessionStore, SessionRow, SessionStore};
+
+/// The first eight characters of a session uuid, for logs at INFO and above: enough to tell
+/// sessions apart, useless as the bearer token the whole uuid is.
+pub fn short(uuid: &str) -> &str {
+    match uuid.char_indices().nth(8) {
+        Some((i, _)) => &uuid[..i],
+        None => uuid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_uuids() {
+        assert_eq!(super::short("0123456789abcdef"), "01234567");
+        assert_eq!(super::short("abc"), "abc");
+        assert_eq!(super::short("ééééééééé"), "éééééééé");
+    }
+}
