@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::auth::context::login_group;
 use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
+use crate::encoding::{Encoding, OutputStream};
 use crate::facade::{async_trait, Current, ValueRef};
 use crate::generated::omero::api::ISession;
 use crate::generated::omero::model::Session;
@@ -19,6 +20,15 @@ use super::context::{Factory, Services};
 use super::errors::{to_dispatch, OrOmero, Outcome};
 use super::guard::{caller, require_password, require_role, Caller};
 use super::model;
+
+/// What a value costs to keep: its size in the compact 1.1 encoding. Encoding is bounded by
+/// the request that carried the value, which was at most one message.
+fn encoded_size(value: &ValueRef) -> usize {
+    let mut out = OutputStream::new(Encoding::V1_1);
+    out.write_value(Some(value));
+    out.write_pending_values();
+    out.len()
+}
 
 /// Context key that makes getSession leave the target's idle time alone.
 const QUIETLY: &str = "quietly";
@@ -338,9 +348,10 @@ impl SessionService {
 
     fn env_set(&self, sess: &str, env: Env, key: &str, value: Option<ValueRef>) -> Outcome<()> {
         self.caller()?;
+        let size = value.as_ref().map_or(0, encoded_size);
         self.services
             .sessions
-            .set_env(sess, env, key, value)
+            .set_env(sess, env, key, value, size)
             .or_omero()
     }
 
@@ -374,5 +385,19 @@ impl SessionService {
             .iter()
             .map(|s| self.model(s))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_size_grows_with_the_value() {
+        let small = model::rstring("a").unwrap();
+        let large = model::rstring(&"x".repeat(10_000)).unwrap();
+        let (s, l) = (encoded_size(&small), encoded_size(&large));
+        assert!(s > 0);
+        assert!(l >= 10_000 && l > s, "{s} {l}");
     }
 }
