@@ -115,10 +115,12 @@ fn create(
     new.event_type = event_type;
     new.agent = current.ctx.get(CTX_AGENT).cloned();
     new.ip = current.ctx.get(CTX_IP).cloned();
-    services
-        .sessions
-        .create(new)
-        .map_err(|e| create_failed("InternalException", e.message()))
+    services.sessions.create(new).map_err(|e| {
+        // The short Java class name: a cap reached is ApiUsageException, a store failure
+        // InternalException.
+        let class = e.server_exception_class();
+        create_failed(class.rsplit('.').next().unwrap_or(class), e.message())
+    })
 }
 
 /// Verifies `user`/`password` and makes the ServiceFactory for this connection's client.
