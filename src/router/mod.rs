@@ -96,7 +96,8 @@ fn spawn_session_listener(router: &Arc<GlacierRouter>) {
                 return;
             };
             let SessionEvent::Closed { uuid, reason } = event;
-            tracing::debug!(session = %crate::services::context::short(&uuid), ?reason, "dropping servants of a dead session");
+            let session = crate::sessions::short(&uuid);
+            tracing::debug!(session, ?reason, "dropping servants of a dead session");
             router.services.registry.drop_session(&uuid);
         }
     });

@@ -9,9 +9,9 @@ use crate::generated::glacier2::{
 };
 use crate::generated::ice::RouterFinder;
 use crate::runtime::{Located, Locator};
-use crate::services::context::short;
 use crate::services::proxy::{callback_endpoints, proxy_for};
 use crate::services::{FactoryServant, Services};
+use crate::sessions::short;
 
 use super::login::login;
 use super::state::{Connections, RouterSession};
