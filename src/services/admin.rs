@@ -32,10 +32,7 @@ impl AdminService {
         AdminService { services, factory }
     }
 
-    /// The caller's session, refreshed, with the directory re-read if the command line
-    /// changed it.
     fn caller(&self) -> Outcome<Caller> {
-        self.services.directory.refresh();
         caller(&self.services, &self.factory)
     }
 

@@ -14,12 +14,15 @@ pub struct Caller {
 }
 
 /// The caller's session, refreshed, with its rights; fails as OMERO's interceptor does,
-/// including for a session (made by sudo) in a group it may not use.
+/// including for a session (made by sudo) in a group it may not use. The directory is
+/// re-read first when the command line changed it, so a revoked ownership or admin role
+/// stops counting at once.
 pub fn caller(services: &Services, factory: &Factory) -> Outcome<Caller> {
     let info = services
         .sessions
         .lookup(&factory.session_uuid, false)
         .or_omero()?;
+    services.directory.refresh();
     let rights = rights(&services.directory, &info).or_omero()?;
     Ok(Caller { info, rights })
 }
