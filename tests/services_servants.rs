@@ -106,6 +106,7 @@ impl World {
         };
         let client_uuid = uuid::Uuid::new_v4().to_string();
         let factory = Arc::new(Factory::new(&client_uuid, &uuid, fresh));
+        assert!(self.services.registry.add_factory(&factory));
         Client {
             session: SessionService::new(self.services.clone(), factory.clone()),
             admin: AdminService::new(self.services.clone(), factory.clone()),
