@@ -248,6 +248,15 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
                     .insert(RETRY_AFTER, HeaderValue::from(secs));
                 return resp;
             }
+            Err(AuthError::Busy) => {
+                let mut resp = reason(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{CANNOT_CREATE}: {}", crate::auth::BUSY_REASON),
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(1u64));
+                return resp;
+            }
             Err(e) => {
                 tracing::info!(user = %username, ?peer, error = %e, "HTTP session refused");
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
