@@ -217,4 +217,46 @@ mod tests {
             .is_ok());
         assert!(auth.throttle().check("root", None).is_ok());
     }
+
+    #[tokio::test]
+    async fn a_saturated_checker_refuses_as_busy_without_counting_a_failure() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Directory::open(tmp.path()).unwrap();
+        dir.set_password("root", &Password::new("secret")).unwrap();
+        let checker = Arc::new(PasswordChecker::new(CheckerConfig {
+            workers: 1,
+            queue: 0,
+            max_wait: std::time::Duration::from_secs(600),
+        }));
+        let throttle = Arc::new(Throttle::new(
+            ThrottleConfig {
+                free_failures_per_user: 1,
+                ..ThrottleConfig::default()
+            },
+            Arc::new(ManualClock::new(0)),
+        ));
+        let auth = Authenticator::with_checker(dir, throttle, checker.clone());
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let blocker = tokio::spawn(async move {
+            checker
+                .run(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = hold.recv();
+                })
+                .await
+        });
+        started.await.unwrap();
+        let refused = auth.login("root", Password::new("secret"), None).await;
+        assert_eq!(refused, Err(AuthError::Busy));
+        assert_eq!(refused.unwrap_err().to_string(), BUSY_REASON);
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        // The busy refusal took its reservation back: the one free failure is still there.
+        assert!(auth.throttle().check("root", None).is_ok());
+        assert!(auth
+            .login("root", Password::new("secret"), None)
+            .await
+            .is_ok());
+    }
 }
