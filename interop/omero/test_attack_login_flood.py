@@ -104,6 +104,9 @@ def flood(srv, communicator):
             reasons = list(pool.map(lambda n: attempt(communicator, srv, n), range(FLOOD)))
         grown = rss(srv) - idle
         calls_during_flood = bob.calls
+    print("flood: idle %d MiB, grown %d MiB, %d calls of the open session, refusals %s" % (
+        idle // MIB, grown // MIB, calls_during_flood,
+        sorted({r[:60]: reasons.count(r) for r in reasons}.items())))
     assert not bob.errors, bob.errors
     assert calls_during_flood > 0
     assert all("wrong-" not in r for r in reasons), "a password reached a refusal"
@@ -172,6 +175,7 @@ def test_sequential_good_logins_keep_memory_flat():
         for _ in range(20):
             login_once()
         grown = rss(srv) - idle
+        print("sequential logins: idle %d MiB, grown %d MiB" % (idle // MIB, grown // MIB))
         assert grown < MAX_SEQUENTIAL_GROWTH, "server grew by %d MiB" % (grown // MIB)
     finally:
         srv.stop()
