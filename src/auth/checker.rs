@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 use super::password::Password;
 
@@ -165,11 +165,10 @@ impl HashMemory {
 
 type Work = Box<dyn FnOnce(&mut HashMemory) + Send>;
 
+/// The work owns its admission permit: released when the work has run or is discarded.
 struct Job {
     work: Work,
     deadline: Instant,
-    /// Released once the worker is done with (or discards) the job: counts toward the queue.
-    _admitted: OwnedSemaphorePermit,
 }
 
 /// Runs password work on a bounded set of threads; cheap to share behind an `Arc`.
@@ -243,10 +242,12 @@ impl PasswordChecker {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             work: Box::new(move |memory: &mut HashMemory| {
-                let _ = reply.send(work(memory));
+                let result = work(memory);
+                // Free the place before answering, so the caller may at once check again.
+                drop(admitted);
+                let _ = reply.send(result);
             }),
             deadline,
-            _admitted: admitted,
         };
         self.jobs
             .lock()
@@ -320,6 +321,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("password-check-0"));
+    }
+
+    #[tokio::test]
+    async fn the_place_is_free_once_the_answer_arrives() {
+        let c = checker(1, 0, Duration::from_secs(600));
+        for i in 0..200 {
+            assert_eq!(
+                c.run(move |_| i).await,
+                Ok(i),
+                "check {i} found no free place"
+            );
+        }
     }
 
     /// Holds the only worker until the test releases it.
