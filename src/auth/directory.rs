@@ -316,10 +316,20 @@ impl Directory {
     /// changeUserPassword / `user passwd`: sets a new password. Blocking (hashing).
     /// Changing root's password removes the initial-root-password file.
     pub fn set_password(&self, name: &str, password: &Password) -> Result<(), DirectoryError> {
+        self.set_password_with(&mut HashMemory::new(), name, password)
+    }
+
+    /// [`Directory::set_password`] hashing in `memory`. Blocking.
+    pub fn set_password_with(
+        &self,
+        memory: &mut HashMemory,
+        name: &str,
+        password: &Password,
+    ) -> Result<(), DirectoryError> {
         if password.is_empty() {
             return Err(DirectoryError::EmptyPassword);
         }
-        let hash = hash_password(password).map_err(DirectoryError::Internal)?;
+        let hash = memory.hash(password).map_err(DirectoryError::Internal)?;
         let id = self.modify(|data| {
             let user = data
                 .experimenter_named_mut(name)

@@ -181,6 +181,23 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// changePassword / changeUserPassword: hashes on a password worker (the same bounded,
+    /// memory-reusing admission as logins) and stores the hash.
+    pub async fn set_password(&self, name: &str, password: Password) -> Result<(), DirectoryError> {
+        let directory = self.directory.clone();
+        let user = name.to_string();
+        match self
+            .checker
+            .run(move |memory| directory.set_password_with(memory, &user, &password))
+            .await
+        {
+            Ok(stored) => stored,
+            Err(e) => Err(DirectoryError::Internal(e.to_string())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +275,31 @@ mod tests {
             .login("root", Password::new("secret"), None)
             .await
             .is_ok());
+    }
+
+    #[tokio::test]
+    async fn password_changes_hash_on_the_workers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Directory::open(tmp.path()).unwrap();
+        let throttle = Arc::new(Throttle::new(
+            ThrottleConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        ));
+        let auth = Authenticator::new(dir, throttle);
+        auth.set_password("root", Password::new("fresh"))
+            .await
+            .unwrap();
+        assert!(auth
+            .login("root", Password::new("fresh"), None)
+            .await
+            .is_ok());
+        assert!(matches!(
+            auth.set_password("nobody", Password::new("x")).await,
+            Err(DirectoryError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            auth.set_password("root", Password::new("")).await,
+            Err(DirectoryError::EmptyPassword)
+        ));
     }
 }
