@@ -131,7 +131,7 @@ def test_flood_of_wrong_passwords_is_mostly_throttled(ice):
 def test_flood_without_throttle_is_bounded_by_the_password_workers(ice):
     srv = make_server(
         "[auth]\nmax_concurrent_password_checks = 1\npassword_check_queue = 4\n"
-        "password_check_max_wait_ms = 200\n"
+        "password_check_max_wait_ms = 2000\n"
         "free_failures_per_user = 100000\nfree_failures_per_addr = 100000\n")
     try:
         reasons, grown = flood(srv, ice)
