@@ -23,8 +23,7 @@ use serde::Deserialize;
 
 pub use checker::{CheckError, CheckerConfig, HashMemory, PasswordChecker};
 pub use context::{
-    check_group_usable, event_context, login_group, password_check_failure_reason,
-    EventContextData, ADMIN_PRIVILEGES,
+    check_group_usable, event_context, login_group, EventContextData, ADMIN_PRIVILEGES,
 };
 pub use directory::{
     Directory, DirectoryError, ExperimenterInfo, GroupInfo, NewExperimenter,
