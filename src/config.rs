@@ -48,6 +48,9 @@ pub struct FileConfig {
     /// Session defaults (`time_to_idle_ms`, `reaper_interval_ms`, ...).
     #[serde(default)]
     pub sessions: crate::services::SessionsFileConfig,
+    /// Login settings (`max_concurrent_password_checks`, ...).
+    #[serde(default)]
+    pub auth: crate::auth::AuthFileConfig,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -217,5 +220,29 @@ mod tests {
         assert_eq!(c.heartbeat, None);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn auth_section_maps_to_checker_and_throttle_settings() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            [auth]
+            max_concurrent_password_checks = 3
+            password_check_queue = 0
+            password_check_max_wait_ms = 250
+            free_failures_per_addr = 1000
+            "#,
+        )
+        .unwrap();
+        let checker = f.auth.checker_config();
+        assert_eq!(checker.workers, 3);
+        assert_eq!(checker.queue, 0);
+        assert_eq!(checker.max_wait, Duration::from_millis(250));
+        let throttle = f.auth.throttle_config();
+        assert_eq!(throttle.free_failures_per_addr, 1000);
+        assert_eq!(throttle.free_failures_per_user, 5);
+        let defaults = FileConfig::default().auth.checker_config();
+        assert!(defaults.workers >= 1);
+        assert!(toml::from_str::<FileConfig>("[auth]\nbogus = 1").is_err());
     }
 }

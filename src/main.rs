@@ -15,7 +15,8 @@ use omero_sessiond::config::{
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
 use omero_sessiond::router::RouterConfig;
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::open_services;
+use omero_sessiond::services::open_services_with;
+use omero_sessiond::store::DataDirLock;
 
 #[derive(Parser)]
 #[command(
@@ -88,6 +89,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     init_logging(args.json_logs || file.json_logs.unwrap_or(false));
     let data = data_dir(&args, &file);
+    // Held until the process exits: a second server on the same directory would overwrite
+    // the session log and race this one's directory writes.
+    let _data_lock = match DataDirLock::acquire(&data) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("omero-sessiond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match server_config(&args, &file, &data) {
         Ok(c) => c,
         Err(e) => {
@@ -204,8 +214,11 @@ async fn run(
     // find the handler in place, or the process dies without closing its connections.
     let mut shutdown = Shutdown::install()?;
     let sessions_config = file.sessions.clone();
-    let services =
-        tokio::task::spawn_blocking(move || open_services(&data, &sessions_config)).await??;
+    let auth_config = file.auth.clone();
+    let services = tokio::task::spawn_blocking(move || {
+        open_services_with(&data, &sessions_config, &auth_config)
+    })
+    .await??;
     services
         .sessions
         .spawn_reaper(file.sessions.reaper_interval());

@@ -301,8 +301,16 @@ async fn join_and_connection_loss_count_references() {
     drop(a);
     // closeOnDestroy is the default: the last reference going ends the session.
     assert!(wait_for(|| !sessions.is_live(&uuid)).await);
-    let (id, _) = exception_of(&c.login(&uuid, &uuid).await);
+    let (id, reason) = exception_of(&c.login(&uuid, &uuid).await);
     assert_eq!(id, "::Glacier2::PermissionDeniedException");
+    // A closed session's uuid is described: whose it was and when it started and ended.
+    assert!(
+        reason.starts_with(&format!(
+            "Password check failed for '{uuid}': [user=alice, created="
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains(", closed="), "{reason}");
 }
 
 #[tokio::test]

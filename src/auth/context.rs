@@ -1,10 +1,10 @@
 //! What a session means in terms of users and groups. [`rights`] is the one authority on
 //! what a session may do (effective roles, sudo intersection, group sudo); ISession, IAdmin,
 //! the ServiceFactory, the router and the HTTPS endpoint ask it rather than the directory.
-//! Also here: the event context (spec §6), the group a login starts in, and the verifier's
-//! refusal text (§4.1).
+//! Also here: the event context (spec §6) and the group a login starts in. The Glacier2
+//! verifier's refusal text lives with the one login path in `crate::router::login`.
 
-use crate::sessions::{java_timestamp, SessionError, SessionInfo, SessionRow};
+use crate::sessions::{SessionError, SessionInfo};
 use crate::store::directory::{GUEST_GROUP_ID, SYSTEM_GROUP_ID, USER_GROUP_ID};
 
 use super::directory::{Directory, ExperimenterInfo, GroupInfo};
@@ -317,36 +317,6 @@ pub fn has_user_role(user: &ExperimenterInfo) -> bool {
     Roles::of(user).has_role("user")
 }
 
-/// The Glacier2 verifier's refusal reason (§4.1 step 3):
-/// `Password check failed for '<userId>': [<info>]`, where info describes a known session
-/// (`user=…, created=…, closed=…`, times as Java timestamps, `null` when open) or a known user
-/// (`id=…`), else is empty.
-pub fn password_check_failure_reason(
-    dir: &Directory,
-    user_id: &str,
-    session_row: Option<&SessionRow>,
-) -> String {
-    let mut info: Vec<String> = Vec::new();
-    if let Some(row) = session_row {
-        if let Some(owner) = dir.experimenter(row.owner_id) {
-            info.push(format!("user={}", owner.ome_name));
-        }
-        info.push(format!("created={}", java_timestamp(row.started)));
-        info.push(format!(
-            "closed={}",
-            row.closed
-                .map_or_else(|| "null".to_string(), java_timestamp)
-        ));
-    } else if let Some(user) = dir.experimenter_by_name(user_id) {
-        info.push(format!("id={}", user.id));
-    }
-    format!(
-        "Password check failed for '{}': [{}]",
-        user_id,
-        info.join(", ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,38 +447,6 @@ mod tests {
             event_context(&dir, &session(alice.id, 3)),
             Err(SessionError::SecurityViolation(_))
         ));
-    }
-
-    #[test]
-    fn refusal_reasons() {
-        let (_t, dir, alice, _) = setup();
-        assert_eq!(
-            password_check_failure_reason(&dir, "nobody", None),
-            "Password check failed for 'nobody': []"
-        );
-        assert_eq!(
-            password_check_failure_reason(&dir, "alice", None),
-            format!("Password check failed for 'alice': [id={}]", alice.id)
-        );
-        let row = SessionRow {
-            id: 1,
-            uuid: "abc".into(),
-            owner_id: alice.id,
-            group_id: 3,
-            started: 1_700_000_000_000,
-            closed: Some(1_700_000_000_500),
-            time_to_idle: 0,
-            time_to_live: 0,
-            agent: None,
-            ip: None,
-            event_type: "User".into(),
-            sudoer_id: None,
-        };
-        assert_eq!(
-            password_check_failure_reason(&dir, "abc", Some(&row)),
-            "Password check failed for 'abc': [user=alice, created=2023-11-14 22:13:20.0, \
-             closed=2023-11-14 22:13:20.5]"
-        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The user directory: experimenters and groups from `<data>/directory.json`.
 //!
 //! The server and the command line are separate processes. Writers (either) take an in-process
-//! lock, re-read the file, apply their change and replace the file atomically; the server notices
+//! lock and the OS lock on `directory.json.lock`, re-read the file, apply their change and
+//! replace the file atomically, so no process loses another's update; the server notices
 //! changes made by the command line through the file's stamp (mtime, length, inode), checked on
-//! every password verification and on [`Directory::refresh`]. Two processes writing in the same
-//! instant can still lose one update; administration is rare enough that this is accepted.
+//! every password verification and on [`Directory::refresh`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,11 +14,12 @@ use crate::store::directory::{
     DirectoryData, ExperimenterRecord, GroupRecord, DIRECTORY_FILE, ROOT_USER_ID, SYSTEM_GROUP_ID,
     USER_GROUP_ID,
 };
-use crate::store::{ensure_dir, file_stamp, write_private_new, FileStamp, StoreError};
-
-use super::password::{
-    generate_password, hash_password, verify_against_dummy, verify_hash, Password,
+use crate::store::{
+    ensure_dir, file_stamp, write_private_new, FileLock, FileStamp, StoreError, DIRECTORY_LOCK_FILE,
 };
+
+use super::checker::HashMemory;
+use super::password::{generate_password, hash_password, Password, DUMMY_HASH};
 use super::permissions;
 use super::AuthError;
 
@@ -145,9 +146,16 @@ impl Directory {
         let data = match DirectoryData::load(&path)? {
             Some(d) => d,
             None => {
-                let d = DirectoryData::with_builtins();
-                d.save(&path)?;
-                d
+                // Another process may be creating it at the same moment: decide under the lock.
+                let _other_processes = FileLock::exclusive(&data_dir.join(DIRECTORY_LOCK_FILE))?;
+                match DirectoryData::load(&path)? {
+                    Some(d) => d,
+                    None => {
+                        let d = DirectoryData::with_builtins();
+                        d.save(&path)?;
+                        d
+                    }
+                }
             }
         };
         let stamp = file_stamp(&path);
@@ -271,11 +279,21 @@ impl Directory {
         self.experimenter(user_id).is_some_and(|e| e.is_admin())
     }
 
-    /// Checks a password. Blocking (argon2id, tens of milliseconds): async callers use
-    /// [`Directory::verify_password_async`]. Unknown users and wrong passwords give the same
-    /// error after the same amount of work.
+    /// Checks a password with fresh hash memory. Blocking (argon2id, tens of milliseconds);
+    /// logins go through [`super::Authenticator::login`], which bounds and reuses the memory.
     pub fn verify_password(
         &self,
+        name: &str,
+        password: &Password,
+    ) -> Result<ExperimenterInfo, AuthError> {
+        self.verify_password_with(&mut HashMemory::new(), name, password)
+    }
+
+    /// Checks a password in `memory`. Unknown users and wrong passwords give the same error
+    /// after the same amount of work. Blocking.
+    pub fn verify_password_with(
+        &self,
+        memory: &mut HashMemory,
         name: &str,
         password: &Password,
     ) -> Result<ExperimenterInfo, AuthError> {
@@ -284,36 +302,34 @@ impl Directory {
         let record = data.experimenter_named(name);
         let hash = record.and_then(|r| r.password_hash.as_deref());
         match (record, hash) {
-            (Some(record), Some(hash)) if verify_hash(hash, password) => {
+            (Some(record), Some(hash)) if memory.verify(hash, password) => {
                 Ok(experimenter_info(record))
             }
             (_, Some(_)) => Err(AuthError::BadCredentials),
             (_, None) => {
-                verify_against_dummy(password);
+                let _ = memory.verify(DUMMY_HASH, password);
                 Err(AuthError::BadCredentials)
             }
         }
     }
 
-    /// [`Directory::verify_password`] on the blocking thread pool.
-    pub async fn verify_password_async(
-        &self,
-        name: String,
-        password: Password,
-    ) -> Result<ExperimenterInfo, AuthError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.verify_password(&name, &password))
-            .await
-            .map_err(|e| AuthError::Internal(format!("password check did not finish: {e}")))?
-    }
-
     /// changeUserPassword / `user passwd`: sets a new password. Blocking (hashing).
     /// Changing root's password removes the initial-root-password file.
     pub fn set_password(&self, name: &str, password: &Password) -> Result<(), DirectoryError> {
+        self.set_password_with(&mut HashMemory::new(), name, password)
+    }
+
+    /// [`Directory::set_password`] hashing in `memory`. Blocking.
+    pub fn set_password_with(
+        &self,
+        memory: &mut HashMemory,
+        name: &str,
+        password: &Password,
+    ) -> Result<(), DirectoryError> {
         if password.is_empty() {
             return Err(DirectoryError::EmptyPassword);
         }
-        let hash = hash_password(password).map_err(DirectoryError::Internal)?;
+        let hash = memory.hash(password).map_err(DirectoryError::Internal)?;
         let id = self.modify(|data| {
             let user = data
                 .experimenter_named_mut(name)
@@ -484,6 +500,7 @@ impl Directory {
             .write_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let _other_processes = FileLock::exclusive(&self.inner.data_dir.join(DIRECTORY_LOCK_FILE))?;
         let mut data = match DirectoryData::load(&self.inner.path)? {
             Some(d) => d,
             None => DirectoryData::with_builtins(),
@@ -716,15 +733,52 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn async_verification() {
+    #[test]
+    fn one_memory_serves_many_verifications() {
         let (_t, d) = open();
         d.add_experimenter(new_user("bob", &[])).unwrap();
-        let info = d
-            .verify_password_async("bob".into(), Password::new("bob-pw"))
-            .await
-            .unwrap();
-        assert_eq!(info.ome_name, "bob");
+        let mut memory = HashMemory::new();
+        for _ in 0..3 {
+            let info = d
+                .verify_password_with(&mut memory, "bob", &Password::new("bob-pw"))
+                .unwrap();
+            assert_eq!(info.ome_name, "bob");
+            assert_eq!(
+                d.verify_password_with(&mut memory, "nobody", &Password::new("bob-pw")),
+                Err(AuthError::BadCredentials)
+            );
+        }
+    }
+
+    #[test]
+    fn writers_with_separate_handles_lose_nothing() {
+        // Separate handles share no in-process lock, as two processes would not: only the
+        // file lock keeps their read-modify-writes apart.
+        let (tmp, _d) = open();
+        let data = tmp.path().join("data");
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let data = data.clone();
+                std::thread::spawn(move || {
+                    let dir = Directory::open(&data).unwrap();
+                    for i in 0..5 {
+                        dir.add_group(&format!("g{w}x{i}"), "rw----").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let reread = Directory::open(&data).unwrap();
+        for w in 0..4 {
+            for i in 0..5 {
+                assert!(
+                    reread.group_by_name(&format!("g{w}x{i}")).is_some(),
+                    "g{w}x{i} lost"
+                );
+            }
+        }
     }
 
     #[test]

@@ -2,31 +2,38 @@
 //!
 //! [`Directory`] is the user directory kept in `<data>/directory.json`; [`Authenticator`] joins
 //! it with the [`Throttle`] for logins; [`cli`] holds the `user`/`group` administration commands.
-//! Password checks cost tens of milliseconds (argon2id): async code uses the `_async` methods,
-//! which run them on the blocking pool.
+//! Password checks cost tens of milliseconds and 19 MiB (argon2id): every login, whether the
+//! Glacier2 router, the HTTPS endpoint, ISession.createSession or setSecurityPassword, goes
+//! through [`Authenticator::login`], which throttles first and then admits the check to the
+//! bounded [`PasswordChecker`].
 
+pub mod checker;
 pub mod cli;
 pub mod context;
 pub mod directory;
 pub mod password;
 pub mod permissions;
 pub mod throttle;
-pub mod verifier;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde::Deserialize;
+
+pub use checker::{CheckError, CheckerConfig, HashMemory, PasswordChecker};
 pub use context::{
-    check_group_usable, event_context, login_group, password_check_failure_reason,
-    EventContextData, ADMIN_PRIVILEGES,
+    check_group_usable, event_context, login_group, EventContextData, ADMIN_PRIVILEGES,
 };
 pub use directory::{
     Directory, DirectoryError, ExperimenterInfo, GroupInfo, NewExperimenter,
     INITIAL_ROOT_PASSWORD_FILE,
 };
 pub use password::Password;
-pub use throttle::{Delay, Throttle, ThrottleConfig};
-pub use verifier::{check_permissions, check_security_password, Verified, JOIN_MISUSE_REASON};
+pub use throttle::{Attempt, Delay, Throttle, ThrottleConfig};
+
+/// The refusal text when password checks are saturated; clients may retry.
+pub const BUSY_REASON: &str = "server busy, retry";
 
 /// Why a login failed. Messages never contain the password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,22 +44,82 @@ pub enum AuthError {
     /// Too many recent failures for this user or address.
     #[error("Too many failed logins; try again in {} s", .0.retry_after.as_secs().max(1))]
     Throttled(Delay),
+    /// Every password worker and queue place is taken: nothing was checked.
+    #[error("server busy, retry")]
+    Busy,
     #[error("{0}")]
     Internal(String),
 }
 
-/// Password logins with throttling.
+/// The `[auth]` section of the configuration file.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFileConfig {
+    /// argon2id checks running at once, each holding 19 MiB (default: the number of cores).
+    pub max_concurrent_password_checks: Option<usize>,
+    /// Checks allowed to wait for a free worker; more are refused as busy (default 32).
+    pub password_check_queue: Option<usize>,
+    /// How long a check may wait for a worker before it is refused as busy (default 5000).
+    pub password_check_max_wait_ms: Option<u64>,
+    /// Failed logins per user name allowed without delay (default 5).
+    pub free_failures_per_user: Option<u32>,
+    /// Failed logins per client address allowed without delay (default 20).
+    pub free_failures_per_addr: Option<u32>,
+}
+
+impl AuthFileConfig {
+    pub fn checker_config(&self) -> CheckerConfig {
+        let d = CheckerConfig::default();
+        CheckerConfig {
+            workers: self
+                .max_concurrent_password_checks
+                .unwrap_or(d.workers)
+                .max(1),
+            queue: self.password_check_queue.unwrap_or(d.queue),
+            max_wait: self
+                .password_check_max_wait_ms
+                .map_or(d.max_wait, Duration::from_millis),
+        }
+    }
+
+    pub fn throttle_config(&self) -> ThrottleConfig {
+        let d = ThrottleConfig::default();
+        ThrottleConfig {
+            free_failures_per_user: self
+                .free_failures_per_user
+                .unwrap_or(d.free_failures_per_user),
+            free_failures_per_addr: self
+                .free_failures_per_addr
+                .unwrap_or(d.free_failures_per_addr),
+            ..d
+        }
+    }
+}
+
+/// Password logins with throttling and bounded checks.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     directory: Directory,
     throttle: Arc<Throttle>,
+    checker: Arc<PasswordChecker>,
 }
 
 impl Authenticator {
+    /// With the default [`CheckerConfig`].
     pub fn new(directory: Directory, throttle: Arc<Throttle>) -> Self {
+        let checker = PasswordChecker::new(CheckerConfig::default());
+        Self::with_checker(directory, throttle, Arc::new(checker))
+    }
+
+    pub fn with_checker(
+        directory: Directory,
+        throttle: Arc<Throttle>,
+        checker: Arc<PasswordChecker>,
+    ) -> Self {
         Authenticator {
             directory,
             throttle,
+            checker,
         }
     }
 
@@ -64,31 +131,69 @@ impl Authenticator {
         &self.throttle
     }
 
-    /// Checks `name`/`password` from `addr`: refused at once while throttled, otherwise verified
-    /// on the blocking pool and the outcome recorded.
+    /// The one login check. `name`/`password` from `addr` is refused at once while throttled;
+    /// otherwise a failure is reserved before the check is admitted to a password worker, and
+    /// settled by the outcome. Refused with [`AuthError::Busy`] when no worker frees up in time.
     pub async fn login(
         &self,
         name: &str,
         password: Password,
         addr: Option<IpAddr>,
     ) -> Result<ExperimenterInfo, AuthError> {
-        if let Err(delay) = self.throttle.check(name, addr) {
-            tracing::warn!(user = %name, ?addr, ?delay, "login refused: throttled");
-            return Err(AuthError::Throttled(delay));
-        }
-        let result = self
-            .directory
-            .verify_password_async(name.to_string(), password)
-            .await;
-        match &result {
-            Ok(_) => self.throttle.record_success(name, addr),
-            Err(AuthError::BadCredentials) => {
-                tracing::info!(user = %name, ?addr, "login failed");
-                self.throttle.record_failure(name, addr);
+        let attempt = match self.throttle.reserve(name, addr) {
+            Ok(attempt) => attempt,
+            Err(delay) => {
+                tracing::warn!(user = %name, ?addr, ?delay, "login refused: throttled");
+                return Err(AuthError::Throttled(delay));
             }
-            Err(_) => {}
+        };
+        let directory = self.directory.clone();
+        let user = name.to_string();
+        let checked = self
+            .checker
+            .run(move |memory| directory.verify_password_with(memory, &user, &password))
+            .await;
+        match checked {
+            Ok(Ok(found)) => {
+                attempt.succeeded();
+                Ok(found)
+            }
+            Ok(Err(AuthError::BadCredentials)) => {
+                attempt.failed();
+                tracing::info!(user = %name, ?addr, "login failed");
+                Err(AuthError::BadCredentials)
+            }
+            Ok(Err(other)) => {
+                attempt.not_checked();
+                Err(other)
+            }
+            Err(CheckError::Busy) => {
+                attempt.not_checked();
+                tracing::warn!(user = %name, ?addr, "login refused: password checks busy");
+                Err(AuthError::Busy)
+            }
+            Err(CheckError::Internal(m)) => {
+                attempt.not_checked();
+                Err(AuthError::Internal(m))
+            }
         }
-        result
+    }
+}
+
+impl Authenticator {
+    /// changePassword / changeUserPassword: hashes on a password worker (the same bounded,
+    /// memory-reusing admission as logins) and stores the hash.
+    pub async fn set_password(&self, name: &str, password: Password) -> Result<(), DirectoryError> {
+        let directory = self.directory.clone();
+        let user = name.to_string();
+        match self
+            .checker
+            .run(move |memory| directory.set_password_with(memory, &user, &password))
+            .await
+        {
+            Ok(stored) => stored,
+            Err(e) => Err(DirectoryError::Internal(e.to_string())),
+        }
     }
 }
 
@@ -127,5 +232,73 @@ mod tests {
             .await
             .is_ok());
         assert!(auth.throttle().check("root", None).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_saturated_checker_refuses_as_busy_without_counting_a_failure() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Directory::open(tmp.path()).unwrap();
+        dir.set_password("root", &Password::new("secret")).unwrap();
+        let checker = Arc::new(PasswordChecker::new(CheckerConfig {
+            workers: 1,
+            queue: 0,
+            max_wait: std::time::Duration::from_secs(600),
+        }));
+        let throttle = Arc::new(Throttle::new(
+            ThrottleConfig {
+                free_failures_per_user: 1,
+                ..ThrottleConfig::default()
+            },
+            Arc::new(ManualClock::new(0)),
+        ));
+        let auth = Authenticator::with_checker(dir, throttle, checker.clone());
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let blocker = tokio::spawn(async move {
+            checker
+                .run(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = hold.recv();
+                })
+                .await
+        });
+        started.await.unwrap();
+        let refused = auth.login("root", Password::new("secret"), None).await;
+        assert_eq!(refused, Err(AuthError::Busy));
+        assert_eq!(refused.unwrap_err().to_string(), BUSY_REASON);
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        // The busy refusal took its reservation back: the one free failure is still there.
+        assert!(auth.throttle().check("root", None).is_ok());
+        assert!(auth
+            .login("root", Password::new("secret"), None)
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn password_changes_hash_on_the_workers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Directory::open(tmp.path()).unwrap();
+        let throttle = Arc::new(Throttle::new(
+            ThrottleConfig::default(),
+            Arc::new(ManualClock::new(0)),
+        ));
+        let auth = Authenticator::new(dir, throttle);
+        auth.set_password("root", Password::new("fresh"))
+            .await
+            .unwrap();
+        assert!(auth
+            .login("root", Password::new("fresh"), None)
+            .await
+            .is_ok());
+        assert!(matches!(
+            auth.set_password("nobody", Password::new("x")).await,
+            Err(DirectoryError::UnknownUser(_))
+        ));
+        assert!(matches!(
+            auth.set_password("root", Password::new("")).await,
+            Err(DirectoryError::EmptyPassword)
+        ));
     }
 }

@@ -132,11 +132,47 @@ impl Throttle {
         }
     }
 
+    /// Admits an attempt for `user` from `addr` and counts it as a failure right away, in one
+    /// step: a burst of parallel attempts is refused once the free allowance is reserved,
+    /// before any of them is checked. Settle the returned [`Attempt`].
+    pub fn reserve(&self, user: &str, addr: Option<IpAddr>) -> Result<Attempt<'_>, Delay> {
+        let now = self.clock.now_ms();
+        let mut records = self.lock();
+        let mut wait = 0i64;
+        for (key, free) in self.keys(user, addr) {
+            if let Some(r) = records.get(&key) {
+                wait = wait.max(self.remaining_wait(r, free, now));
+            }
+        }
+        if wait > 0 {
+            return Err(Delay {
+                retry_after: Duration::from_millis(wait.unsigned_abs()),
+            });
+        }
+        self.add_failure(&mut records, user, addr, now);
+        Ok(Attempt {
+            throttle: self,
+            user: user_key(user),
+            addr,
+            settled: false,
+        })
+    }
+
     /// A failed attempt (wrong password or unknown user).
     pub fn record_failure(&self, user: &str, addr: Option<IpAddr>) {
         let now = self.clock.now_ms();
-        let window = duration_ms(self.config.window);
         let mut records = self.lock();
+        self.add_failure(&mut records, user, addr, now);
+    }
+
+    fn add_failure(
+        &self,
+        records: &mut HashMap<Key, Record>,
+        user: &str,
+        addr: Option<IpAddr>,
+        now: i64,
+    ) {
+        let window = duration_ms(self.config.window);
         for (key, _) in self.keys(user, addr) {
             let r = records.entry(key).or_insert(Record {
                 failures: 0,
@@ -152,13 +188,38 @@ impl Throttle {
             records.retain(|_, r| now - r.last_failure <= window);
         }
         if records.len() > self.config.max_entries {
-            evict_oldest(&mut records, self.config.max_entries);
+            evict_oldest(records, self.config.max_entries);
+        }
+    }
+
+    /// Takes back one reserved failure of `key` (the attempt did not fail after all).
+    fn unreserve(&self, records: &mut HashMap<Key, Record>, key: &Key) {
+        if let Some(r) = records.get_mut(key) {
+            r.failures = r.failures.saturating_sub(1);
+            if r.failures == 0 {
+                records.remove(key);
+            }
         }
     }
 
     /// A successful attempt clears the user's counter.
     pub fn record_success(&self, user: &str, _addr: Option<IpAddr>) {
         self.lock().remove(&Key::User(user_key(user)));
+    }
+
+    fn settle(&self, user: &str, addr: Option<IpAddr>, outcome: Outcome) {
+        let mut records = self.lock();
+        let user_key = Key::User(user.to_string());
+        match outcome {
+            Outcome::Failed => return,
+            Outcome::Succeeded => {
+                records.remove(&user_key);
+            }
+            Outcome::NotChecked => self.unreserve(&mut records, &user_key),
+        }
+        if let Some(a) = addr {
+            self.unreserve(&mut records, &Key::Addr(a));
+        }
     }
 
     fn keys(&self, user: &str, addr: Option<IpAddr>) -> Vec<(Key, u32)> {
@@ -185,6 +246,54 @@ impl Throttle {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Record>> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Succeeded,
+    Failed,
+    NotChecked,
+}
+
+/// An admitted attempt whose failure is already counted. Dropped unsettled, it stays a
+/// failure: an attempt abandoned half-way must not escape the count.
+#[must_use = "settle the attempt with succeeded(), failed() or not_checked()"]
+pub struct Attempt<'a> {
+    throttle: &'a Throttle,
+    user: String,
+    addr: Option<IpAddr>,
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was right: the user's counter is cleared, the address's reservation
+    /// taken back (a success never clears earlier failures of an address).
+    pub fn succeeded(mut self) {
+        self.settle(Outcome::Succeeded);
+    }
+
+    /// The password was wrong: the reserved failure stays.
+    pub fn failed(mut self) {
+        self.settle(Outcome::Failed);
+    }
+
+    /// No password was checked (server busy, internal error): the reservation is taken back.
+    pub fn not_checked(mut self) {
+        self.settle(Outcome::NotChecked);
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        self.settled = true;
+        self.throttle.settle(&self.user, self.addr, outcome);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(Outcome::Failed);
+        }
     }
 }
 
@@ -319,6 +428,56 @@ mod tests {
         assert!(t.check("dave", None).is_ok());
         t.record_failure("dave", None);
         assert!(t.check("dave", None).is_ok(), "counter restarted at 1");
+    }
+
+    #[test]
+    fn parallel_attempts_are_refused_once_the_allowance_is_reserved() {
+        let (t, _) = throttle();
+        let held: Vec<_> = (0..5)
+            .map(|_| t.reserve("erin", addr(1)).unwrap())
+            .collect();
+        assert!(
+            t.reserve("erin", addr(1)).is_err(),
+            "sixth waits before any check ends"
+        );
+        for attempt in held {
+            attempt.failed();
+        }
+        assert!(t.check("erin", addr(2)).is_err());
+    }
+
+    #[test]
+    fn a_reservation_is_taken_back_on_success_or_when_unchecked() {
+        let (t, _) = throttle();
+        for _ in 0..4 {
+            t.record_failure("frank", addr(3));
+        }
+        t.reserve("frank", addr(3)).unwrap().not_checked();
+        assert!(t.check("frank", None).is_ok(), "still four failures");
+        t.reserve("frank", addr(3)).unwrap().succeeded();
+        assert!(!t.lock().contains_key(&Key::User("frank".into())));
+        assert_eq!(
+            t.lock()[&Key::Addr(IpAddr::from([10, 0, 0, 3]))].failures,
+            4
+        );
+        for _ in 0..100 {
+            t.reserve("grace", addr(4)).unwrap().succeeded();
+        }
+        assert!(
+            t.lock().is_empty()
+                || !t
+                    .lock()
+                    .contains_key(&Key::Addr(IpAddr::from([10, 0, 0, 4])))
+        );
+    }
+
+    #[test]
+    fn an_abandoned_attempt_counts_as_a_failure() {
+        let (t, _) = throttle();
+        for _ in 0..5 {
+            drop(t.reserve("heidi", None).unwrap());
+        }
+        assert!(t.check("heidi", None).is_err());
     }
 
     #[test]

@@ -248,6 +248,15 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
                     .insert(RETRY_AFTER, HeaderValue::from(secs));
                 return resp;
             }
+            Err(AuthError::Busy) => {
+                let mut resp = reason(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{CANNOT_CREATE}: {}", crate::auth::BUSY_REASON),
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(1u64));
+                return resp;
+            }
             Err(e) => {
                 tracing::info!(user = %username, ?peer, error = %e, "HTTP session refused");
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
@@ -492,6 +501,72 @@ mod tests {
         assert_eq!(info.time_to_idle, 600_000);
         assert_eq!(info.agent.as_deref(), Some(DEFAULT_AGENT));
         svc.stop_keep_alives();
+    }
+
+    #[tokio::test]
+    async fn saturated_password_checks_get_503_with_a_json_reason() {
+        use crate::auth::{CheckerConfig, PasswordChecker};
+        let tmp = tempfile::tempdir().unwrap();
+        let base = service(tmp.path());
+        let checker = Arc::new(PasswordChecker::new(CheckerConfig {
+            workers: 1,
+            queue: 0,
+            max_wait: Duration::from_secs(600),
+        }));
+        let throttle = Arc::new(Throttle::new(
+            ThrottleConfig::default(),
+            Arc::new(SystemClock),
+        ));
+        let auth = Authenticator::with_checker(
+            base.inner.auth.directory().clone(),
+            throttle,
+            checker.clone(),
+        );
+        let svc = HttpService::new(
+            HttpDeps {
+                sessions: base.inner.sessions.clone(),
+                auth,
+            },
+            HttpConfig::default(),
+        );
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let blocker = tokio::spawn(async move {
+            checker
+                .run(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = hold.recv();
+                })
+                .await
+        });
+        started.await.unwrap();
+        let resp = svc
+            .router()
+            .oneshot(post_json(
+                r#"{"omeroHost":"h","username":"alice","password":"alicepw"}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(RETRY_AFTER));
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["reason"].as_str(),
+            Some(format!("{CANNOT_CREATE}: server busy, retry").as_str())
+        );
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        let (status, _) = call(
+            &svc,
+            post_json(r#"{"omeroHost":"h","username":"alice","password":"alicepw"}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        svc.stop_keep_alives();
+        base.stop_keep_alives();
     }
 
     #[tokio::test]

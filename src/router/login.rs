@@ -87,6 +87,7 @@ async fn verify(
                 delay.retry_after.as_secs().max(1)
             ),
         )),
+        Err(AuthError::Busy) => Err(denied(crate::auth::BUSY_REASON.to_string())),
         Err(AuthError::Internal(m)) => {
             tracing::error!(error = %m, "password check failed internally");
             Err(denied(format!(

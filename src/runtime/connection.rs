@@ -212,7 +212,16 @@ impl Driver {
     }
 
     fn spawn_dispatch(&mut self, request: Request, compression: u8) {
-        tracing::trace!(connection = self.info.id, compression, request = ?request, "inbound request");
+        // Not the parameters: a createSession or changePassword request carries a password.
+        tracing::trace!(
+            connection = self.info.id,
+            compression,
+            request_id = request.request_id,
+            identity = ?request.id,
+            operation = %request.operation,
+            params_len = request.params.len(),
+            "inbound request"
+        );
         let adapter = self.shared.adapter.clone();
         let info = self.info.clone();
         self.dispatches.spawn(async move {

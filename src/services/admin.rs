@@ -56,16 +56,11 @@ impl AdminService {
                 "Argument to {operation} may not be null."
             )));
         };
-        let directory = self.services.directory.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            directory.set_password(&name, &Password::new(plain))
-        })
-        .await
-        .map_err(|e| {
-            to_dispatch(SessionError::Internal(format!(
-                "password change failed: {e}"
-            )))
-        })?;
+        let result = self
+            .services
+            .auth
+            .set_password(&name, Password::new(plain))
+            .await;
         result.map_err(|e| match e {
             DirectoryError::EmptyPassword | DirectoryError::UnknownUser(_) => {
                 api_usage(e.to_string())

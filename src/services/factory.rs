@@ -158,6 +158,7 @@ impl ServiceFactory for FactoryServant {
                 Ok(())
             }
             Err(AuthError::Internal(m)) => Err(to_dispatch(SessionError::Internal(m))),
+            Err(e @ AuthError::Busy) => Err(to_dispatch(SessionError::Internal(e.to_string()))),
             Err(_) => Err(to_dispatch(SessionError::SecurityViolation(format!(
                 "Bad password for {}",
                 user.ome_name

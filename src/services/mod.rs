@@ -18,4 +18,4 @@ pub mod setup;
 pub use context::{Factory, Registry, Services, Sessions};
 pub use errors::ONLY_SESSION_AND_ADMIN;
 pub use factory::{factory_identity, FactoryServant, ADMIN_SERVICE, SESSION_SERVICE};
-pub use setup::{open_services, SessionsFileConfig, SetupError};
+pub use setup::{open_services, open_services_with, SessionsFileConfig, SetupError};

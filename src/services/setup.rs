@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::{Authenticator, Directory, DirectoryError, Throttle, ThrottleConfig};
+use crate::auth::{
+    AuthFileConfig, Authenticator, Directory, DirectoryError, PasswordChecker, Throttle,
+};
 use crate::sessions::manager::DEFAULT_REAP_INTERVAL;
 use crate::sessions::{Clock, JsonlSessionStore, SessionConfig, SessionManager, SystemClock};
 use crate::store::StoreError;
@@ -74,15 +76,25 @@ pub enum SetupError {
 }
 
 /// Opens the user directory (giving root a first password if it has none) and the session
-/// store in `data`. Blocking: call before serving.
+/// store in `data`, with the default `[auth]` settings. Blocking: call before serving.
 pub fn open_services(data: &Path, config: &SessionsFileConfig) -> Result<Services, SetupError> {
+    open_services_with(data, config, &AuthFileConfig::default())
+}
+
+/// [`open_services`] with `[auth]` settings (password check admission, throttle allowances).
+pub fn open_services_with(
+    data: &Path,
+    config: &SessionsFileConfig,
+    auth_config: &AuthFileConfig,
+) -> Result<Services, SetupError> {
     let directory = Directory::open(data)?;
     if let Some(path) = directory.ensure_root_password()? {
         tracing::warn!(file = %path.display(), "root had no password; generated one");
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let throttle = Throttle::new(ThrottleConfig::default(), clock.clone());
-    let auth = Authenticator::new(directory, Arc::new(throttle));
+    let throttle = Throttle::new(auth_config.throttle_config(), clock.clone());
+    let checker = PasswordChecker::new(auth_config.checker_config());
+    let auth = Authenticator::with_checker(directory, Arc::new(throttle), Arc::new(checker));
     let store = JsonlSessionStore::open(data, clock.now_ms())?;
     let sessions = SessionManager::new(config.session_config(), clock, Arc::new(store));
     Ok(Services::new(auth, Arc::new(sessions)))

@@ -2,7 +2,9 @@
 //!
 //! The server and the `user`/`group` command line run as separate processes over the same
 //! directory, so every document is written whole to a temporary file, synced, and renamed over
-//! the old one: a reader sees either the old or the new version, never a torn file.
+//! the old one: a reader sees either the old or the new version, never a torn file. A writer
+//! holds an OS file lock ([`FileLock`]) across its read-modify-write so that neither process
+//! loses the other's change, and a running server holds [`DataDirLock`] for its whole life.
 
 pub mod directory;
 
@@ -29,6 +31,11 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the data directory {dir} is in use by another omero-sessiond server \
+         (it holds the lock on {lock}); stop it or choose another --data directory"
+    )]
+    InUse { dir: PathBuf, lock: PathBuf },
     #[error("{path} has format version {found}; this program understands version {expected}")]
     Version {
         path: PathBuf,
@@ -50,6 +57,71 @@ impl StoreError {
 pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     set_private(dir, 0o700)
+}
+
+/// Lock file taken around every read-modify-write of `directory.json`. The document itself is
+/// replaced by rename, so a lock on it would guard a file that is no longer current.
+pub const DIRECTORY_LOCK_FILE: &str = "directory.json.lock";
+/// Lock file a running server holds for its whole life.
+pub const SERVER_LOCK_FILE: &str = "server.lock";
+
+/// An exclusive advisory lock on a file, released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct FileLock {
+    file: File,
+}
+
+impl FileLock {
+    /// Waits for the exclusive lock on `path`, creating the file (owner-only) when missing.
+    pub fn exclusive(path: &Path) -> Result<Self, StoreError> {
+        let file = open_lock_file(path)?;
+        file.lock().map_err(|e| StoreError::io(path, e))?;
+        Ok(FileLock { file })
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock too; unlocking first just says so explicitly.
+        let _ = self.file.unlock();
+    }
+}
+
+/// Proof that this process is the only server on a data directory.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _lock: FileLock,
+}
+
+impl DataDirLock {
+    /// Creates `dir` when missing and takes its server lock without waiting; another live
+    /// server holding it gives [`StoreError::InUse`], which names the directory.
+    pub fn acquire(dir: &Path) -> Result<Self, StoreError> {
+        ensure_dir(dir)?;
+        let path = dir.join(SERVER_LOCK_FILE);
+        let file = open_lock_file(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(DataDirLock {
+                _lock: FileLock { file },
+            }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+                dir: dir.to_path_buf(),
+                lock: path,
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File, StoreError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map_err(|e| StoreError::io(path, e))
 }
 
 /// Writes `bytes` to `path` so that readers never see a partial file.
@@ -219,6 +291,45 @@ mod tests {
         let first = file_stamp(&path).unwrap();
         write_atomic(&path, b"bb").unwrap();
         assert_ne!(first, file_stamp(&path).unwrap());
+    }
+
+    #[test]
+    fn a_second_server_lock_on_a_directory_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let first = DataDirLock::acquire(&data).unwrap();
+        let err = DataDirLock::acquire(&data).unwrap_err();
+        assert!(matches!(err, StoreError::InUse { .. }));
+        assert!(
+            err.to_string().contains(&data.display().to_string()),
+            "{err}"
+        );
+        drop(first);
+        assert!(
+            DataDirLock::acquire(&data).is_ok(),
+            "released with its holder"
+        );
+    }
+
+    #[test]
+    fn a_file_lock_excludes_other_holders_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = FileLock::exclusive(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let _second = FileLock::exclusive(&path).unwrap();
+                tx.send(()).unwrap();
+            }
+        });
+        // The waiter cannot get the lock while it is held; no timing is asserted, only
+        // that it gets it once released.
+        assert!(rx.try_recv().is_err());
+        drop(held);
+        rx.recv().unwrap();
+        waiter.join().unwrap();
     }
 
     #[cfg(unix)]
