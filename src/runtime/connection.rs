@@ -114,6 +114,11 @@ impl Driver {
         let mut close_open = true;
         let mut frames_open = true;
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut login_deadline = self
+            .shared
+            .config
+            .login_timeout
+            .map(|t| tokio::time::Instant::now() + t);
         if *shutdown.borrow_and_update() {
             shutdown_open = false;
             self.state.begin_close(true, now());
@@ -175,11 +180,30 @@ impl Driver {
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => self.state.on_tick(now()),
+                () = sleep_until(login_deadline), if login_deadline.is_some() => {
+                    login_deadline = None;
+                    self.login_deadline_passed()
+                }
             };
             if let Some(reason) = self.perform(actions) {
                 return reason;
             }
         }
+    }
+
+    /// A connection that never logged in holds a socket and a task for nothing (or for a
+    /// password guesser): it is closed, gracefully so that a slow but honest login in
+    /// progress still gets its reply.
+    fn login_deadline_passed(&mut self) -> Vec<Action> {
+        if self.info.handle.is_logged_in() {
+            return Vec::new();
+        }
+        tracing::info!(
+            connection = self.info.id,
+            remote = ?self.info.remote,
+            "no login before the deadline, closing connection"
+        );
+        self.state.begin_close(true, now())
     }
 
     /// Carries out the state machine's actions; the close reason when it closed.

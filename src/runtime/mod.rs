@@ -1,6 +1,7 @@
 //! The runtime: listeners, connections, dispatch and the object adapter.
 
 pub mod adapter;
+pub mod admission;
 mod connection;
 pub mod dispatch;
 mod exception;
@@ -10,6 +11,7 @@ mod server;
 pub mod tls;
 
 pub use adapter::{Located, Locator, ObjectAdapter};
+pub use admission::{Admission, AdmissionLimits, Admitted, Refusal};
 pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
 pub use handle::{ConnectionHandle, InvokeError};
 pub use invoke::{InvokeReply, Invoker};
