@@ -236,7 +236,16 @@ impl Driver {
     }
 
     fn spawn_dispatch(&mut self, request: Request, compression: u8) {
-        tracing::trace!(connection = self.info.id, compression, request = ?request, "inbound request");
+        // Never the parameters: createSession carries a password in them.
+        tracing::trace!(
+            connection = self.info.id,
+            request_id = request.request_id,
+            id = %request.id,
+            operation = %request.operation,
+            params_len = request.params.len(),
+            compression,
+            "inbound request"
+        );
         let adapter = self.shared.adapter.clone();
         let info = self.info.clone();
         self.dispatches.spawn(async move {

@@ -7,6 +7,7 @@ pub mod dispatch;
 mod exception;
 mod handle;
 mod invoke;
+pub mod redact;
 mod server;
 pub mod tls;
 
