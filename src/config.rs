@@ -48,6 +48,23 @@ pub struct FileConfig {
     /// Session defaults (`time_to_idle_ms`, `reaper_interval_ms`, ...).
     #[serde(default)]
     pub sessions: crate::services::SessionsFileConfig,
+    /// Limits of the HTTPS/HTTP session endpoint.
+    #[serde(default)]
+    pub http_limits: HttpLimitsFileConfig,
+}
+
+/// `[http_limits]`: what the session endpoint accepts; every key optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsFileConfig {
+    /// Largest request body in bytes; larger ones get 413.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a client has to send a request's headers (at least 1).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body (at least 1); slower ones get 408.
+    pub body_read_timeout_secs: Option<u64>,
+    /// Connections served at once per listener; further ones wait in the accept queue.
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

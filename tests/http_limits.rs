@@ -1,0 +1,145 @@
+//! The session endpoint's bounds over a real socket (the plain listener, which shares the
+//! connection handling with HTTPS): oversize bodies get 413 even when the client writes the
+//! whole body before reading, slow bodies get 408, slow headers a closed connection.
+//! Timeouts here only guard against hangs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use omero_sessiond::auth::{Authenticator, Directory, Throttle, ThrottleConfig};
+use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService, CREATE_PATH};
+use omero_sessiond::sessions::{MemorySessionStore, SessionConfig, SessionManager, SystemClock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+const GUARD: Duration = Duration::from_secs(30);
+
+struct Fixture {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start() -> Fixture {
+    let data = tempfile::tempdir().unwrap();
+    let directory = Directory::open(data.path()).unwrap();
+    let clock = Arc::new(SystemClock);
+    let sessions = Arc::new(SessionManager::<()>::new(
+        SessionConfig::default(),
+        clock.clone(),
+        Arc::new(MemorySessionStore::default()),
+    ));
+    let throttle = Arc::new(Throttle::new(ThrottleConfig::default(), clock));
+    let service = HttpService::new(
+        HttpDeps {
+            sessions,
+            auth: Authenticator::new(directory, throttle),
+        },
+        HttpConfig {
+            body_limit: 1024,
+            header_read_timeout: Duration::from_millis(300),
+            body_read_timeout: Duration::from_millis(300),
+            ..HttpConfig::default()
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        service
+            .serve_http(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Fixture {
+        addr,
+        stop: Some(stop),
+        _data: data,
+    }
+}
+
+fn head(content_length: usize) -> String {
+    format!(
+        "POST {CREATE_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Accept: application/json\r\nContent-Length: {content_length}\r\n\r\n"
+    )
+}
+
+/// Reads the answer to the end; status and JSON body.
+async fn answer(stream: &mut TcpStream) -> (u16, serde_json::Value) {
+    let mut raw = Vec::new();
+    timeout(GUARD, stream.read_to_end(&mut raw))
+        .await
+        .expect("hang guard")
+        .expect("the answer arrives, not a reset");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
+    (status, json)
+}
+
+/// Writes the whole request before reading anything, as Python's urllib does.
+async fn send_all_then_read(f: &Fixture, body_len: usize) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(f.addr).await.unwrap();
+    let mut request = head(body_len).into_bytes();
+    request.extend(std::iter::repeat_n(b' ', body_len));
+    timeout(GUARD, stream.write_all(&request))
+        .await
+        .expect("hang guard")
+        .expect("the server reads the body it refuses");
+    answer(&mut stream).await
+}
+
+#[tokio::test]
+async fn oversize_bodies_get_413_even_when_sent_whole_before_reading() {
+    let f = start().await;
+    // Within what the handler drains, and beyond it (answered at once, drained on close).
+    for len in [200 * 1024, 3 * 1024 * 1024] {
+        let (status, json) = send_all_then_read(&f, len).await;
+        assert_eq!(status, 413, "{len} bytes");
+        assert!(json["reason"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 1024"));
+    }
+}
+
+#[tokio::test]
+async fn a_slow_body_gets_408() {
+    let f = start().await;
+    let mut stream = TcpStream::connect(f.addr).await.unwrap();
+    stream.write_all(head(100).as_bytes()).await.unwrap();
+    stream.write_all(b"{\"omeroHost\"").await.unwrap();
+    let (status, json) = answer(&mut stream).await;
+    assert_eq!(status, 408);
+    assert!(json["reason"].as_str().unwrap().contains("did not arrive"));
+}
+
+#[tokio::test]
+async fn slow_headers_end_the_connection() {
+    let f = start().await;
+    let mut stream = TcpStream::connect(f.addr).await.unwrap();
+    stream.write_all(b"POST /omero/session/cr").await.unwrap();
+    let mut rest = Vec::new();
+    let end = timeout(GUARD, stream.read_to_end(&mut rest))
+        .await
+        .expect("connection closed");
+    // Closed, with or without an error status; never a hang.
+    let _ = end;
+}
