@@ -223,17 +223,18 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             req.extensions_mut().insert(Peer(peer));
             router.clone().oneshot(req)
         });
-        // Without hyper's own shutdown, so that the socket can be closed lingering.
+        // hyper gets the socket by reference, so that it is closed lingering afterwards
+        // however hyper ended (a refused body often ends it with an error).
+        let mut io = TokioIo::new(io);
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.inner.config.header_read_timeout)
-            .serve_connection(TokioIo::new(io), service)
-            .without_shutdown()
+            .serve_connection(&mut io, service)
             .await;
-        match served {
-            Ok(parts) => linger(parts.io.into_inner()).await,
-            Err(e) => tracing::debug!(%peer, error = %e, "HTTP connection ended with an error"),
+        if let Err(e) = served {
+            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
         }
+        linger(io.into_inner()).await;
     }
 
     async fn create(&self, req: CreateSessionRequest, peer: Option<IpAddr>) -> Response {
@@ -375,7 +376,8 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 /// closes or a bound on bytes or time is reached.
 async fn linger<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO) {
     let drain = async {
-        io.shutdown().await?;
+        // hyper may have ended our side already; a second shutdown failing changes nothing.
+        let _ = io.shutdown().await;
         let mut buf = vec![0u8; 16 * 1024];
         let mut left = LINGER_BYTES;
         while left > 0 {
