@@ -65,6 +65,9 @@ pub struct HttpLimitsFileConfig {
     pub body_read_timeout_secs: Option<u64>,
     /// Connections served at once per listener; further ones wait in the accept queue.
     pub max_connections: Option<usize>,
+    /// Connections from one client address (IPv6: one /64) at once; more are closed at
+    /// once. 0 = no cap.
+    pub max_connections_per_address: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

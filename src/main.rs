@@ -277,6 +277,11 @@ fn http_config(f: &HttpLimitsFileConfig) -> HttpConfig {
         header_read_timeout: secs(f.header_read_timeout_secs, d.header_read_timeout),
         body_read_timeout: secs(f.body_read_timeout_secs, d.body_read_timeout),
         max_connections: f.max_connections.unwrap_or(d.max_connections).max(1),
+        max_connections_per_address: match f.max_connections_per_address {
+            None => d.max_connections_per_address,
+            Some(0) => None,
+            Some(n) => Some(n),
+        },
         ..d
     }
 }

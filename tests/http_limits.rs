@@ -31,6 +31,16 @@ impl Drop for Fixture {
 }
 
 async fn start() -> Fixture {
+    start_with(HttpConfig {
+        body_limit: 1024,
+        header_read_timeout: Duration::from_millis(300),
+        body_read_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    })
+    .await
+}
+
+async fn start_with(config: HttpConfig) -> Fixture {
     let data = tempfile::tempdir().unwrap();
     let directory = Directory::open(data.path()).unwrap();
     let clock = Arc::new(SystemClock);
@@ -45,12 +55,7 @@ async fn start() -> Fixture {
             sessions,
             auth: Authenticator::new(directory, throttle),
         },
-        HttpConfig {
-            body_limit: 1024,
-            header_read_timeout: Duration::from_millis(300),
-            body_read_timeout: Duration::from_millis(300),
-            ..HttpConfig::default()
-        },
+        config,
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -142,4 +147,39 @@ async fn slow_headers_end_the_connection() {
         .expect("connection closed");
     // Closed, with or without an error status; never a hang.
     let _ = end;
+}
+
+/// Whether the server answers a request on a fresh connection (404 for a made-up path).
+async fn served(f: &Fixture) -> bool {
+    let mut stream = TcpStream::connect(f.addr).await.unwrap();
+    let request = "GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut raw = Vec::new();
+    let _ = timeout(GUARD, stream.read_to_end(&mut raw))
+        .await
+        .expect("hang guard");
+    raw.starts_with(b"HTTP/1.1 404")
+}
+
+#[tokio::test]
+async fn the_per_address_cap_closes_extra_connections_at_once() {
+    let f = start_with(HttpConfig {
+        max_connections_per_address: Some(1),
+        header_read_timeout: Duration::from_secs(60),
+        ..HttpConfig::default()
+    })
+    .await;
+    // Accepted first, it holds the only place while it sends nothing.
+    let holder = TcpStream::connect(f.addr).await.unwrap();
+    assert!(!served(&f).await, "second connection refused");
+    drop(holder);
+    timeout(GUARD, async {
+        while !served(&f).await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the place was never freed");
 }

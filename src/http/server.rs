@@ -28,6 +28,7 @@ use super::media::{accepts_json, is_json_content};
 use super::request::{parse_request, CreateSessionRequest};
 use crate::auth::context::{check_group_usable, has_user_role, login_group};
 use crate::auth::{AuthError, Authenticator};
+use crate::runtime::admission::{admit, Admission, AdmissionLimits};
 use crate::runtime::redact::short_key;
 use crate::sessions::{NewSession, SessionManager};
 
@@ -53,6 +54,9 @@ pub struct HttpConfig {
     pub body_read_timeout: Duration,
     /// Connections served at once per listener; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Connections from one client address (IPv6: one /64) at once, over both listeners;
+    /// more are closed at once. `None` = no cap.
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +68,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_connections_per_address: Some(64),
         }
     }
 }
@@ -101,6 +106,8 @@ impl<V> Clone for HttpService<V> {
 struct Inner<V> {
     sessions: Arc<SessionManager<V>>,
     auth: Authenticator,
+    /// The same admission step as the Ice listeners', with the endpoint's own caps.
+    admission: Arc<Admission>,
     config: HttpConfig,
     keep_alives: KeepAlives,
 }
@@ -115,6 +122,10 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             inner: Arc::new(Inner {
                 sessions: deps.sessions,
                 auth: deps.auth,
+                admission: Admission::new(AdmissionLimits {
+                    max_connections: None,
+                    max_per_address: config.max_connections_per_address,
+                }),
                 config,
                 keep_alives: KeepAlives::new(),
             }),
@@ -198,9 +209,14 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             };
             match accepted {
                 Ok(((tcp, peer), permit)) => {
+                    // Refused before the TLS handshake; the socket and permit go at once.
+                    let Some(place) = admit(&self.inner.admission, peer) else {
+                        continue;
+                    };
                     let work = handle(self.clone(), tcp, peer);
                     tokio::spawn(async move {
                         work.await;
+                        drop(place);
                         drop(permit);
                     });
                 }
