@@ -7,12 +7,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use omero_sessiond::auth::{Authenticator, Directory, Throttle, ThrottleConfig};
+use omero_sessiond::auth::{
+    Authenticator, Directory, NewExperimenter, Password, Throttle, ThrottleConfig,
+};
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService, CREATE_PATH};
 use omero_sessiond::sessions::{MemorySessionStore, SessionConfig, SessionManager, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+
+mod log_capture;
 
 const GUARD: Duration = Duration::from_secs(30);
 
@@ -43,6 +47,18 @@ async fn start() -> Fixture {
 async fn start_with(config: HttpConfig) -> Fixture {
     let data = tempfile::tempdir().unwrap();
     let directory = Directory::open(data.path()).unwrap();
+    directory
+        .add_experimenter(NewExperimenter {
+            ome_name: "alice".into(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            password: Password::new("alicepw"),
+            admin: false,
+            groups: vec![],
+            owner_of: vec![],
+        })
+        .unwrap();
     let clock = Arc::new(SystemClock);
     let sessions = Arc::new(SessionManager::<()>::new(
         SessionConfig::default(),
@@ -76,7 +92,8 @@ async fn start_with(config: HttpConfig) -> Fixture {
 
 fn head(content_length: usize) -> String {
     format!(
-        "POST {CREATE_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+        "POST {CREATE_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\n\
          Accept: application/json\r\nContent-Length: {content_length}\r\n\r\n"
     )
 }
@@ -182,4 +199,28 @@ async fn the_per_address_cap_closes_extra_connections_at_once() {
     })
     .await
     .expect("the place was never freed");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn http_logs_show_no_password_and_no_whole_session_key() {
+    let (logs, _guard) = log_capture::capture("omero_sessiond::http=trace");
+    let f = start_with(HttpConfig::default()).await;
+    let body = r#"{"omeroHost":"h","username":"alice","password":"alicepw"}"#;
+    let mut stream = TcpStream::connect(f.addr).await.unwrap();
+    let mut request = head(body.len()).into_bytes();
+    request.extend_from_slice(body.as_bytes());
+    stream.write_all(&request).await.unwrap();
+    let (status, json) = answer(&mut stream).await;
+    assert_eq!(status, 200, "{json}");
+    let key = json["sessionKey"].as_str().unwrap();
+    let text = logs.text();
+    assert!(
+        text.contains("session created over HTTP"),
+        "nothing captured: {text}"
+    );
+    assert!(text.contains(&key[..8]));
+    assert!(!text.contains("alicepw"), "{text}");
+    for line in logs.info_and_above() {
+        assert!(!line.contains(key), "{line}");
+    }
 }

@@ -1,8 +1,10 @@
 //! Connection admission (caps in total and per address) and the login deadline, over real
 //! sockets on 127.0.0.1 with tiny limits. Timeouts here only guard against hangs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use omero_sessiond::auth::{NewExperimenter, Password};
@@ -10,12 +12,14 @@ use omero_sessiond::config::{ConnectionConfig, ServerConfig};
 use omero_sessiond::encoding::{Context, Encoding, Identity, OutputStream};
 use omero_sessiond::protocol::{IceCodec, Message, ReplyBody, Request};
 use omero_sessiond::router::{install, RouterConfig};
-use omero_sessiond::runtime::{ObjectAdapter, Server};
+use omero_sessiond::runtime::{Current, Dispatch, DispatchError, ObjectAdapter, Server};
 use omero_sessiond::services::{open_services, SessionsFileConfig};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
+
+mod log_capture;
 
 const GUARD: Duration = Duration::from_secs(20);
 
@@ -187,7 +191,9 @@ async fn total_cap_counts_tcp_and_ssl_and_refuses_before_the_tls_handshake() {
 
 #[tokio::test]
 async fn a_connection_that_never_logs_in_is_closed_and_a_logged_in_one_is_not() {
-    let f = start(|c| c.login_timeout = Some(Duration::from_millis(300))).await;
+    // Long enough for the login request to arrive on a busy machine; a login still being
+    // served at the deadline is waited for.
+    let f = start(|c| c.login_timeout = Some(Duration::from_secs(3))).await;
     let mut logged_in = admitted(&f).await;
     login(&mut logged_in).await;
     let mut idle = admitted(&f).await;
@@ -214,4 +220,113 @@ fn caps_default_to_generous_values() {
     assert!(c.max_connections.is_some_and(|n| n >= 1000));
     assert!(c.max_connections_per_address.is_some_and(|n| n >= 100));
     assert_eq!(c.login_timeout, Some(Duration::from_secs(60)));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn runtime_logs_show_no_password_even_at_trace() {
+    let (logs, _guard) = log_capture::capture("omero_sessiond::runtime=trace");
+    let f = start(|_| {}).await;
+    let mut c = admitted(&f).await;
+    login(&mut c).await;
+    drop(c);
+    wait_until_open_is(&f, 0).await;
+    let text = logs.text();
+    assert!(
+        text.contains("inbound request") && text.contains("createSession"),
+        "nothing captured: {text}"
+    );
+    assert!(!text.contains("alicepw"), "{text}");
+}
+
+/// A login that takes as long as the test wants: `login` waits for the gate, then marks the
+/// connection logged in if `succeeds`.
+struct SlowLogin {
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Notify,
+    succeeds: bool,
+}
+
+#[async_trait]
+impl Dispatch for SlowLogin {
+    fn type_ids(&self) -> &'static [&'static str] {
+        &["::Ice::Object", "::Test::SlowLogin"]
+    }
+    fn most_derived_type_id(&self) -> &'static str {
+        "::Test::SlowLogin"
+    }
+    async fn dispatch(&self, current: &Current, _params: &[u8]) -> Result<Vec<u8>, DispatchError> {
+        if current.operation == "login" {
+            self.entered.notify_one();
+            self.gate.notified().await;
+            if self.succeeds {
+                current.connection.handle.mark_logged_in();
+            }
+        }
+        Ok(Vec::new())
+    }
+}
+
+async fn slow_login_server(succeeds: bool) -> (Fixture, Arc<SlowLogin>) {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = ObjectAdapter::new();
+    let servant = Arc::new(SlowLogin {
+        entered: tokio::sync::Notify::new(),
+        gate: tokio::sync::Notify::new(),
+        succeeds,
+    });
+    adapter.add(router_id(), servant.clone());
+    let mut config = ServerConfig::local(dir.path());
+    config.connection.login_timeout = Some(Duration::from_millis(200));
+    let server = Server::bind(config, adapter).await.unwrap();
+    (Fixture { server, _dir: dir }, servant)
+}
+
+/// Sends `login` and, once a later connection has been closed by its own deadline (so this
+/// one's has passed too, with the login still running), lets the login finish.
+/// Nothing here depends on how fast the machine is.
+async fn login_across_the_deadline(f: &Fixture, servant: &SlowLogin) -> Client {
+    let mut c = admitted(f).await;
+    let request = Request {
+        request_id: 1,
+        id: router_id(),
+        facet: String::new(),
+        operation: "login".into(),
+        mode: 0,
+        context: Context::new(),
+        encoding: Encoding::V1_1.into(),
+        params: Bytes::new(),
+    };
+    c.send(Bytes::from(request.encode())).await.unwrap();
+    timeout(GUARD, servant.entered.notified())
+        .await
+        .expect("login dispatched");
+    let mut later = admitted(f).await;
+    assert!(closed(&mut later).await);
+    servant.gate.notify_one();
+    let reply = loop {
+        let m = timeout(GUARD, c.next())
+            .await
+            .expect("hang guard")
+            .expect("connection closed before the login reply")
+            .expect("protocol error");
+        if let Message::Reply(r) = m.message {
+            break r;
+        }
+    };
+    assert!(matches!(reply.body, ReplyBody::Ok { .. }));
+    c
+}
+
+#[tokio::test]
+async fn a_login_still_running_at_the_deadline_is_waited_for() {
+    let (f, servant) = slow_login_server(true).await;
+    let mut c = login_across_the_deadline(&f, &servant).await;
+    assert!(ping(&mut c, 2).await, "logged in, so kept");
+}
+
+#[tokio::test]
+async fn a_failed_login_running_at_the_deadline_closes_the_connection_after_it() {
+    let (f, servant) = slow_login_server(false).await;
+    let mut c = login_across_the_deadline(&f, &servant).await;
+    assert!(closed(&mut c).await);
 }

@@ -92,7 +92,7 @@ def test_per_address_cap_refuses_cleanly_and_established_clients_go_on(make_serv
 
 
 def test_a_connection_that_never_logs_in_is_closed_and_a_logged_in_one_stays(make_server):
-    s = make_server("[connection]\nlogin_timeout_secs = 1\n", users=USERS)
+    s = make_server("[connection]\nlogin_timeout_secs = 2\n", users=USERS)
     ic, router = routed(s)
     other = communicator()
     try:
