@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// The caps; `None` is no cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,33 @@ struct Counts {
 pub struct Admission {
     limits: AdmissionLimits,
     counts: Mutex<Counts>,
+    warnings: Mutex<WarnGate>,
+}
+
+/// A flood of refused connections must not become a flood of log lines: at most one
+/// warning per [`WARN_EVERY`], which tells how many refusals went unlogged before it.
+#[derive(Default)]
+struct WarnGate {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+impl WarnGate {
+    /// `Some(refusals not logged since the last warning)` when this one is to be logged.
+    fn pass(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < WARN_EVERY => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 /// One admitted connection; dropping it frees its place.
@@ -87,6 +115,7 @@ impl Admission {
         Arc::new(Admission {
             limits,
             counts: Mutex::new(Counts::default()),
+            warnings: Mutex::new(WarnGate::default()),
         })
     }
 
@@ -153,7 +182,10 @@ pub fn admit(admission: &Arc<Admission>, remote: std::net::SocketAddr) -> Option
     match admission.try_admit(remote.ip()) {
         Ok(place) => Some(place),
         Err(refusal) => {
-            tracing::warn!(%remote, reason = %refusal, "connection refused");
+            let mut gate = admission.warnings.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(unlogged) = gate.pass(Instant::now()) {
+                tracing::warn!(%remote, reason = %refusal, unlogged, "connection refused");
+            }
             None
         }
     }
@@ -218,6 +250,17 @@ mod tests {
         let _y = a.try_admit(ip("2001:db8:1:3::1")).unwrap();
         let _z = a.try_admit(ip("192.0.2.7")).unwrap();
         assert!(a.try_admit(ip("::ffff:192.0.2.7")).is_err());
+    }
+
+    #[test]
+    fn refusal_warnings_are_rate_limited_and_count_the_unlogged() {
+        let mut gate = WarnGate::default();
+        let t0 = Instant::now();
+        assert_eq!(gate.pass(t0), Some(0));
+        assert_eq!(gate.pass(t0 + Duration::from_millis(10)), None);
+        assert_eq!(gate.pass(t0 + Duration::from_millis(900)), None);
+        assert_eq!(gate.pass(t0 + WARN_EVERY), Some(2));
+        assert_eq!(gate.pass(t0 + 3 * WARN_EVERY), Some(0));
     }
 
     #[test]
