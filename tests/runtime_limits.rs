@@ -128,14 +128,16 @@ async fn login(c: &mut Client) {
     assert!(matches!(reply, ReplyBody::Ok { .. }), "{reply:?}");
 }
 
-/// Reads to the end; whether a CloseConnection came first.
+/// Reads until the server closes: true for a CloseConnection (after which a client closes
+/// its end, as Ice does, rather than wait for the server to give up on it), false for an
+/// end without one.
 async fn closed(c: &mut Client) -> bool {
     timeout(GUARD, async {
-        let mut graceful = false;
         loop {
             match c.next().await {
-                None | Some(Err(_)) => return graceful,
-                Some(Ok(m)) => graceful |= m.message == Message::CloseConnection,
+                None | Some(Err(_)) => return false,
+                Some(Ok(m)) if m.message == Message::CloseConnection => return true,
+                Some(Ok(_)) => {}
             }
         }
     })
@@ -200,6 +202,7 @@ async fn a_connection_that_never_logs_in_is_closed_and_a_logged_in_one_is_not() 
     assert!(closed(&mut idle).await, "closed with CloseConnection");
     // `logged_in` opened before `idle`, so its deadline has passed as well.
     assert!(ping(&mut logged_in, 2).await, "logged-in connection kept");
+    drop(idle);
     wait_until_open_is(&f, 1).await;
 }
 
