@@ -51,6 +51,26 @@ pub struct FileConfig {
     /// Login settings (`max_concurrent_password_checks`, ...).
     #[serde(default)]
     pub auth: crate::auth::AuthFileConfig,
+    /// Limits of the HTTPS/HTTP session endpoint.
+    #[serde(default)]
+    pub http_limits: HttpLimitsFileConfig,
+}
+
+/// `[http_limits]`: what the session endpoint accepts; every key optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsFileConfig {
+    /// Largest request body in bytes; larger ones get 413.
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a client has to send a request's headers (at least 1).
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send a request's body (at least 1); slower ones get 408.
+    pub body_read_timeout_secs: Option<u64>,
+    /// Connections served at once per listener; further ones wait in the accept queue.
+    pub max_connections: Option<usize>,
+    /// Connections from one client address (IPv6: one /64) at once; more are closed at
+    /// once. 0 = no cap.
+    pub max_connections_per_address: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -80,6 +100,13 @@ pub struct ConnectionFileConfig {
     pub max_dispatches: Option<usize>,
     /// bzip2 level for compressed replies, 1..9.
     pub compression_level: Option<u32>,
+    /// Open Ice connections (tcp and ssl together) at most; more are refused. 0 = no cap.
+    pub max_connections: Option<usize>,
+    /// Open Ice connections per client address (IPv6: per /64) at most. 0 = no cap.
+    pub max_connections_per_address: Option<usize>,
+    /// Seconds a connection has to log in (Glacier2 createSession) before it is closed;
+    /// 0 = no deadline.
+    pub login_timeout_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -106,7 +133,17 @@ pub struct ConnectionConfig {
     pub close_timeout: Duration,
     pub max_dispatches: usize,
     pub compression_level: u32,
+    /// Caps on open connections; `None` = no cap.
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+    /// A connection not logged in this long after it opened is closed; `None` = never.
+    pub login_timeout: Option<Duration>,
 }
+
+/// Defaults generous enough for a web front end with many users behind one address.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
@@ -119,6 +156,9 @@ impl Default for ConnectionConfig {
             close_timeout: Duration::from_secs(10),
             max_dispatches: 100,
             compression_level: 1,
+            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_address: Some(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+            login_timeout: Some(DEFAULT_LOGIN_TIMEOUT),
         }
     }
 }
@@ -131,6 +171,11 @@ impl ConnectionConfig {
             None => default,
             Some(0) => None,
             Some(s) => Some(Duration::from_secs(s)),
+        };
+        let cap = |v: Option<usize>, default: Option<usize>| match v {
+            None => default,
+            Some(0) => None,
+            Some(n) => Some(n),
         };
         ConnectionConfig {
             max_message_size: match f.max_message_size_kib {
@@ -147,6 +192,12 @@ impl ConnectionConfig {
             close_timeout: secs(f.close_timeout_secs, d.close_timeout),
             max_dispatches: f.max_dispatches.unwrap_or(d.max_dispatches).max(1),
             compression_level: f.compression_level.unwrap_or(1).clamp(1, 9),
+            max_connections: cap(f.max_connections, d.max_connections),
+            max_connections_per_address: cap(
+                f.max_connections_per_address,
+                d.max_connections_per_address,
+            ),
+            login_timeout: optional(f.login_timeout_secs, d.login_timeout),
         }
     }
 }
@@ -219,6 +270,21 @@ mod tests {
         assert_eq!(c.max_message_size, i32::MAX as usize);
         assert_eq!(c.heartbeat, None);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.max_connections, Some(DEFAULT_MAX_CONNECTIONS));
+        assert_eq!(c.login_timeout, Some(DEFAULT_LOGIN_TIMEOUT));
+        let f: FileConfig = toml::from_str(
+            r#"
+            [connection]
+            max_connections = 0
+            max_connections_per_address = 3
+            login_timeout_secs = 0
+            "#,
+        )
+        .unwrap();
+        let c = ConnectionConfig::from_file(&f.connection);
+        assert_eq!(c.max_connections, None);
+        assert_eq!(c.max_connections_per_address, Some(3));
+        assert_eq!(c.login_timeout, None);
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
     }
 

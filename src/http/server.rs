@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -28,6 +28,8 @@ use super::media::{accepts_json, is_json_content};
 use super::request::{parse_request, CreateSessionRequest};
 use crate::auth::context::{check_group_usable, has_user_role, login_group};
 use crate::auth::{AuthError, Authenticator};
+use crate::runtime::admission::{admit, Admission, AdmissionLimits};
+use crate::runtime::redact::short_key;
 use crate::sessions::{NewSession, SessionManager};
 
 /// The endpoint's path, as in Smuggler.
@@ -47,8 +49,14 @@ pub struct HttpConfig {
     pub tls_handshake_timeout: Duration,
     /// Time a client has to send a request's headers, also for idle kept-alive connections.
     pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body once its headers are in; a slower one
+    /// gets 408.
+    pub body_read_timeout: Duration,
     /// Connections served at once per listener; further ones wait in the accept queue.
     pub max_connections: usize,
+    /// Connections from one client address (IPv6: one /64) at once, over both listeners;
+    /// more are closed at once. `None` = no cap.
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Default for HttpConfig {
@@ -58,7 +66,9 @@ impl Default for HttpConfig {
             agent: DEFAULT_AGENT.to_string(),
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_connections_per_address: Some(64),
         }
     }
 }
@@ -96,6 +106,8 @@ impl<V> Clone for HttpService<V> {
 struct Inner<V> {
     sessions: Arc<SessionManager<V>>,
     auth: Authenticator,
+    /// The same admission step as the Ice listeners', with the endpoint's own caps.
+    admission: Arc<Admission>,
     config: HttpConfig,
     keep_alives: KeepAlives,
 }
@@ -110,6 +122,10 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             inner: Arc::new(Inner {
                 sessions: deps.sessions,
                 auth: deps.auth,
+                admission: Admission::new(AdmissionLimits {
+                    max_connections: None,
+                    max_per_address: config.max_connections_per_address,
+                }),
                 config,
                 keep_alives: KeepAlives::new(),
             }),
@@ -193,9 +209,14 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             };
             match accepted {
                 Ok(((tcp, peer), permit)) => {
+                    // Refused before the TLS handshake; the socket and permit go at once.
+                    let Some(place) = admit(&self.inner.admission, peer) else {
+                        continue;
+                    };
                     let work = handle(self.clone(), tcp, peer);
                     tokio::spawn(async move {
                         work.await;
+                        drop(place);
                         drop(permit);
                     });
                 }
@@ -218,14 +239,18 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             req.extensions_mut().insert(Peer(peer));
             router.clone().oneshot(req)
         });
+        // hyper gets the socket by reference, so that it is closed lingering afterwards
+        // however hyper ended (a refused body often ends it with an error).
+        let mut io = TokioIo::new(io);
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.inner.config.header_read_timeout)
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection(&mut io, service)
             .await;
         if let Err(e) = served {
             tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
         }
+        linger(io.into_inner()).await;
     }
 
     async fn create(&self, req: CreateSessionRequest, peer: Option<IpAddr>) -> Response {
@@ -299,7 +324,7 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             keep_alive,
         );
         tracing::info!(
-            user = %username, session = %info.uuid, ?peer,
+            user = %username, session = %short_key(&info.uuid), ?peer,
             keep_alive_ms = keep_alive.as_millis() as u64, "session created over HTTP"
         );
         (StatusCode::OK, Json(json!({ "sessionKey": info.uuid }))).into_response()
@@ -329,14 +354,26 @@ async fn create_session<V: Clone + Send + Sync + 'static>(
         return too_large(limit);
     }
     let peer = req.extensions().get::<Peer>().map(|p| p.0.ip());
-    let body = match read_body(req.into_body(), limit).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large(limit),
-        Err(BodyError::Broken) => {
+    let deadline = svc.inner.config.body_read_timeout;
+    let read = tokio::time::timeout(deadline, read_body(req.into_body(), limit)).await;
+    let body = match read {
+        Ok(Ok(body)) => body,
+        Ok(Err(BodyError::TooLarge)) => return too_large(limit),
+        Ok(Err(BodyError::Broken)) => {
             return reason(
                 StatusCode::BAD_REQUEST,
                 "the request body could not be read",
             )
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "request body too slow");
+            return reason(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s",
+                    deadline.as_secs_f64()
+                ),
+            );
         }
     };
     match parse_request(&body) {
@@ -352,6 +389,32 @@ fn declared_length(headers: &axum::http::HeaderMap) -> Option<usize> {
 /// Reads at most this many bytes of a refused body, so a client that sends its whole body
 /// before reading the answer still gets the 413 rather than a reset connection.
 const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Bounds on what [`linger`] reads and how long it waits.
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Closes a connection the way Apache's lingering close does. Closing a socket with unread
+/// input makes the kernel send a reset, and the reset can destroy our answer (a 413, a 408)
+/// before the client reads it: clients such as Python's urllib send their whole body before
+/// reading. So: end our side, then read and drop what the client still sends, until it
+/// closes or a bound on bytes or time is reached.
+async fn linger<IO: AsyncRead + AsyncWrite + Unpin>(mut io: IO) {
+    let drain = async {
+        // hyper may have ended our side already; a second shutdown failing changes nothing.
+        let _ = io.shutdown().await;
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match io.read(&mut buf).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
 
 enum BodyError {
     TooLarge,

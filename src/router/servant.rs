@@ -201,6 +201,7 @@ impl Router for RouterServant {
             }
             .into());
         }
+        current.connection.handle.mark_logged_in();
         Ok(Some(proxy_for(identity, &current.connection)))
     }
 

@@ -121,7 +121,11 @@ impl ObjectAdapter {
         match outcome {
             Ok(result) => reply_body(current, result),
             Err(_) => {
-                tracing::error!(operation = %current.operation, id = %current.id, "servant panicked");
+                tracing::error!(
+                    operation = %current.operation,
+                    id = %super::redact::short_uuids(&current.id.to_string()),
+                    "servant panicked"
+                );
                 ReplyBody::Unknown(format!(
                     "servant panicked in {} on {}",
                     current.operation, current.id

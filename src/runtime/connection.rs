@@ -44,6 +44,11 @@ pub(crate) async fn run<S>(
         info: info.clone(),
         shared: shared.clone(),
         dispatches: JoinSet::new(),
+        login_deadline: shared
+            .config
+            .login_timeout
+            .map(|t| tokio::time::Instant::now() + t),
+        login_deferred: false,
     };
     let reason = driver.drive(rd, wr, parts).await;
     if reason.is_graceful() {
@@ -97,6 +102,11 @@ struct Driver {
     info: Arc<ConnectionInfo>,
     shared: Arc<Shared>,
     dispatches: JoinSet<DispatchDone>,
+    /// When the login deadline acts next; `None` once it is settled.
+    login_deadline: Option<tokio::time::Instant>,
+    /// The deadline passed while requests (perhaps the login itself, slow on a busy
+    /// server) were being served: decided as soon as none is.
+    login_deferred: bool,
 }
 
 impl Driver {
@@ -142,7 +152,11 @@ impl Driver {
                     Err(e) => self.state.on_read_error(e.to_string()),
                 },
                 Some(done) = self.dispatches.join_next(), if !self.dispatches.is_empty() => {
-                    self.state.on_dispatch_finished(done.ok(), now())
+                    let mut actions = self.state.on_dispatch_finished(done.ok(), now());
+                    if self.login_deferred && self.dispatches.is_empty() {
+                        actions.extend(self.settle_login());
+                    }
+                    actions
                 }
                 frame = out_rx.recv(), if frames_open && self.state.accepts_frames() => {
                     match frame {
@@ -175,11 +189,43 @@ impl Driver {
                     }
                 }
                 () = sleep_until(deadline), if deadline.is_some() => self.state.on_tick(now()),
+                () = sleep_until(self.login_deadline), if self.login_deadline.is_some() => {
+                    self.login_deadline_passed()
+                }
             };
             if let Some(reason) = self.perform(actions) {
                 return reason;
             }
         }
+    }
+
+    /// A connection that never logged in holds a socket and a task for nothing (or for a
+    /// password guesser): it is closed, gracefully. Requests being served at the deadline
+    /// (perhaps the login itself) are waited for: the decision comes the moment none is
+    /// left. Keeping one in flight all along takes back-to-back logins, which the login
+    /// throttle refuses quickly, and the per-address cap bounds such connections anyway.
+    fn login_deadline_passed(&mut self) -> Vec<Action> {
+        if !self.dispatches.is_empty() && !self.info.handle.is_logged_in() {
+            self.login_deferred = true;
+            self.login_deadline = None;
+            return Vec::new();
+        }
+        self.settle_login()
+    }
+
+    /// Ends the login watch: nothing more if the connection logged in, else a close.
+    fn settle_login(&mut self) -> Vec<Action> {
+        self.login_deadline = None;
+        self.login_deferred = false;
+        if self.info.handle.is_logged_in() {
+            return Vec::new();
+        }
+        tracing::info!(
+            connection = self.info.id,
+            remote = ?self.info.remote,
+            "no login before the deadline, closing connection"
+        );
+        self.state.begin_close(true, now())
     }
 
     /// Carries out the state machine's actions; the close reason when it closed.
@@ -212,14 +258,14 @@ impl Driver {
     }
 
     fn spawn_dispatch(&mut self, request: Request, compression: u8) {
-        // Not the parameters: a createSession or changePassword request carries a password.
+        // Never the parameters: createSession carries a password in them.
         tracing::trace!(
             connection = self.info.id,
-            compression,
             request_id = request.request_id,
-            identity = ?request.id,
+            id = %request.id,
             operation = %request.operation,
             params_len = request.params.len(),
+            compression,
             "inbound request"
         );
         let adapter = self.shared.adapter.clone();

@@ -2,6 +2,7 @@
 //! the peer over it (callbacks on a bidirectional connection, spec §1.3).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -52,12 +53,16 @@ struct Outbound {
 pub struct ConnectionHandle {
     close_tx: watch::Sender<CloseRequest>,
     outbound: Option<Arc<Outbound>>,
+    /// Set by the router after a successful login; the connection task reads it at its
+    /// login deadline.
+    logged_in: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ConnectionHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectionHandle")
             .field("closing", &self.is_closing())
+            .field("logged_in", &self.is_logged_in())
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +84,7 @@ impl ConnectionHandle {
         let handle = ConnectionHandle {
             close_tx,
             outbound: Some(outbound),
+            logged_in: Arc::default(),
         };
         (handle, HandleParts { close_rx, out_rx })
     }
@@ -89,7 +95,19 @@ impl ConnectionHandle {
         ConnectionHandle {
             close_tx,
             outbound: None,
+            logged_in: Arc::default(),
         }
+    }
+
+    /// Tells the runtime that this connection has logged in, so the login deadline no
+    /// longer applies to it. Called by the router after a successful `createSession`.
+    pub fn mark_logged_in(&self) {
+        self.logged_in.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Self::mark_logged_in`] was called.
+    pub fn is_logged_in(&self) -> bool {
+        self.logged_in.load(Ordering::Acquire)
     }
 
     /// Asks the connection to close: gracefully (replies already owed are still sent, the

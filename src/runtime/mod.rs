@@ -1,15 +1,18 @@
 //! The runtime: listeners, connections, dispatch and the object adapter.
 
 pub mod adapter;
+pub mod admission;
 mod connection;
 pub mod dispatch;
 mod exception;
 mod handle;
 mod invoke;
+pub mod redact;
 mod server;
 pub mod tls;
 
 pub use adapter::{Located, Locator, ObjectAdapter};
+pub use admission::{Admission, AdmissionLimits, Admitted, Refusal};
 pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
 pub use handle::{ConnectionHandle, InvokeError};
 pub use invoke::{InvokeReply, Invoker};

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::adapter::ObjectAdapter;
+use super::admission::{self, Admission, AdmissionLimits, Admitted};
 use super::connection::{self, Shared};
 use super::dispatch::ConnectionInfo;
 use super::handle::ConnectionHandle;
@@ -63,6 +64,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     tracker: Arc<Tracker>,
+    admission: Arc<Admission>,
 }
 
 impl Server {
@@ -79,6 +81,11 @@ impl Server {
             shutdown: shutdown_rx.clone(),
         });
         let tracker = Arc::new(Tracker::default());
+        // One admission for every listener: the caps count tcp and ssl connections together.
+        let admission = Admission::new(AdmissionLimits {
+            max_connections: config.connection.max_connections,
+            max_per_address: config.connection.max_connections_per_address,
+        });
         let mut server = Server {
             adapter,
             tcp_addr: None,
@@ -86,24 +93,25 @@ impl Server {
             shutdown,
             listeners: Vec::new(),
             tracker: tracker.clone(),
+            admission: admission.clone(),
+        };
+        let listening = Listening {
+            shared,
+            tracker,
+            admission,
+            shutdown: shutdown_rx,
         };
         if let Some(addr) = &config.tcp {
             let listener = bind(addr).await?;
             server.tcp_addr = listener.local_addr().ok();
-            let accept = accept_loop(
-                listener,
-                None,
-                shared.clone(),
-                tracker.clone(),
-                shutdown_rx.clone(),
-            );
+            let accept = accept_loop(listener, None, listening.clone());
             server.listeners.push(tokio::spawn(accept));
         }
         if let Some(addr) = &config.ssl {
             let acceptor = TlsAcceptor::from(tls::server_config(&config.tls)?);
             let listener = bind(addr).await?;
             server.ssl_addr = listener.local_addr().ok();
-            let accept = accept_loop(listener, Some(acceptor), shared, tracker, shutdown_rx);
+            let accept = accept_loop(listener, Some(acceptor), listening);
             server.listeners.push(tokio::spawn(accept));
         }
         Ok(server)
@@ -124,6 +132,12 @@ impl Server {
     /// Connections currently open.
     pub fn connection_count(&self) -> usize {
         self.tracker.live.load(Ordering::SeqCst)
+    }
+
+    /// The admission the listeners share (its counts include connections still in their
+    /// TLS handshake).
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 
     /// Stops accepting, closes every connection gracefully (owed replies are sent first)
@@ -172,17 +186,20 @@ async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
         })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+/// What every accept loop shares.
+#[derive(Clone)]
+struct Listening {
     shared: Arc<Shared>,
     tracker: Arc<Tracker>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    admission: Arc<Admission>,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, mut l: Listening) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.changed() => return,
+            _ = l.shutdown.changed() => return,
         };
         let (stream, remote) = match accepted {
             Ok(a) => a,
@@ -194,13 +211,19 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Refused sockets are dropped here, before a TLS handshake or a task is spent on them.
+        let Some(place) = admission::admit(&l.admission, remote) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let guard = Guard::new(&tracker);
-        let shared = shared.clone();
+        let guard = Guard::new(&l.tracker);
+        let shared = l.shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             serve_connection(stream, remote, tls, shared).await;
             drop(guard);
+            drop::<Admitted>(place);
         });
     }
 }
