@@ -2,6 +2,7 @@
 //! that frame boundaries, masking and control frames are exactly what each test says.
 //! Timeouts here only guard against hangs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -360,4 +361,139 @@ async fn unmasked_frames_are_a_protocol_error() {
     bytes.extend_from_slice(&req);
     c.send(&bytes).await;
     assert_eq!(c.close_code().await, 1002);
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_431() {
+    let f = start().await;
+    let mut request = upgrade_request("/", Some("ice.zeroc.com"));
+    let filler = format!("X-Filler: {}\r\n", "a".repeat(100));
+    request.insert_str(request.len() - 2, &filler.repeat(100));
+    let (_, head) = http_exchange(&f, &request).await;
+    assert_eq!(status(&head), 431, "{head}");
+}
+
+#[tokio::test]
+async fn a_stalled_upgrade_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::local(dir.path());
+    config.tcp = None;
+    config.ssl = None;
+    config.ws = Some("127.0.0.1:0".into());
+    config.connection.tls_handshake_timeout = Duration::from_millis(200);
+    let server = Server::bind(config, ObjectAdapter::new()).await.unwrap();
+    let mut s = TcpStream::connect(server.ws_addr().unwrap()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    timeout(GUARD, s.read_to_end(&mut rest))
+        .await
+        .expect("stalled upgrade left open")
+        .unwrap();
+    assert!(rest.is_empty());
+}
+
+#[derive(Debug)]
+struct AcceptAnything;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// wss with an independent client (tungstenite's) over TLS, like a browser's Ice for JavaScript.
+#[tokio::test]
+async fn wss_serves_the_same_ice_stream_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::local(dir.path());
+    config.tcp = None;
+    config.ssl = None;
+    config.wss = Some("127.0.0.1:0".into());
+    let server = Server::bind(config, ObjectAdapter::new()).await.unwrap();
+    let tls_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(server.wss_addr().unwrap())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut request = "wss://127.0.0.1/omero-ws".into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "ice.zeroc.com".parse().unwrap());
+    let (mut ws, response) = timeout(GUARD, tokio_tungstenite::client_async(request, tls))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        response.headers()["Sec-WebSocket-Protocol"],
+        "ice.zeroc.com"
+    );
+    ws.send(WsMessage::Binary(ping_request(5).into()))
+        .await
+        .unwrap();
+    let mut codec = IceCodec::new(1 << 24);
+    let mut buf = BytesMut::new();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        if let Some(m) = codec.decode(&mut buf).unwrap() {
+            seen.push(m.message);
+            continue;
+        }
+        match timeout(GUARD, ws.next()).await.unwrap() {
+            Some(Ok(WsMessage::Binary(b))) => buf.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen[0], Message::ValidateConnection);
+    match &seen[1] {
+        Message::Reply(r) => assert_eq!(r.request_id, 5),
+        other => panic!("unexpected {other:?}"),
+    }
+    ws.close(None).await.unwrap();
+    // The server answers our close frame, then ends the connection.
+    while let Some(Ok(m)) = timeout(GUARD, ws.next()).await.unwrap() {
+        assert!(matches!(m, WsMessage::Close(_)), "{m:?}");
+    }
 }

@@ -233,6 +233,8 @@ enum Inbound {
     Violation(CloseCode),
     /// The peer sent its close frame or dropped the connection: nothing more to send.
     PeerGone,
+    /// The driver stopped reading: its output ends soon, then our close frame goes out.
+    DriverGone,
 }
 
 /// Upgrades an accepted stream (after its TLS handshake, for wss) to a WebSocket.
@@ -307,9 +309,7 @@ where
         match msg {
             Message::Binary(data) => {
                 if to_driver.write_all(&data).await.is_err() {
-                    // The driver is gone; its end of the pipe closing tells the outbound
-                    // half to send our close frame.
-                    break Inbound::PeerGone;
+                    break Inbound::DriverGone;
                 }
             }
             Message::Text(_) => {
@@ -361,6 +361,7 @@ async fn outbound<R, K>(
     K: futures_util::Sink<Message, Error = WsError> + Unpin,
 {
     let mut buf = vec![0u8; FRAME_CHUNK];
+    let mut inbound_open = true;
     let code = loop {
         tokio::select! {
             read = from_driver.read(&mut buf) => match read {
@@ -373,8 +374,9 @@ async fn outbound<R, K>(
                     }
                 }
             },
-            end = &mut end_rx => match end {
+            end = &mut end_rx, if inbound_open => match end {
                 Ok(Inbound::Violation(code)) => break code,
+                Ok(Inbound::DriverGone) => inbound_open = false,
                 // The peer closed: tungstenite already queued its reply; flush it.
                 Ok(Inbound::PeerGone) | Err(_) => {
                     let _ = sink.close().await;
