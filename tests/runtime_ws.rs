@@ -497,3 +497,62 @@ async fn wss_serves_the_same_ice_stream_over_tls() {
         assert!(matches!(m, WsMessage::Close(_)), "{m:?}");
     }
 }
+
+/// A peer that keeps sending requests but never reads their replies cannot hold its
+/// connection open: the driver's stalled write ends it and the pump follows. (A peer that
+/// also stops sending is covered by the outbound half's own write limit, unit-tested in
+/// the ws module: loopback socket buffers are too large to stage it here reliably.)
+#[tokio::test]
+async fn a_peer_that_never_reads_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::local(dir.path());
+    config.tcp = None;
+    config.ssl = None;
+    config.ws = Some("127.0.0.1:0".into());
+    config.connection.close_timeout = Duration::from_millis(300);
+    let server = Server::bind(config, ObjectAdapter::new()).await.unwrap();
+    let mut s = TcpStream::connect(server.ws_addr().unwrap()).await.unwrap();
+    s.write_all(upgrade_request("/", Some("ice.zeroc.com")).as_bytes())
+        .await
+        .unwrap();
+    // Unknown identities are echoed in the ObjectNotExist replies, so each reply is as big
+    // as its request: enough of them fill every buffer on the way back.
+    let mut req = Request {
+        request_id: 1,
+        id: Identity::new("", &"n".repeat(100_000)),
+        facet: String::new(),
+        operation: "ice_ping".into(),
+        mode: 1,
+        context: Context::new(),
+        encoding: Encoding::V1_1.into(),
+        params: Bytes::new(),
+    };
+    let (_rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for id in 1..=2000 {
+            req.request_id = id;
+            if wr
+                .write_all(&frame(true, OP_BINARY, &req.encode()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    timeout(GUARD, async {
+        while server.connection_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("connection never accepted");
+    let gone = timeout(GUARD, async {
+        while server.connection_count() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(gone.is_ok(), "the stalled connection is still open");
+}

@@ -280,7 +280,7 @@ pub async fn pump<S>(
         let end = inbound(stream, to_driver).await;
         let _ = end_tx.send(end);
     };
-    let outbound = outbound(from_driver, sink, end_rx, shutdown);
+    let outbound = outbound(from_driver, sink, end_rx, shutdown, close_timeout);
     tokio::pin!(inbound, outbound);
     tokio::select! {
         () = &mut inbound => {
@@ -351,11 +351,15 @@ fn read_error(e: WsError) -> Inbound {
 
 /// Driver to WebSocket, then our close frame: 1000 when the connection ends normally, 1001
 /// when the server shuts down, the violation's code when the peer broke the protocol.
+/// A send that makes no progress for `write_limit` ends the connection, as a stalled socket
+/// write does for tcp: the driver gives up on its pipe then, but a peer that neither reads
+/// nor closes would otherwise hold this half forever.
 async fn outbound<R, K>(
     mut from_driver: R,
     mut sink: K,
     mut end_rx: oneshot::Receiver<Inbound>,
     shutdown: watch::Receiver<bool>,
+    write_limit: Duration,
 ) where
     R: AsyncRead + Unpin,
     K: futures_util::Sink<Message, Error = WsError> + Unpin,
@@ -368,9 +372,16 @@ async fn outbound<R, K>(
                 Ok(0) | Err(_) => break if *shutdown.borrow() { CloseCode::Away } else { CloseCode::Normal },
                 Ok(n) => {
                     let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
-                    if let Err(e) = sink.send(frame).await {
-                        tracing::debug!(error = %e, "WebSocket write failed");
-                        return;
+                    match tokio::time::timeout(write_limit, sink.send(frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "WebSocket write failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("WebSocket write stalled, dropping the connection");
+                            return;
+                        }
                     }
                 }
             },
@@ -397,6 +408,41 @@ async fn outbound<R, K>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A WebSocket whose peer never reads: nothing can be sent, ever.
+    struct StuckSink;
+
+    impl futures_util::Sink<Message> for StuckSink {
+        type Error = WsError;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), WsError> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_send_ends_the_outbound_half() {
+        let (mut driver, pump_end) = pipe();
+        driver.write_all(b"reply bytes").await.unwrap();
+        let (from_driver, _to_driver) = tokio::io::split(pump_end);
+        let (_end_tx, end_rx) = oneshot::channel();
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let write_limit = Duration::from_millis(50);
+        let done = outbound(from_driver, StuckSink, end_rx, shutdown, write_limit);
+        // The guard only catches a hang; the send gives up after `write_limit`.
+        let guard = Duration::from_secs(20);
+        assert!(tokio::time::timeout(guard, done).await.is_ok());
+    }
 
     fn parse_and_check(text: &str) -> Result<Upgrade, Rejection> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
