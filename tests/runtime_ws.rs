@@ -519,7 +519,7 @@ async fn a_peer_that_never_reads_is_dropped() {
     // as its request: enough of them fill every buffer on the way back.
     let mut req = Request {
         request_id: 1,
-        id: Identity::new("", &"n".repeat(100_000)),
+        id: Identity::new("", "n".repeat(100_000)),
         facet: String::new(),
         operation: "ice_ping".into(),
         mode: 1,
