@@ -556,3 +556,16 @@ async fn a_peer_that_never_reads_is_dropped() {
     writer.abort();
     assert!(gone.is_ok(), "the stalled connection is still open");
 }
+
+/// A forceful close (here: garbage in the Ice stream) drops the socket without a close
+/// frame, as Ice does.
+#[tokio::test]
+async fn a_forceful_close_sends_no_close_frame() {
+    let f = start().await;
+    let mut c = Client::connect(&f).await;
+    c.send(&frame(true, OP_BINARY, b"this is not Ice at all"))
+        .await;
+    while let Some(f) = c.next_frame().await {
+        assert_ne!(f.opcode, OP_CLOSE, "close frame after a forceful close");
+    }
+}

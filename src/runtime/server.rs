@@ -264,7 +264,9 @@ async fn serve_connection(
 ) {
     let local = stream.local_addr().ok();
     match transport {
-        Transport::Tcp => start(stream, remote, local, "tcp", shared).await,
+        Transport::Tcp => {
+            start(stream, remote, local, "tcp", shared).await;
+        }
         Transport::Ssl(acceptor) => {
             if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
                 start(tls_stream, remote, local, "ssl", shared).await;
@@ -327,13 +329,19 @@ async fn start_ws<S>(
         }
     };
     let (driver_end, pump_end) = ws::pipe();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let pump = ws::pump(
         websocket,
         pump_end,
+        ended_rx,
         shared.config.close_timeout,
         shared.shutdown.clone(),
     );
-    tokio::join!(start(driver_end, remote, local, transport, shared), pump);
+    let driver = async move {
+        let reason = start(driver_end, remote, local, transport, shared).await;
+        let _ = ended_tx.send(reason);
+    };
+    tokio::join!(driver, pump);
 }
 
 async fn start<S>(
@@ -342,7 +350,8 @@ async fn start<S>(
     local: Option<SocketAddr>,
     transport: &'static str,
     shared: Arc<Shared>,
-) where
+) -> crate::protocol::CloseReason
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (handle, parts) = ConnectionHandle::new(connection::OUTGOING_QUEUE);
@@ -354,5 +363,5 @@ async fn start<S>(
         handle,
     });
     tracing::debug!(connection = info.id, %remote, transport, "connection accepted");
-    connection::run(stream, info, parts, shared).await;
+    connection::run(stream, info, parts, shared).await
 }

@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::protocol::CloseReason;
+
 /// The only subprotocol Ice speaks over WebSocket.
 pub const ICE_PROTOCOL: &str = "ice.zeroc.com";
 /// The largest upgrade request head accepted; real ones are a few hundred bytes.
@@ -263,11 +265,12 @@ pub fn pipe() -> (DuplexStream, DuplexStream) {
 
 /// Moves bytes between the WebSocket and the driver's pipe until both are done. Both
 /// directions run at once so that neither can stall the other (the driver stops reading
-/// while its output is backed up). `close_timeout` bounds the wait for the peer's close
-/// frame after ours, and a stalled send.
+/// while its output is backed up). `driver_end` says why the driver closed.
+/// `close_timeout` bounds the wait for the peer's close frame after ours, and a stalled send.
 pub async fn pump<S>(
     ws: WebSocketStream<S>,
     pipe: DuplexStream,
+    driver_end: oneshot::Receiver<CloseReason>,
     close_timeout: Duration,
     shutdown: watch::Receiver<bool>,
 ) where
@@ -280,14 +283,20 @@ pub async fn pump<S>(
         let end = inbound(stream, to_driver).await;
         let _ = end_tx.send(end);
     };
-    let outbound = outbound(from_driver, sink, end_rx, shutdown, close_timeout);
+    let ends = Ends {
+        inbound: end_rx,
+        driver: driver_end,
+    };
+    let outbound = outbound(from_driver, sink, ends, shutdown, close_timeout);
     tokio::pin!(inbound, outbound);
     tokio::select! {
         () = &mut inbound => {
             let _ = tokio::time::timeout(close_timeout, outbound).await;
         }
-        () = &mut outbound => {
-            if tokio::time::timeout(close_timeout, inbound).await.is_err() {
+        out = &mut outbound => {
+            if out == Outbound::Closed
+                && tokio::time::timeout(close_timeout, inbound).await.is_err()
+            {
                 tracing::debug!("no WebSocket close frame from the peer in time");
             }
         }
@@ -349,38 +358,72 @@ fn read_error(e: WsError) -> Inbound {
     }
 }
 
+/// The Ice closes that end in a close frame: the peer's CloseConnection (Ice's receiver of
+/// it sends the first close frame) and our own completed graceful close. Timeouts, protocol
+/// errors and forceful closes just drop the socket, as Ice does.
+fn sends_close_frame(reason: &CloseReason) -> bool {
+    matches!(reason, CloseReason::Peer | CloseReason::Graceful)
+}
+
+/// How the outbound half ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outbound {
+    /// Our close frame went out (or answered the peer's): the peer's may still come.
+    Closed,
+    /// The connection is simply dropped: a forceful close, or a write that failed or stalled.
+    Dropped,
+}
+
+/// What the outbound half learns from the others.
+struct Ends {
+    inbound: oneshot::Receiver<Inbound>,
+    /// Why the driver closed, sent once it is done.
+    driver: oneshot::Receiver<CloseReason>,
+}
+
 /// Driver to WebSocket, then our close frame: 1000 when the connection ends normally, 1001
-/// when the server shuts down, the violation's code when the peer broke the protocol.
+/// when the server shuts down, the violation's code when the peer broke the protocol. A
+/// forceful close by the driver sends none: Ice just drops the socket then (spec §8.1).
 /// A send that makes no progress for `write_limit` ends the connection, as a stalled socket
 /// write does for tcp: the driver gives up on its pipe then, but a peer that neither reads
 /// nor closes would otherwise hold this half forever.
 async fn outbound<R, K>(
     mut from_driver: R,
     mut sink: K,
-    mut end_rx: oneshot::Receiver<Inbound>,
+    ends: Ends,
     shutdown: watch::Receiver<bool>,
     write_limit: Duration,
-) where
+) -> Outbound
+where
     R: AsyncRead + Unpin,
     K: futures_util::Sink<Message, Error = WsError> + Unpin,
 {
+    let Ends {
+        inbound: mut end_rx,
+        driver,
+    } = ends;
     let mut buf = vec![0u8; FRAME_CHUNK];
     let mut inbound_open = true;
     let code = loop {
         tokio::select! {
             read = from_driver.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break if *shutdown.borrow() { CloseCode::Away } else { CloseCode::Normal },
+                Ok(0) | Err(_) => {
+                    if !driver.await.is_ok_and(|r| sends_close_frame(&r)) {
+                        return Outbound::Dropped;
+                    }
+                    break if *shutdown.borrow() { CloseCode::Away } else { CloseCode::Normal };
+                }
                 Ok(n) => {
                     let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
                     match tokio::time::timeout(write_limit, sink.send(frame)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "WebSocket write failed");
-                            return;
+                            return Outbound::Dropped;
                         }
                         Err(_) => {
                             tracing::debug!("WebSocket write stalled, dropping the connection");
-                            return;
+                            return Outbound::Dropped;
                         }
                     }
                 }
@@ -390,8 +433,8 @@ async fn outbound<R, K>(
                 Ok(Inbound::DriverGone) => inbound_open = false,
                 // The peer closed: tungstenite already queued its reply; flush it.
                 Ok(Inbound::PeerGone) | Err(_) => {
-                    let _ = sink.close().await;
-                    return;
+                    let _ = tokio::time::timeout(write_limit, sink.close()).await;
+                    return Outbound::Closed;
                 }
             },
         }
@@ -400,8 +443,13 @@ async fn outbound<R, K>(
         code,
         reason: "".into(),
     };
-    if let Err(e) = sink.send(Message::Close(Some(frame))).await {
-        tracing::debug!(error = %e, "WebSocket close frame not sent");
+    match tokio::time::timeout(write_limit, sink.send(Message::Close(Some(frame)))).await {
+        Ok(Ok(())) => Outbound::Closed,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "WebSocket close frame not sent");
+            Outbound::Dropped
+        }
+        Err(_) => Outbound::Dropped,
     }
 }
 
@@ -436,12 +484,18 @@ mod tests {
         driver.write_all(b"reply bytes").await.unwrap();
         let (from_driver, _to_driver) = tokio::io::split(pump_end);
         let (_end_tx, end_rx) = oneshot::channel();
+        let (_driver_tx, driver_rx) = oneshot::channel();
+        let ends = Ends {
+            inbound: end_rx,
+            driver: driver_rx,
+        };
         let (_shutdown_tx, shutdown) = watch::channel(false);
         let write_limit = Duration::from_millis(50);
-        let done = outbound(from_driver, StuckSink, end_rx, shutdown, write_limit);
+        let done = outbound(from_driver, StuckSink, ends, shutdown, write_limit);
         // The guard only catches a hang; the send gives up after `write_limit`.
         let guard = Duration::from_secs(20);
-        assert!(tokio::time::timeout(guard, done).await.is_ok());
+        let out = tokio::time::timeout(guard, done).await;
+        assert_eq!(out.ok(), Some(Outbound::Dropped));
     }
 
     fn parse_and_check(text: &str) -> Result<Upgrade, Rejection> {
