@@ -32,6 +32,10 @@ pub struct FileConfig {
     /// host:port, or "" / "off" to disable the listener.
     pub tcp: Option<String>,
     pub ssl: Option<String>,
+    /// Ice over WebSocket (OMERO uses 4065), host:port; off unless given.
+    pub ws: Option<String>,
+    /// Ice over secure WebSocket (OMERO uses 4066), with the ssl certificate; off unless given.
+    pub wss: Option<String>,
     /// The HTTPS session endpoint, host:port, or "off".
     pub https: Option<String>,
     /// The same endpoint over plain HTTP (loopback behind a TLS-terminating proxy); off
@@ -217,6 +221,8 @@ pub struct ServerConfig {
     /// host:port; `None` = no such listener.
     pub tcp: Option<String>,
     pub ssl: Option<String>,
+    pub ws: Option<String>,
+    pub wss: Option<String>,
     pub tls: TlsSource,
     pub connection: ConnectionConfig,
 }
@@ -227,6 +233,8 @@ impl ServerConfig {
         ServerConfig {
             tcp: Some("127.0.0.1:0".into()),
             ssl: Some("127.0.0.1:0".into()),
+            ws: None,
+            wss: None,
             tls: TlsSource::SelfSigned {
                 dir: data_dir.to_path_buf(),
             },
@@ -255,6 +263,7 @@ mod tests {
             r#"
             tcp = "127.0.0.1:1"
             ssl = "off"
+            ws = "127.0.0.1:4065"
             [tls]
             cert = "/c.pem"
             key = "/k.pem"
@@ -266,6 +275,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(listener_address(f.ssl.as_deref().unwrap()), None);
+        assert_eq!(f.ws.as_deref(), Some("127.0.0.1:4065"));
+        assert_eq!(f.wss, None);
         let c = ConnectionConfig::from_file(&f.connection);
         assert_eq!(c.max_message_size, i32::MAX as usize);
         assert_eq!(c.heartbeat, None);

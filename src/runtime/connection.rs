@@ -29,13 +29,15 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Runs a connection after its transport handshake, until it is closed.
+/// Runs a connection after its transport handshake, until it is closed; why it closed (a
+/// transport with its own closing handshake, like ws, needs to know).
 pub(crate) async fn run<S>(
     stream: S,
     info: Arc<ConnectionInfo>,
     parts: HandleParts,
     shared: Arc<Shared>,
-) where
+) -> CloseReason
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(stream);
@@ -60,6 +62,7 @@ pub(crate) async fn run<S>(
     }
     info.handle.connection_ended();
     shared.adapter.connection_closed(&info);
+    reason
 }
 
 fn limits(cfg: &ConnectionConfig) -> Limits {

@@ -10,6 +10,7 @@ mod invoke;
 pub mod redact;
 mod server;
 pub mod tls;
+mod ws;
 
 pub use adapter::{Located, Locator, ObjectAdapter};
 pub use admission::{Admission, AdmissionLimits, Admitted, Refusal};

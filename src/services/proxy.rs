@@ -13,21 +13,42 @@ pub fn listener_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 4063)));
     let host = local.ip().to_string();
     let port = i32::from(local.port());
-    if conn.transport == "ssl" {
-        vec![Endpoint::Ssl {
+    // Ice 3.6/3.7 clients accept any resource; "/" is ZeroC's default.
+    let resource = "/".to_string();
+    let endpoint = match conn.transport {
+        "ssl" => Endpoint::Ssl {
             host,
             port,
             timeout: -1,
             compress: false,
-        }]
-    } else {
-        vec![Endpoint::Tcp {
+        },
+        "ws" => Endpoint::Ws {
             host,
             port,
             timeout: -1,
             compress: false,
-        }]
-    }
+            resource,
+        },
+        "wss" => Endpoint::Wss {
+            host,
+            port,
+            timeout: -1,
+            compress: false,
+            resource,
+        },
+        _ => Endpoint::Tcp {
+            host,
+            port,
+            timeout: -1,
+            compress: false,
+        },
+    };
+    vec![endpoint]
+}
+
+/// Whether the connection is encrypted, as a proxy's `secure` flag says it.
+fn is_secure(conn: &ConnectionInfo) -> bool {
+    matches!(conn.transport, "ssl" | "wss")
 }
 
 /// A twoway proxy for `identity` on the connection's listener.
@@ -36,7 +57,7 @@ pub fn proxy_for(identity: Identity, conn: &ConnectionInfo) -> Proxy {
         identity,
         facet: String::new(),
         mode: ProxyMode::Twoway,
-        secure: conn.transport == "ssl",
+        secure: is_secure(conn),
         protocol: (1, 0),
         encoding: Encoding::V1_1,
         endpoints: listener_endpoints(conn),
@@ -75,7 +96,61 @@ pub fn callback_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
                 timeout,
                 compress,
             },
+            Endpoint::Ws {
+                host,
+                timeout,
+                compress,
+                resource,
+                ..
+            } => Endpoint::Ws {
+                host,
+                port: 0,
+                timeout,
+                compress,
+                resource,
+            },
+            Endpoint::Wss {
+                host,
+                timeout,
+                compress,
+                resource,
+                ..
+            } => Endpoint::Wss {
+                host,
+                port: 0,
+                timeout,
+                compress,
+                resource,
+            },
             other => other,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_connections_get_websocket_endpoints() {
+        let mut conn = ConnectionInfo::detached(1, "wss");
+        conn.local = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 4066)));
+        let proxy = proxy_for(Identity::new("c", "n"), &conn);
+        assert!(proxy.secure);
+        assert!(matches!(
+            &proxy.endpoints[..],
+            [Endpoint::Wss { port: 4066, resource, .. }] if resource == "/"
+        ));
+        assert!(matches!(
+            &callback_endpoints(&conn)[..],
+            [Endpoint::Wss { port: 0, .. }]
+        ));
+
+        let conn = ConnectionInfo::detached(2, "ws");
+        assert!(!proxy_for(Identity::new("c", "n"), &conn).secure);
+        assert!(matches!(
+            &callback_endpoints(&conn)[..],
+            [Endpoint::Ws { port: 0, .. }]
+        ));
+    }
 }
