@@ -4,6 +4,7 @@ Runs under Debian's /usr/bin/python3 (python3-pytest). The generated classes are
 per content of slice/ and the compiler and jar versions, into
 ~/.cache/omero-sessiond/java/<hash>, because javac needs minutes for the ~4500 generated files.
 """
+import functools
 import hashlib
 import os
 import pathlib
@@ -116,6 +117,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@functools.lru_cache(maxsize=None)
 def serve_supports(flag):
     res = subprocess.run([str(binary()), "serve", "--help"], capture_output=True, text=True, timeout=60)
     return flag in res.stdout
@@ -170,10 +172,3 @@ class Server:
             self.proc.wait()
         self.log.close()
         self.dir.cleanup()
-
-
-@pytest.fixture(scope="session")
-def server():
-    srv = Server()
-    yield srv
-    srv.stop()

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import USERS
+from conftest import USERS, Server, serve_supports
 
 SCENARIOS = [
     "login_with_agent_and_client_uuid",
@@ -29,19 +29,32 @@ ENCODINGS = ["1.0", "1.1"]
 _runs = {}
 
 
-def java_run(classpath, server, transport, encoding):
+def java_run(classpath, transport, encoding):
+    """Runs the Java program once per transport and encoding against a server of its own: the
+    login throttle counts every refused login from 127.0.0.1, and the scenarios refuse a few on
+    purpose each time."""
     key = (transport, encoding)
     if key not in _runs:
-        cmd = ["java", "-cp", classpath, "SessionClientTest", transport, "127.0.0.1",
-               str(server.ports[transport]), encoding, "alice", USERS["alice"], "bob", USERS["bob"]]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        server = Server()
+        try:
+            cmd = ["java", "-cp", classpath, "SessionClientTest", transport, "127.0.0.1",
+                   str(server.ports[transport]), encoding, "alice", USERS["alice"], "bob", USERS["bob"]]
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            log = server.log_text()
+        finally:
+            server.stop()
         results = {}
         for line in res.stdout.splitlines():
             m = re.match(r"^(PASS|FAIL) (\w+)(?:: (.*))?$", line)
             if m:
                 results[m.group(2)] = (m.group(1), m.group(3) or "")
-        _runs[key] = (res, results)
+        _runs[key] = (res, results, log)
     return _runs[key]
+
+
+def skip_unless_served(transport):
+    if transport.startswith("ws") and not serve_supports("--ws"):
+        pytest.skip(f"this omero-sessiond has no {transport} listener (serve --{transport})")
 
 
 def params():
@@ -52,21 +65,19 @@ def params():
 
 
 @pytest.mark.parametrize("transport,encoding,name", params())
-def test_java_client(java_classpath, server, transport, encoding, name):
-    if transport not in server.ports:
-        pytest.skip(f"this omero-sessiond has no {transport} listener (serve --{transport})")
-    res, results = java_run(java_classpath, server, transport, encoding)
+def test_java_client(java_classpath, transport, encoding, name):
+    skip_unless_served(transport)
+    res, results, log = java_run(java_classpath, transport, encoding)
     if name not in results:
         pytest.fail(f"no result for {name} (exit {res.returncode}):\n{res.stdout}\n{res.stderr[-4000:]}")
     status, reason = results[name]
-    assert status == "PASS", f"{reason}\n--- server log tail ---\n{server.log_text()}"
+    assert status == "PASS", f"{reason}\n--- server log tail ---\n{log}"
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_java_program_runs_exactly_these_scenarios(java_classpath, server, transport):
-    if transport not in server.ports:
-        pytest.skip(f"this omero-sessiond has no {transport} listener (serve --{transport})")
-    res, results = java_run(java_classpath, server, transport, "1.1")
+def test_java_program_runs_exactly_these_scenarios(java_classpath, transport):
+    skip_unless_served(transport)
+    res, results, _ = java_run(java_classpath, transport, "1.1")
     assert sorted(results) == sorted(SCENARIOS), res.stdout
     passed = sum(1 for s, _ in results.values() if s == "PASS")
     assert f"{passed} passed, {len(results) - passed} failed" in res.stdout
