@@ -95,6 +95,9 @@ async function startServer() {
     const logPath = path.join(dir, "server.log");
     const log = fs.openSync(logPath, "w");
     const proc = childProcess.spawn(binary(), args, {stdio: ["ignore", log, log]});
+    // A test process that dies early must not leave the server running.
+    const reap = () => proc.exitCode === null && proc.kill("SIGTERM");
+    process.once("exit", reap);
     for (const port of Object.values(ports)) {
         await waitForPort(port, proc);
     }
@@ -103,6 +106,7 @@ async function startServer() {
         logPath,
         logTail: () => fs.readFileSync(logPath, "utf8").slice(-4000),
         async stop() {
+            process.removeListener("exit", reap);
             if (proc.exitCode === null) {
                 const exited = new Promise(resolve => proc.once("exit", resolve));
                 proc.kill("SIGTERM");
