@@ -32,6 +32,10 @@ pub struct FileConfig {
     /// host:port, or "" / "off" to disable the listener.
     pub tcp: Option<String>,
     pub ssl: Option<String>,
+    /// Ice over WebSocket (OMERO uses 4065), host:port; off unless given.
+    pub ws: Option<String>,
+    /// Ice over secure WebSocket (OMERO uses 4066), with the ssl certificate; off unless given.
+    pub wss: Option<String>,
     /// The HTTPS session endpoint, host:port, or "off".
     pub https: Option<String>,
     /// The same endpoint over plain HTTP (loopback behind a TLS-terminating proxy); off
@@ -163,6 +167,8 @@ pub struct ServerConfig {
     /// host:port; `None` = no such listener.
     pub tcp: Option<String>,
     pub ssl: Option<String>,
+    pub ws: Option<String>,
+    pub wss: Option<String>,
     pub tls: TlsSource,
     pub connection: ConnectionConfig,
 }
@@ -173,6 +179,8 @@ impl ServerConfig {
         ServerConfig {
             tcp: Some("127.0.0.1:0".into()),
             ssl: Some("127.0.0.1:0".into()),
+            ws: None,
+            wss: None,
             tls: TlsSource::SelfSigned {
                 dir: data_dir.to_path_buf(),
             },

@@ -51,6 +51,13 @@ struct ServeArgs {
     /// Ice over TLS listener, host:port (default 0.0.0.0:4064); "off" disables it.
     #[arg(long, value_name = "ADDR")]
     ssl: Option<String>,
+    /// Ice over WebSocket listener, host:port (OMERO's port is 4065); off unless given.
+    #[arg(long, value_name = "ADDR")]
+    ws: Option<String>,
+    /// Ice over secure WebSocket listener, host:port (OMERO's port is 4066), with the ssl
+    /// listener's certificate; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    wss: Option<String>,
     /// HTTPS session endpoint (POST /omero/session/create), host:port (default
     /// 0.0.0.0:4080, with the ssl listener's certificate); "off" disables it.
     #[arg(long, value_name = "ADDR")]
@@ -167,6 +174,8 @@ fn server_config(args: &ServeArgs, file: &FileConfig, data: &Path) -> Result<Ser
     Ok(ServerConfig {
         tcp: pick(&args.tcp, &file.tcp, DEFAULT_TCP),
         ssl: pick(&args.ssl, &file.ssl, DEFAULT_SSL),
+        ws: pick(&args.ws, &file.ws, "off"),
+        wss: pick(&args.wss, &file.wss, "off"),
         tls,
         connection: ConnectionConfig::from_file(&file.connection),
     })
@@ -239,6 +248,22 @@ async fn run(
             a.port()
         );
         println!("omero-sessiond: listening on ssl {a}");
+    }
+    if let Some(a) = server.ws_addr() {
+        tracing::info!(
+            "listening on ws {a} (Ice endpoint: ws -h {} -p {})",
+            a.ip(),
+            a.port()
+        );
+        println!("omero-sessiond: listening on ws {a}");
+    }
+    if let Some(a) = server.wss_addr() {
+        tracing::info!(
+            "listening on wss {a} (Ice endpoint: wss -h {} -p {})",
+            a.ip(),
+            a.port()
+        );
+        println!("omero-sessiond: listening on wss {a}");
     }
     if let Some(addr) = endpoints.https.as_deref() {
         let listener = omero_sessiond::http::bind(addr).await?;

@@ -36,7 +36,7 @@ pub struct ConnectionInfo {
     pub id: u64,
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
-    /// "tcp" or "ssl".
+    /// "tcp", "ssl", "ws" or "wss".
     pub transport: &'static str,
     /// Lets a servant (or the router) end this connection.
     pub handle: ConnectionHandle,

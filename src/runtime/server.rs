@@ -17,6 +17,7 @@ use super::connection::{self, Shared};
 use super::dispatch::ConnectionInfo;
 use super::handle::ConnectionHandle;
 use super::tls::{self, TlsError};
+use super::ws;
 use crate::config::ServerConfig;
 
 #[derive(Debug, Error)]
@@ -55,11 +56,22 @@ impl Drop for Guard {
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A running server: tcp and ssl listeners dispatching into one object adapter.
+/// How a listener's connections get to the Ice byte stream.
+#[derive(Clone)]
+enum Transport {
+    Tcp,
+    Ssl(TlsAcceptor),
+    Ws,
+    Wss(TlsAcceptor),
+}
+
+/// A running server: tcp, ssl, ws and wss listeners dispatching into one object adapter.
 pub struct Server {
     adapter: Arc<ObjectAdapter>,
     tcp_addr: Option<SocketAddr>,
     ssl_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
+    wss_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     tracker: Arc<Tracker>,
@@ -83,6 +95,8 @@ impl Server {
             adapter,
             tcp_addr: None,
             ssl_addr: None,
+            ws_addr: None,
+            wss_addr: None,
             shutdown,
             listeners: Vec::new(),
             tracker: tracker.clone(),
@@ -92,18 +106,47 @@ impl Server {
             server.tcp_addr = listener.local_addr().ok();
             let accept = accept_loop(
                 listener,
-                None,
+                Transport::Tcp,
                 shared.clone(),
                 tracker.clone(),
                 shutdown_rx.clone(),
             );
             server.listeners.push(tokio::spawn(accept));
         }
-        if let Some(addr) = &config.ssl {
-            let acceptor = TlsAcceptor::from(tls::server_config(&config.tls)?);
+        let tls_config = match (&config.ssl, &config.wss) {
+            (None, None) => None,
+            _ => Some(tls::server_config(&config.tls)?),
+        };
+        if let (Some(addr), Some(tls)) = (&config.ssl, &tls_config) {
             let listener = bind(addr).await?;
             server.ssl_addr = listener.local_addr().ok();
-            let accept = accept_loop(listener, Some(acceptor), shared, tracker, shutdown_rx);
+            let transport = Transport::Ssl(TlsAcceptor::from(tls.clone()));
+            let accept = accept_loop(
+                listener,
+                transport,
+                shared.clone(),
+                tracker.clone(),
+                shutdown_rx.clone(),
+            );
+            server.listeners.push(tokio::spawn(accept));
+        }
+        if let Some(addr) = &config.ws {
+            let listener = bind(addr).await?;
+            server.ws_addr = listener.local_addr().ok();
+            let accept = accept_loop(
+                listener,
+                Transport::Ws,
+                shared.clone(),
+                tracker.clone(),
+                shutdown_rx.clone(),
+            );
+            server.listeners.push(tokio::spawn(accept));
+        }
+        if let (Some(addr), Some(tls)) = (&config.wss, &tls_config) {
+            let listener = bind(addr).await?;
+            server.wss_addr = listener.local_addr().ok();
+            let transport = Transport::Wss(TlsAcceptor::from(tls.clone()));
+            let accept = accept_loop(listener, transport, shared, tracker, shutdown_rx);
             server.listeners.push(tokio::spawn(accept));
         }
         Ok(server)
@@ -115,6 +158,14 @@ impl Server {
 
     pub fn ssl_addr(&self) -> Option<SocketAddr> {
         self.ssl_addr
+    }
+
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.wss_addr
     }
 
     pub fn adapter(&self) -> &Arc<ObjectAdapter> {
@@ -174,7 +225,7 @@ async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    transport: Transport,
     shared: Arc<Shared>,
     tracker: Arc<Tracker>,
     mut shutdown: watch::Receiver<bool>,
@@ -197,9 +248,9 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let guard = Guard::new(&tracker);
         let shared = shared.clone();
-        let tls = tls.clone();
+        let transport = transport.clone();
         tokio::spawn(async move {
-            serve_connection(stream, remote, tls, shared).await;
+            serve_connection(stream, remote, transport, shared).await;
             drop(guard);
         });
     }
@@ -208,21 +259,81 @@ async fn accept_loop(
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    transport: Transport,
     shared: Arc<Shared>,
 ) {
     let local = stream.local_addr().ok();
-    match tls {
-        None => start(stream, remote, local, "tcp", shared).await,
-        Some(acceptor) => {
-            let limit = shared.config.tls_handshake_timeout;
-            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => start(tls_stream, remote, local, "ssl", shared).await,
-                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+    match transport {
+        Transport::Tcp => start(stream, remote, local, "tcp", shared).await,
+        Transport::Ssl(acceptor) => {
+            if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
+                start(tls_stream, remote, local, "ssl", shared).await;
+            }
+        }
+        Transport::Ws => start_ws(stream, remote, local, "ws", shared).await,
+        Transport::Wss(acceptor) => {
+            if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
+                start_ws(tls_stream, remote, local, "wss", shared).await;
             }
         }
     }
+}
+
+async fn tls_handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: &Shared,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let limit = shared.config.tls_handshake_timeout;
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => Some(tls_stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The HTTP upgrade (bounded like the TLS handshake), then the driver on one end of a pipe
+/// and the WebSocket pump on the other.
+async fn start_ws<S>(
+    stream: S,
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    transport: &'static str,
+    shared: Arc<Shared>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let limit = shared.config.tls_handshake_timeout;
+    let max = shared.config.max_message_size;
+    let websocket = match tokio::time::timeout(limit, ws::accept(stream, max)).await {
+        Ok(Ok((upgrade, websocket))) => {
+            tracing::debug!(%remote, transport, resource = %upgrade.resource, "WebSocket upgrade accepted");
+            websocket
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, transport, error = %e, "WebSocket upgrade failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%remote, transport, "WebSocket upgrade timed out");
+            return;
+        }
+    };
+    let (driver_end, pump_end) = ws::pipe();
+    let pump = ws::pump(
+        websocket,
+        pump_end,
+        shared.config.close_timeout,
+        shared.shutdown.clone(),
+    );
+    tokio::join!(start(driver_end, remote, local, transport, shared), pump);
 }
 
 async fn start<S>(

@@ -13,21 +13,42 @@ pub fn listener_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 4063)));
     let host = local.ip().to_string();
     let port = i32::from(local.port());
-    if conn.transport == "ssl" {
-        vec![Endpoint::Ssl {
+    // Ice 3.6/3.7 clients accept any resource; "/" is ZeroC's default.
+    let resource = "/".to_string();
+    let endpoint = match conn.transport {
+        "ssl" => Endpoint::Ssl {
             host,
             port,
             timeout: -1,
             compress: false,
-        }]
-    } else {
-        vec![Endpoint::Tcp {
+        },
+        "ws" => Endpoint::Ws {
             host,
             port,
             timeout: -1,
             compress: false,
-        }]
-    }
+            resource,
+        },
+        "wss" => Endpoint::Wss {
+            host,
+            port,
+            timeout: -1,
+            compress: false,
+            resource,
+        },
+        _ => Endpoint::Tcp {
+            host,
+            port,
+            timeout: -1,
+            compress: false,
+        },
+    };
+    vec![endpoint]
+}
+
+/// Whether the connection is encrypted, as a proxy's `secure` flag says it.
+fn is_secure(conn: &ConnectionInfo) -> bool {
+    matches!(conn.transport, "ssl" | "wss")
 }
 
 /// A twoway proxy for `identity` on the connection's listener.
@@ -36,7 +57,7 @@ pub fn proxy_for(identity: Identity, conn: &ConnectionInfo) -> Proxy {
         identity,
         facet: String::new(),
         mode: ProxyMode::Twoway,
-        secure: conn.transport == "ssl",
+        secure: is_secure(conn),
         protocol: (1, 0),
         encoding: Encoding::V1_1,
         endpoints: listener_endpoints(conn),
@@ -74,6 +95,32 @@ pub fn callback_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
                 port: 0,
                 timeout,
                 compress,
+            },
+            Endpoint::Ws {
+                host,
+                timeout,
+                compress,
+                resource,
+                ..
+            } => Endpoint::Ws {
+                host,
+                port: 0,
+                timeout,
+                compress,
+                resource,
+            },
+            Endpoint::Wss {
+                host,
+                timeout,
+                compress,
+                resource,
+                ..
+            } => Endpoint::Wss {
+                host,
+                port: 0,
+                timeout,
+                compress,
+                resource,
             },
             other => other,
         })
