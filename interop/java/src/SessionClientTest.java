@@ -98,6 +98,13 @@ public final class SessionClientTest {
         check(id.category.equals("session-" + c.clientUuid), "factory category " + id.category);
         check(c.sf.ice_isA("::omero::api::ServiceFactory"), "factory is not a ServiceFactory");
         check(c.sf.ice_isA("::Glacier2::Session"), "factory is not a Glacier2::Session");
+        // Every call after login goes through proxies the server made: they must keep the
+        // client's encoding, or a 1.0 client would be switched to 1.1 behind its back.
+        String routerEnc = Ice.Util.encodingVersionToString(c.router.ice_getEncodingVersion());
+        String sfEnc = Ice.Util.encodingVersionToString(c.sf.ice_getEncodingVersion());
+        String adminEnc = Ice.Util.encodingVersionToString(c.sf.getAdminService().ice_getEncodingVersion());
+        check(routerEnc.equals(encoding) && sfEnc.equals(encoding) && adminEnc.equals(encoding),
+                "encodings router " + routerEnc + ", factory " + sfEnc + ", admin " + adminEnc + ", wanted " + encoding);
         boolean found = false;
         for (omero.model.Session s : c.sf.getSessionService().getMyOpenAgentSessions(AGENT)) {
             found |= c.sessionUuid().equals(rstring(get(s, "uuid")));

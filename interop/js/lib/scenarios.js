@@ -158,6 +158,11 @@
                 const id = c.sf.ice_getIdentity();
                 check(id.category === "session-" + c.clientUuid, "factory category " + id.category);
                 check(await c.sf.ice_isA("::Glacier2::Session"), "the factory is not a Glacier2::Session");
+                // Later calls go through proxies the server made: they keep the client's encoding.
+                const admin = await c.sf.getAdminService();
+                const encodings = [c.ic.getDefaultRouter(), c.sf, admin]
+                    .map(p => Ice.encodingVersionToString(p.ice_getEncodingVersion()));
+                check(encodings.every(e => e === env.encoding), `encodings ${encodings}, wanted ${env.encoding}`);
                 const svc = await c.sf.getSessionService();
                 const mine = await svc.getMyOpenAgentSessions(AGENT);
                 check(mine.some(s => s.uuid.val === c.sessionUuid), "session not listed under agent " + AGENT);
