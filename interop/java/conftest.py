@@ -75,6 +75,7 @@ def compile_generated(ice_jar):
     Ice runtime jar carries those classes itself."""
     out = CACHE / cache_key(ice_jar)
     if (out / "classes" / "omero" / "api" / "ServiceFactoryPrx.class").exists():
+        os.utime(out)  # recently used, for prune_cache
         return out / "classes"
     CACHE.mkdir(parents=True, exist_ok=True)
     work = pathlib.Path(tempfile.mkdtemp(prefix="build-", dir=CACHE))
@@ -93,10 +94,20 @@ def compile_generated(ice_jar):
         except OSError:
             # Another run finished the same build first; theirs is as good.
             pass
+        prune_cache(keep=3)
         return out / "classes"
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def prune_cache(keep):
+    """Keeps the newest few builds (about 30 MB each): worktrees with different slice/ may
+    alternate, and a rebuild takes minutes."""
+    builds = sorted((p for p in CACHE.iterdir() if p.is_dir() and not p.name.startswith("build-")),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
