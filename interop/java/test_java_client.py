@@ -15,6 +15,7 @@ SCENARIOS = [
     "callback_adapter_through_router",
     "event_context",
     "keep_alive",
+    "security_context",
     "session_model_object",
     "inputs_round_trip_rtypes",
     "robject_holding_an_image",

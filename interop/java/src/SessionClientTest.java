@@ -79,6 +79,7 @@ public final class SessionClientTest {
         s.put("callback_adapter_through_router", this::callbackAdapterThroughRouter);
         s.put("event_context", this::eventContext);
         s.put("keep_alive", this::keepAlive);
+        s.put("security_context", this::securityContext);
         s.put("session_model_object", this::sessionModelObject);
         s.put("inputs_round_trip_rtypes", this::inputsRoundTripRtypes);
         s.put("robject_holding_an_image", this::robjectHoldingAnImage);
@@ -148,6 +149,30 @@ public final class SessionClientTest {
                 c.ic.stringToProxy("x/unknown-service"));
         long mask = c.sf.keepAllAlive(new omero.api.ServiceInterfacePrx[] {admin, bogus});
         check(mask == 0b10, "keepAllAlive mask " + mask);
+    }
+
+    // The gateway reads the user's groups and sets one as the context of later calls.
+    void securityContext() throws Exception {
+        Client c = login(user, password);
+        omero.model.IObject[] contexts = c.sf.getSecurityContexts();
+        check(contexts.length > 0, "no security contexts");
+        omero.model.IObject group = null;
+        for (omero.model.IObject o : contexts) {
+            if (o instanceof omero.model.ExperimenterGroup) {
+                group = o;
+            }
+        }
+        check(group != null, "no group among the security contexts");
+        String name = rstring(get(group, "name"));
+        omero.model.IObject previous = c.sf.setSecurityContext(group);
+        check(previous instanceof omero.model.ExperimenterGroup, "previous context is " + previous);
+        check(c.sf.getAdminService().getEventContext().groupName.equals(name), "group after setSecurityContext");
+        try {
+            c.sf.setSecurityContext(new omero.model.ExperimenterGroup());
+            throw new AssertionError("a group without an id was accepted");
+        } catch (omero.ApiUsageException e) {
+            // expected, as OMERO answers
+        }
     }
 
     void sessionModelObject() throws Exception {
