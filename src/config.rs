@@ -209,6 +209,7 @@ mod tests {
             r#"
             tcp = "127.0.0.1:1"
             ssl = "off"
+            ws = "127.0.0.1:4065"
             [tls]
             cert = "/c.pem"
             key = "/k.pem"
@@ -220,6 +221,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(listener_address(f.ssl.as_deref().unwrap()), None);
+        assert_eq!(f.ws.as_deref(), Some("127.0.0.1:4065"));
+        assert_eq!(f.wss, None);
         let c = ConnectionConfig::from_file(&f.connection);
         assert_eq!(c.max_message_size, i32::MAX as usize);
         assert_eq!(c.heartbeat, None);

@@ -8,7 +8,7 @@ mod handle;
 mod invoke;
 mod server;
 pub mod tls;
-pub mod ws;
+mod ws;
 
 pub use adapter::{Located, Locator, ObjectAdapter};
 pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};

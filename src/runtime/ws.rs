@@ -233,6 +233,8 @@ enum Inbound {
     Violation(CloseCode),
     /// The peer sent its close frame or dropped the connection: nothing more to send.
     PeerGone,
+    /// The driver stopped reading: its output ends soon, then our close frame goes out.
+    DriverGone,
 }
 
 /// Upgrades an accepted stream (after its TLS handshake, for wss) to a WebSocket.
@@ -278,7 +280,7 @@ pub async fn pump<S>(
         let end = inbound(stream, to_driver).await;
         let _ = end_tx.send(end);
     };
-    let outbound = outbound(from_driver, sink, end_rx, shutdown);
+    let outbound = outbound(from_driver, sink, end_rx, shutdown, close_timeout);
     tokio::pin!(inbound, outbound);
     tokio::select! {
         () = &mut inbound => {
@@ -307,9 +309,7 @@ where
         match msg {
             Message::Binary(data) => {
                 if to_driver.write_all(&data).await.is_err() {
-                    // The driver is gone; its end of the pipe closing tells the outbound
-                    // half to send our close frame.
-                    break Inbound::PeerGone;
+                    break Inbound::DriverGone;
                 }
             }
             Message::Text(_) => {
@@ -351,30 +351,43 @@ fn read_error(e: WsError) -> Inbound {
 
 /// Driver to WebSocket, then our close frame: 1000 when the connection ends normally, 1001
 /// when the server shuts down, the violation's code when the peer broke the protocol.
+/// A send that makes no progress for `write_limit` ends the connection, as a stalled socket
+/// write does for tcp: the driver gives up on its pipe then, but a peer that neither reads
+/// nor closes would otherwise hold this half forever.
 async fn outbound<R, K>(
     mut from_driver: R,
     mut sink: K,
     mut end_rx: oneshot::Receiver<Inbound>,
     shutdown: watch::Receiver<bool>,
+    write_limit: Duration,
 ) where
     R: AsyncRead + Unpin,
     K: futures_util::Sink<Message, Error = WsError> + Unpin,
 {
     let mut buf = vec![0u8; FRAME_CHUNK];
+    let mut inbound_open = true;
     let code = loop {
         tokio::select! {
             read = from_driver.read(&mut buf) => match read {
                 Ok(0) | Err(_) => break if *shutdown.borrow() { CloseCode::Away } else { CloseCode::Normal },
                 Ok(n) => {
                     let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
-                    if let Err(e) = sink.send(frame).await {
-                        tracing::debug!(error = %e, "WebSocket write failed");
-                        return;
+                    match tokio::time::timeout(write_limit, sink.send(frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "WebSocket write failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("WebSocket write stalled, dropping the connection");
+                            return;
+                        }
                     }
                 }
             },
-            end = &mut end_rx => match end {
+            end = &mut end_rx, if inbound_open => match end {
                 Ok(Inbound::Violation(code)) => break code,
+                Ok(Inbound::DriverGone) => inbound_open = false,
                 // The peer closed: tungstenite already queued its reply; flush it.
                 Ok(Inbound::PeerGone) | Err(_) => {
                     let _ = sink.close().await;
@@ -395,6 +408,41 @@ async fn outbound<R, K>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A WebSocket whose peer never reads: nothing can be sent, ever.
+    struct StuckSink;
+
+    impl futures_util::Sink<Message> for StuckSink {
+        type Error = WsError;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), WsError> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_send_ends_the_outbound_half() {
+        let (mut driver, pump_end) = pipe();
+        driver.write_all(b"reply bytes").await.unwrap();
+        let (from_driver, _to_driver) = tokio::io::split(pump_end);
+        let (_end_tx, end_rx) = oneshot::channel();
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let write_limit = Duration::from_millis(50);
+        let done = outbound(from_driver, StuckSink, end_rx, shutdown, write_limit);
+        // The guard only catches a hang; the send gives up after `write_limit`.
+        let guard = Duration::from_secs(20);
+        assert!(tokio::time::timeout(guard, done).await.is_ok());
+    }
 
     fn parse_and_check(text: &str) -> Result<Upgrade, Rejection> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];

@@ -126,3 +126,31 @@ pub fn callback_endpoints(conn: &ConnectionInfo) -> Vec<Endpoint> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_connections_get_websocket_endpoints() {
+        let mut conn = ConnectionInfo::detached(1, "wss");
+        conn.local = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 4066)));
+        let proxy = proxy_for(Identity::new("c", "n"), &conn);
+        assert!(proxy.secure);
+        assert!(matches!(
+            &proxy.endpoints[..],
+            [Endpoint::Wss { port: 4066, resource, .. }] if resource == "/"
+        ));
+        assert!(matches!(
+            &callback_endpoints(&conn)[..],
+            [Endpoint::Wss { port: 0, .. }]
+        ));
+
+        let conn = ConnectionInfo::detached(2, "ws");
+        assert!(!proxy_for(Identity::new("c", "n"), &conn).secure);
+        assert!(matches!(
+            &callback_endpoints(&conn)[..],
+            [Endpoint::Ws { port: 0, .. }]
+        ));
+    }
+}
