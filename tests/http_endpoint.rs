@@ -6,6 +6,7 @@ mod support;
 
 use omero_sessiond::auth::ThrottleConfig;
 use omero_sessiond::http::{CANNOT_CREATE, CREATE_PATH, DEFAULT_AGENT};
+use omero_sessiond::sessions::SessionConfig;
 use support::{start, ALICE_PW};
 
 const JSON_HEADERS: [(&str, &str); 2] = [
@@ -243,4 +244,25 @@ async fn the_plain_listener_serves_the_same_endpoint() {
         (r.status, r.reason().as_str()),
         (400, "no create session request")
     );
+}
+
+#[tokio::test]
+async fn a_keep_alive_past_the_servers_limit_is_refused_before_the_password_check() {
+    let srv = start(600_000, ThrottleConfig::default()).await;
+    let limit = SessionConfig::default().max_keep_alive_ms;
+    let over = limit + 1;
+    let body = format!(
+        r#"{{"omeroHost":"h","username":"alice","password":"{ALICE_PW}","keepAliveDuration":{over}}}"#
+    );
+    let r = srv.post(&body).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.reason(),
+        format!("keepAliveDuration: more than this server's limit of {limit} ms\n")
+    );
+    // At the limit itself the session is made.
+    let body = format!(
+        r#"{{"omeroHost":"h","username":"alice","password":"{ALICE_PW}","keepAliveDuration":{limit}}}"#
+    );
+    assert_eq!(srv.post(&body).await.status, 200);
 }

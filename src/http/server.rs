@@ -29,8 +29,7 @@ use super::request::{parse_request, CreateSessionRequest};
 use crate::auth::context::{check_group_usable, has_user_role, login_group};
 use crate::auth::{AuthError, Authenticator};
 use crate::runtime::admission::{admit, Admission, AdmissionLimits};
-use crate::runtime::redact::short_key;
-use crate::sessions::{NewSession, SessionManager};
+use crate::sessions::{short, NewSession, SessionError, SessionManager};
 
 /// The endpoint's path, as in Smuggler.
 pub const CREATE_PATH: &str = "/omero/session/create";
@@ -260,6 +259,14 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             keep_alive,
             ..
         } = req;
+        // Checked before the password: a refused request should cost no hash.
+        let max_keep_alive = self.inner.sessions.config().max_keep_alive_ms;
+        if keep_alive.as_millis() > u128::try_from(max_keep_alive).unwrap_or(0) {
+            return reason(
+                StatusCode::BAD_REQUEST,
+                format!("keepAliveDuration: more than this server's limit of {max_keep_alive} ms\n"),
+            );
+        }
         // The password moves into the check and is dropped there.
         let user = match self.inner.auth.login(&username, password, peer).await {
             Ok(user) => user,
@@ -312,6 +319,11 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
         let tti = sessions.config().default_time_to_idle;
         let info = match sessions.create_user_session(new, 0, tti) {
             Ok(info) => info,
+            // A per-user cap: say which, so the caller can close sessions it no longer needs.
+            Err(e @ SessionError::ApiUsage(_)) => {
+                tracing::warn!(user = %username, error = %e, "HTTP session not created");
+                return reason(StatusCode::BAD_REQUEST, format!("{CANNOT_CREATE}: {e}"));
+            }
             Err(e) => {
                 tracing::warn!(user = %username, error = %e, "HTTP session not created");
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
@@ -324,7 +336,7 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
             keep_alive,
         );
         tracing::info!(
-            user = %username, session = %short_key(&info.uuid), ?peer,
+            user = %username, session = %short(&info.uuid), ?peer,
             keep_alive_ms = keep_alive.as_millis() as u64, "session created over HTTP"
         );
         (StatusCode::OK, Json(json!({ "sessionKey": info.uuid }))).into_response()

@@ -23,16 +23,6 @@ pub fn short_uuids(text: &str) -> String {
     out
 }
 
-/// The first 8 characters of a session UUID (or any key), for logs.
-pub fn short_key(key: &str) -> String {
-    let head: String = key.chars().take(8).collect();
-    if head.len() < key.len() {
-        format!("{head}…")
-    } else {
-        head
-    }
-}
-
 const UUID_LEN: usize = 36;
 
 fn is_uuid(b: &[u8]) -> bool {
@@ -60,12 +50,5 @@ mod tests {
             "OMERO.Glacier2/router"
         );
         assert_eq!(short_uuids("é-ü"), "é-ü");
-    }
-
-    #[test]
-    fn keys_keep_eight_characters() {
-        assert_eq!(short_key(U), "0f8fad5b…");
-        assert_eq!(short_key("abc"), "abc");
-        assert_eq!(short_key("ééééééééé"), "éééééééé…");
     }
 }
