@@ -378,9 +378,81 @@ async fn event_context_and_refusals() {
             .unwrap_err(),
     );
     assert_eq!(id, "::omero::SecurityViolation");
-    let (id, base) = server_error(c.sf.get_query_service(&cur).await.unwrap_err());
+}
+
+/// What a client gets calling `operation` on the servant behind `proxy`.
+async fn call(w: &World, proxy: &Proxy, operation: &str) -> Result<Vec<u8>, DispatchError> {
+    let servant = w
+        .services
+        .registry
+        .service(&proxy.identity.category, &proxy.identity.name)
+        .expect("a registered servant");
+    let mut cur = current(&[]);
+    cur.id = proxy.identity.clone();
+    cur.operation = operation.to_string();
+    servant.dispatch(&cur, &[]).await
+}
+
+#[tokio::test]
+async fn missing_services_fail_late_naming_the_operation() {
+    let w = world();
+    let c = w.client(w.alice, None);
+    let cur = current(&[]);
+    let query = c.sf.get_query_service(&cur).await.unwrap().unwrap();
+    assert_eq!(query.identity.category, c.factory.session_uuid);
+    assert_eq!(
+        query.identity.name,
+        format!("{}omero.api.IQuery", c.factory.client_uuid)
+    );
+    // One per client, as for every stateless service.
+    let again = c.sf.get_query_service(&cur).await.unwrap().unwrap();
+    assert_eq!(again.identity, query.identity);
+    let (id, base) = server_error(call(&w, &query, "findAllByQuery").await.unwrap_err());
     assert_eq!(id, "::omero::ApiUsageException");
-    assert!(base.message.contains("getQueryService"));
+    assert!(base.message.contains("IQuery.findAllByQuery"), "{}", base.message);
+    // Stateful services are new on every call.
+    let store = c.sf.create_raw_file_store(&cur).await.unwrap().unwrap();
+    let other = c.sf.create_raw_file_store(&cur).await.unwrap().unwrap();
+    assert_ne!(store.identity, other.identity);
+    assert!(store.identity.name.ends_with("omero.api.RawFileStore"));
+    let (_, base) = server_error(call(&w, &store, "setFileId").await.unwrap_err());
+    assert!(base.message.contains("RawFileStore.setFileId"));
+    // By name as well; unknown names are refused at once, as OMERO does.
+    let upd =
+        c.sf.get_by_name("omero.api.IUpdate".into(), &cur)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(upd.identity.name.ends_with("omero.api.IUpdate"));
+    let (id, base) = server_error(
+        c.sf.get_by_name("omero.api.Nope".into(), &cur)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(id, "::omero::ApiUsageException");
+    assert!(base.message.contains("unknown service"));
+    let (id, _) = server_error(
+        c.sf.create_by_name("omero.api.IQuery".into(), &cur)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(id, "::omero::ApiUsageException");
+    // Closing the session makes the proxies fail as the session does.
+    w.services.sessions.close_session(&c.factory.session_uuid);
+    let (id, _) = server_error(call(&w, &query, "findAllByQuery").await.unwrap_err());
+    assert_eq!(id, "::omero::RemovedSessionException");
+}
+
+#[tokio::test]
+async fn the_guest_gets_no_data_services() {
+    let w = world();
+    let guest = omero_sessiond::store::directory::GUEST_USER_ID;
+    let c = w.client(guest, None);
+    let cur = current(&[]);
+    let (id, base) = server_error(c.sf.get_query_service(&cur).await.unwrap_err());
+    assert_eq!(id, "::omero::SecurityViolation");
+    assert!(base.message.contains("omero.api.IQuery"));
+    assert!(c.sf.get_config_service(&cur).await.unwrap().is_some());
 }
 
 #[tokio::test]

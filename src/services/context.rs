@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::config::ConfigValues;
 use crate::auth::{Authenticator, Directory};
 use crate::facade::{Dispatch, ValueRef};
 use crate::sessions::{DestroyMode, ReleaseOutcome, SessionManager};
@@ -19,15 +20,20 @@ pub struct Services {
     pub auth: Authenticator,
     pub sessions: Arc<Sessions>,
     pub registry: Arc<Registry>,
+    /// What IConfig serves.
+    pub config: Arc<ConfigValues>,
 }
 
 impl Services {
     pub fn new(auth: Authenticator, sessions: Arc<Sessions>) -> Self {
+        // Without a database of its own, the server names itself with a fresh uuid.
+        let config = ConfigValues::new(sessions.config(), &uuid::Uuid::new_v4().to_string());
         Services {
             directory: auth.directory().clone(),
             auth,
             sessions,
             registry: Arc::new(Registry::default()),
+            config: Arc::new(config),
         }
     }
 }
@@ -108,6 +114,13 @@ impl Registry {
         map.get(session_uuid)
             .map(|s| s.services.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Removes one servant (a closed command handle); false when there was none.
+    pub fn remove_service(&self, session_uuid: &str, name: &str) -> bool {
+        let mut map = self.lock();
+        map.get_mut(session_uuid)
+            .is_some_and(|entry| entry.services.remove(name).is_some())
     }
 
     /// A detached ServiceFactory went away: drop its client's (stateless) servants only.
