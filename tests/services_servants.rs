@@ -409,7 +409,11 @@ async fn missing_services_fail_late_naming_the_operation() {
     assert_eq!(again.identity, query.identity);
     let (id, base) = server_error(call(&w, &query, "findAllByQuery").await.unwrap_err());
     assert_eq!(id, "::omero::ApiUsageException");
-    assert!(base.message.contains("IQuery.findAllByQuery"), "{}", base.message);
+    assert!(
+        base.message.contains("IQuery.findAllByQuery"),
+        "{}",
+        base.message
+    );
     // Stateful services are new on every call.
     let store = c.sf.create_raw_file_store(&cur).await.unwrap().unwrap();
     let other = c.sf.create_raw_file_store(&cur).await.unwrap().unwrap();

@@ -47,12 +47,11 @@ pub fn submit(
         status,
         callbacks: Mutex::new(Vec::new()),
     };
-    services.registry.service_or_insert(
-        &factory.session_uuid,
-        &factory.client_uuid,
-        &name,
-        || Arc::new(HandleDispatcher(Arc::new(servant))),
-    );
+    services
+        .registry
+        .service_or_insert(&factory.session_uuid, &factory.client_uuid, &name, || {
+            Arc::new(HandleDispatcher(Arc::new(servant)))
+        });
     Ok(Some(proxy))
 }
 
@@ -132,7 +131,8 @@ fn current_sessions(services: &Services, info: &SessionInfo) -> Finished {
             rsp.data.push(session_data(&s));
         } else if member_of.contains(&s.group_id) {
             rsp.sessions.push(None);
-            rsp.contexts.push(Some(ValueRef::new(limited_context(services, &s))));
+            rsp.contexts
+                .push(Some(ValueRef::new(limited_context(services, &s))));
             rsp.data.push(HashMap::new());
         }
     }
@@ -318,10 +318,10 @@ impl Handle for HandleServant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Authenticator, Directory, NewExperimenter, Password, Throttle};
     use crate::auth::ThrottleConfig;
-    use crate::sessions::{ManualClock, MemorySessionStore, NewSession, SessionConfig};
+    use crate::auth::{Authenticator, Directory, NewExperimenter, Password, Throttle};
     use crate::sessions::SessionManager;
+    use crate::sessions::{ManualClock, MemorySessionStore, NewSession, SessionConfig};
     use crate::store::directory::ROOT_USER_ID;
 
     fn services(dir: &std::path::Path) -> Services {
@@ -363,7 +363,11 @@ mod tests {
     }
 
     fn sessions_seen(svc: &Services, who: &SessionInfo) -> (Vec<bool>, Vec<String>) {
-        let rsp = run(svc, who, Some(&ValueRef::new(CurrentSessionsRequest::default())));
+        let rsp = run(
+            svc,
+            who,
+            Some(&ValueRef::new(CurrentSessionsRequest::default())),
+        );
         assert!(!rsp.failed);
         let value = rsp.value.unwrap();
         let rsp = value.get::<CurrentSessionsResponse>().unwrap();
@@ -432,11 +436,23 @@ mod tests {
         let b = session(&svc, bob);
         let r = run(&svc, &a, Some(&update(&a.uuid, None, Some(1_200_000))));
         assert!(!r.failed);
-        assert_eq!(svc.sessions.lookup(&a.uuid, true).unwrap().time_to_idle, 1_200_000);
-        assert_eq!(err_name(&run(&svc, &a, Some(&update(&a.uuid, None, Some(0))))), "non-admin-disabling");
-        assert_eq!(err_name(&run(&svc, &a, Some(&update(&a.uuid, None, None)))), "no-update-performed");
+        assert_eq!(
+            svc.sessions.lookup(&a.uuid, true).unwrap().time_to_idle,
+            1_200_000
+        );
+        assert_eq!(
+            err_name(&run(&svc, &a, Some(&update(&a.uuid, None, Some(0))))),
+            "non-admin-disabling"
+        );
+        assert_eq!(
+            err_name(&run(&svc, &a, Some(&update(&a.uuid, None, None)))),
+            "no-update-performed"
+        );
         // Someone else's session is invisible to a user, not to an admin.
-        assert_eq!(err_name(&run(&svc, &a, Some(&update(&b.uuid, None, Some(5))))), "no-session");
+        assert_eq!(
+            err_name(&run(&svc, &a, Some(&update(&b.uuid, None, Some(5))))),
+            "no-session"
+        );
         let root = session(&svc, ROOT_USER_ID);
         assert!(!run(&svc, &root, Some(&update(&b.uuid, Some(0), None))).failed);
         assert_eq!(svc.sessions.lookup(&b.uuid, true).unwrap().time_to_live, 0);

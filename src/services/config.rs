@@ -64,7 +64,10 @@ impl ConfigValues {
         put("omero.db.uuid", database_uuid.to_string());
         put("omero.client.ui.menu.dropdown.everyone", "true".to_string());
         put("omero.client.ui.menu.dropdown.leaders", "true".to_string());
-        put("omero.client.ui.menu.dropdown.colleagues", "true".to_string());
+        put(
+            "omero.client.ui.menu.dropdown.colleagues",
+            "true".to_string(),
+        );
         put("omero.client.ui.tree.type_order", "false".to_string());
         put("omero.client.viewer.roi_limit", "2000".to_string());
         put("omero.client.viewer.initial_zoom_level", "0".to_string());
@@ -320,7 +323,10 @@ mod tests {
         assert!(v.set("omero.client.x", "2", Some("1")).unwrap());
         assert!(v.set("omero.new", "a", Some("")).unwrap());
         assert_eq!(v.defaults().get("omero.client.x"), None);
-        assert_eq!(v.values().get("omero.client.x").map(String::as_str), Some("2"));
+        assert_eq!(
+            v.values().get("omero.client.x").map(String::as_str),
+            Some("2")
+        );
         assert!(only_client(&v.values()).contains_key("omero.client.x"));
         assert!(!only_client(&v.values()).contains_key("omero.new"));
     }
@@ -329,7 +335,10 @@ mod tests {
     fn bad_keys_are_refused() {
         let v = values();
         for key in ["", "a b", "x\n", &"k".repeat(MAX_KEY_LEN + 1)] {
-            assert!(matches!(v.set(key, "v", None), Err(SessionError::ApiUsage(_))));
+            assert!(matches!(
+                v.set(key, "v", None),
+                Err(SessionError::ApiUsage(_))
+            ));
         }
     }
 

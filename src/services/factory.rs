@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crate::auth::{AuthError, Password};
 use crate::facade::{async_trait, Current, Dispatch, DispatchError, Identity, Proxy, ValueRef};
 use crate::generated::omero::api::{
-    IAdminDispatcher, IConfigDispatcher, ISessionDispatcher, ServiceFactory, ServiceFactoryDispatcher,
+    IAdminDispatcher, IConfigDispatcher, ISessionDispatcher, ServiceFactory,
+    ServiceFactoryDispatcher,
 };
 use crate::generated::omero::model::ExperimenterGroup;
 use crate::sessions::{DestroyMode, SessionError};
@@ -15,11 +16,11 @@ use super::cmd;
 use super::config::ConfigService;
 use super::context::{Factory, Services};
 use super::errors::{to_dispatch, OrOmero, Outcome};
-use super::unprovided::{self, Kind, UnprovidedService};
-use crate::store::directory::GUEST_USER_ID;
 use super::model;
 use super::proxy::proxy_for;
 use super::session::SessionService;
+use super::unprovided::{self, Kind, UnprovidedService};
+use crate::store::directory::GUEST_USER_ID;
 
 pub const ADMIN_SERVICE: &str = "omero.api.IAdmin";
 pub const SESSION_SERVICE: &str = "omero.api.ISession";
@@ -98,9 +99,9 @@ impl FactoryServant {
                 ))))
             }),
             other => match unprovided::find(other) {
-                Some(missing) => Box::new(move || {
-                    Arc::new(UnprovidedService::new(missing, services, factory))
-                }),
+                Some(missing) => {
+                    Box::new(move || Arc::new(UnprovidedService::new(missing, services, factory)))
+                }
                 None => return Err(unknown_service(other)),
             },
         })

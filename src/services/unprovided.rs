@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::facade::{async_trait, Current, Dispatch, DispatchError};
-use crate::generated::omero::api as api;
+use crate::generated::omero::api;
 use crate::generated::omero::grid::SHARED_RESOURCES_TYPE_IDS;
 
 use super::context::{Factory, Services};
@@ -48,28 +48,138 @@ use Kind::{Stateful, Stateless};
 
 /// Every service of OMERO's ServiceFactory that this server only pretends to hand out.
 pub const MISSING: &[Missing] = &[
-    missing("omero.api.IContainer", Stateless, api::I_CONTAINER_TYPE_IDS, "::omero::api::IContainer"),
-    missing("omero.api.ILdap", Stateless, api::I_LDAP_TYPE_IDS, "::omero::api::ILdap"),
-    missing("omero.api.IMetadata", Stateless, api::I_METADATA_TYPE_IDS, "::omero::api::IMetadata"),
-    missing("omero.api.IPixels", Stateless, api::I_PIXELS_TYPE_IDS, "::omero::api::IPixels"),
-    missing("omero.api.IProjection", Stateless, api::I_PROJECTION_TYPE_IDS, "::omero::api::IProjection"),
-    missing("omero.api.IQuery", Stateless, api::I_QUERY_TYPE_IDS, "::omero::api::IQuery"),
-    missing("omero.api.IRenderingSettings", Stateless, api::I_RENDERING_SETTINGS_TYPE_IDS, "::omero::api::IRenderingSettings"),
-    missing("omero.api.IRepositoryInfo", Stateless, api::I_REPOSITORY_INFO_TYPE_IDS, "::omero::api::IRepositoryInfo"),
-    missing("omero.api.IRoi", Stateless, api::I_ROI_TYPE_IDS, "::omero::api::IRoi"),
-    missing("omero.api.IScript", Stateless, api::I_SCRIPT_TYPE_IDS, "::omero::api::IScript"),
-    missing("omero.api.IShare", Stateless, api::I_SHARE_TYPE_IDS, "::omero::api::IShare"),
-    missing("omero.api.ITimeline", Stateless, api::I_TIMELINE_TYPE_IDS, "::omero::api::ITimeline"),
-    missing("omero.api.ITypes", Stateless, api::I_TYPES_TYPE_IDS, "::omero::api::ITypes"),
-    missing("omero.api.IUpdate", Stateless, api::I_UPDATE_TYPE_IDS, "::omero::api::IUpdate"),
-    missing("omero.grid.SharedResources", Stateless, SHARED_RESOURCES_TYPE_IDS, "::omero::grid::SharedResources"),
-    missing("omero.api.Exporter", Stateful, api::EXPORTER_TYPE_IDS, "::omero::api::Exporter"),
-    missing("omero.api.JobHandle", Stateful, api::JOB_HANDLE_TYPE_IDS, "::omero::api::JobHandle"),
-    missing("omero.api.RawFileStore", Stateful, api::RAW_FILE_STORE_TYPE_IDS, "::omero::api::RawFileStore"),
-    missing("omero.api.RawPixelsStore", Stateful, api::RAW_PIXELS_STORE_TYPE_IDS, "::omero::api::RawPixelsStore"),
-    missing("omero.api.RenderingEngine", Stateful, api::RENDERING_ENGINE_TYPE_IDS, "::omero::api::RenderingEngine"),
-    missing("omero.api.Search", Stateful, api::SEARCH_TYPE_IDS, "::omero::api::Search"),
-    missing("omero.api.ThumbnailStore", Stateful, api::THUMBNAIL_STORE_TYPE_IDS, "::omero::api::ThumbnailStore"),
+    missing(
+        "omero.api.IContainer",
+        Stateless,
+        api::I_CONTAINER_TYPE_IDS,
+        "::omero::api::IContainer",
+    ),
+    missing(
+        "omero.api.ILdap",
+        Stateless,
+        api::I_LDAP_TYPE_IDS,
+        "::omero::api::ILdap",
+    ),
+    missing(
+        "omero.api.IMetadata",
+        Stateless,
+        api::I_METADATA_TYPE_IDS,
+        "::omero::api::IMetadata",
+    ),
+    missing(
+        "omero.api.IPixels",
+        Stateless,
+        api::I_PIXELS_TYPE_IDS,
+        "::omero::api::IPixels",
+    ),
+    missing(
+        "omero.api.IProjection",
+        Stateless,
+        api::I_PROJECTION_TYPE_IDS,
+        "::omero::api::IProjection",
+    ),
+    missing(
+        "omero.api.IQuery",
+        Stateless,
+        api::I_QUERY_TYPE_IDS,
+        "::omero::api::IQuery",
+    ),
+    missing(
+        "omero.api.IRenderingSettings",
+        Stateless,
+        api::I_RENDERING_SETTINGS_TYPE_IDS,
+        "::omero::api::IRenderingSettings",
+    ),
+    missing(
+        "omero.api.IRepositoryInfo",
+        Stateless,
+        api::I_REPOSITORY_INFO_TYPE_IDS,
+        "::omero::api::IRepositoryInfo",
+    ),
+    missing(
+        "omero.api.IRoi",
+        Stateless,
+        api::I_ROI_TYPE_IDS,
+        "::omero::api::IRoi",
+    ),
+    missing(
+        "omero.api.IScript",
+        Stateless,
+        api::I_SCRIPT_TYPE_IDS,
+        "::omero::api::IScript",
+    ),
+    missing(
+        "omero.api.IShare",
+        Stateless,
+        api::I_SHARE_TYPE_IDS,
+        "::omero::api::IShare",
+    ),
+    missing(
+        "omero.api.ITimeline",
+        Stateless,
+        api::I_TIMELINE_TYPE_IDS,
+        "::omero::api::ITimeline",
+    ),
+    missing(
+        "omero.api.ITypes",
+        Stateless,
+        api::I_TYPES_TYPE_IDS,
+        "::omero::api::ITypes",
+    ),
+    missing(
+        "omero.api.IUpdate",
+        Stateless,
+        api::I_UPDATE_TYPE_IDS,
+        "::omero::api::IUpdate",
+    ),
+    missing(
+        "omero.grid.SharedResources",
+        Stateless,
+        SHARED_RESOURCES_TYPE_IDS,
+        "::omero::grid::SharedResources",
+    ),
+    missing(
+        "omero.api.Exporter",
+        Stateful,
+        api::EXPORTER_TYPE_IDS,
+        "::omero::api::Exporter",
+    ),
+    missing(
+        "omero.api.JobHandle",
+        Stateful,
+        api::JOB_HANDLE_TYPE_IDS,
+        "::omero::api::JobHandle",
+    ),
+    missing(
+        "omero.api.RawFileStore",
+        Stateful,
+        api::RAW_FILE_STORE_TYPE_IDS,
+        "::omero::api::RawFileStore",
+    ),
+    missing(
+        "omero.api.RawPixelsStore",
+        Stateful,
+        api::RAW_PIXELS_STORE_TYPE_IDS,
+        "::omero::api::RawPixelsStore",
+    ),
+    missing(
+        "omero.api.RenderingEngine",
+        Stateful,
+        api::RENDERING_ENGINE_TYPE_IDS,
+        "::omero::api::RenderingEngine",
+    ),
+    missing(
+        "omero.api.Search",
+        Stateful,
+        api::SEARCH_TYPE_IDS,
+        "::omero::api::Search",
+    ),
+    missing(
+        "omero.api.ThumbnailStore",
+        Stateful,
+        api::THUMBNAIL_STORE_TYPE_IDS,
+        "::omero::api::ThumbnailStore",
+    ),
 ];
 
 /// The missing service OMERO knows under `name` (as getByName/createByName take it).
@@ -107,7 +217,12 @@ impl Dispatch for UnprovidedService {
 
     async fn dispatch(&self, current: &Current, _params: &[u8]) -> Result<Vec<u8>, DispatchError> {
         caller(&self.services, &self.factory)?;
-        let short = self.missing.name.rsplit('.').next().unwrap_or(self.missing.name);
+        let short = self
+            .missing
+            .name
+            .rsplit('.')
+            .next()
+            .unwrap_or(self.missing.name);
         Err(not_provided(&format!("{short}.{}", current.operation)))
     }
 }
@@ -122,14 +237,24 @@ mod tests {
             assert!(m.type_ids.contains(&m.most_derived), "{}", m.name);
             assert!(m.type_ids.contains(&"::Ice::Object"), "{}", m.name);
             let short = m.name.rsplit('.').next().unwrap();
-            assert!(m.most_derived.ends_with(&format!("::{short}")), "{}", m.name);
+            assert!(
+                m.most_derived.ends_with(&format!("::{short}")),
+                "{}",
+                m.name
+            );
         }
     }
 
     #[test]
     fn lookup_is_by_omero_service_name() {
-        assert_eq!(find("omero.api.IQuery").map(|m| m.kind), Some(Kind::Stateless));
-        assert_eq!(find("omero.api.RawFileStore").map(|m| m.kind), Some(Kind::Stateful));
+        assert_eq!(
+            find("omero.api.IQuery").map(|m| m.kind),
+            Some(Kind::Stateless)
+        );
+        assert_eq!(
+            find("omero.api.RawFileStore").map(|m| m.kind),
+            Some(Kind::Stateful)
+        );
         assert!(find("omero.api.IAdmin").is_none());
         assert!(find("IQuery").is_none());
     }

@@ -1,0 +1,181 @@
+"""omero-py's own CLI (`omero login`, `omero sessions ...`) driven through omero.cli.argv.
+
+The `omero` script refuses to run as root (as CI does), so the plugins run in-process. The
+CLI prints some server errors and still exits 0, so every effect is read back through the API.
+"""
+import os
+import tempfile
+
+import Ice
+import pytest
+
+import omero
+import omero.cli
+import omero.cmd
+from omero.rtypes import rlong, unwrap
+
+from conftest import ENCODING, PASSWORDS, join, login
+
+
+@pytest.fixture(scope="module")
+def cli_env(server):
+    """A sessions directory and OMERODIR of the module's own; ICE_CONFIG for the encoding."""
+    tmp = tempfile.mkdtemp(prefix="omero-cli-")
+    saved = {k: os.environ.get(k) for k in ("OMERO_SESSIONDIR", "OMERODIR", "ICE_CONFIG")}
+    os.environ["OMERO_SESSIONDIR"] = os.path.join(tmp, "sessions")
+    os.environ["OMERODIR"] = tmp
+    if ENCODING == "1.0":
+        cfg = os.path.join(tmp, "ice.config")
+        with open(cfg, "w") as f:
+            f.write("Ice.Default.EncodingVersion=1.0\n")
+        os.environ["ICE_CONFIG"] = cfg
+    yield tmp
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def omero_cli(*args):
+    """Runs one CLI command in-process; returns its exit code (0 even for some errors)."""
+    try:
+        return omero.cli.argv(["omero", *args])
+    except omero.cli.NonZeroReturnCode as e:
+        return e.rv
+
+
+def cli_login(server, user, secure=True):
+    pw = server.root_pw if user == "root" else PASSWORDS[user]
+    port = server.ssl_port if secure else server.tcp_port
+    host = "127.0.0.1" if secure else "tcp://127.0.0.1"
+    rc = omero_cli("login", "-s", host, "-p", str(port), "-u", user, "-w", pw)
+    assert rc == 0
+
+
+def current_uuid(server, user):
+    """The session the CLI stored as current, as the store reads it."""
+    from omero.util.sessions import SessionsStore
+    store = SessionsStore(os.environ["OMERO_SESSIONDIR"])
+    host, name, uuid, port = store.get_current()
+    assert name == user
+    return uuid
+
+
+def test_login_and_sessions_timeout(server, cli_env, clients, capsys):
+    cli_login(server, "alice")
+    uuid = current_uuid(server, "alice")
+    c, sf = join(server, clients, uuid)
+    assert sf.getAdminService().getEventContext().userName == "alice"
+    capsys.readouterr()
+    assert omero_cli("sessions", "timeout") == 0
+    out = capsys.readouterr().out
+    idle = sf.getSessionService().getSession(uuid).timeToIdle.val
+    assert float(out.strip().splitlines()[-1]) == idle / 1000.0
+    assert omero_cli("sessions", "timeout", "1200") == 0
+    assert sf.getSessionService().getSession(uuid).timeToIdle.val == 1200 * 1000
+
+
+def test_sessions_timeout_refused_for_a_user_disabling_it(server, cli_env, clients):
+    cli_login(server, "bob")
+    uuid = current_uuid(server, "bob")
+    c, sf = join(server, clients, uuid)
+    before = sf.getSessionService().getSession(uuid).timeToIdle.val
+    rc = omero_cli("sessions", "timeout", "0")
+    assert rc != 0
+    assert sf.getSessionService().getSession(uuid).timeToIdle.val == before
+
+
+def test_sessions_who_as_user_and_admin(server, cli_env, clients, capsys):
+    cli_login(server, "carol")
+    capsys.readouterr()
+    assert omero_cli("sessions", "who") == 0
+    out = capsys.readouterr().out
+    assert "carol" in out
+    assert "root" not in out
+    cli_login(server, "root")
+    capsys.readouterr()
+    assert omero_cli("sessions", "who") == 0
+    out = capsys.readouterr().out
+    for name in ("carol", "root"):
+        assert name in out
+
+
+def test_login_with_key_joins_the_session(server, cli_env, clients, capsys):
+    c, sf = login(server, clients, user="dave")
+    uuid = c.getSessionId()
+    capsys.readouterr()
+    rc = omero_cli("login", "-s", "127.0.0.1", "-p", str(server.ssl_port), "-k", uuid)
+    assert rc == 0
+    # A key that no CLI login stored leaves the CLI's current session alone (ticket 5975).
+    assert "Joined session for dave" in capsys.readouterr().err
+    # The CLI detached: the session lives on for its first client.
+    assert sf.getSessionService().getReferenceCount(uuid) == 1
+    assert sf.getAdminService().getEventContext().userName == "dave"
+
+
+def test_sessions_list_group_and_logout(server, cli_env, clients, capsys):
+    cli_login(server, "dave")
+    uuid = current_uuid(server, "dave")
+    c, sf = join(server, clients, uuid)
+    capsys.readouterr()
+    assert omero_cli("sessions", "list") == 0
+    assert uuid in capsys.readouterr().out
+    # Other commands may pick another stored session; name this one explicitly.
+    assert omero_cli("sessions", "-s", "127.0.0.1", "-p", str(server.ssl_port), "-k", uuid,
+                     "group", "lab") == 0
+    assert sf.getAdminService().getEventContext().groupName == "lab"
+    assert omero_cli("sessions", "logout") == 0
+    # The session is gone: its objects no longer exist for the joined client.
+    with pytest.raises((omero.RemovedSessionException, Ice.ObjectNotExistException)):
+        sf.getAdminService().getEventContext()
+
+
+def test_submit_from_the_api(server, clients):
+    c, sf = login(server, clients, user="alice")
+    cb = c.submit(omero.cmd.CurrentSessionsRequest())
+    handle_rsp = cb.getResponse()
+    assert isinstance(handle_rsp, omero.cmd.CurrentSessionsResponse)
+    names = [ctx.userName for ctx in handle_rsp.contexts]
+    assert "alice" in names
+    req = omero.cmd.UpdateSessionTimeoutRequest()
+    req.session = c.getSessionId()
+    req.timeToIdle = rlong(900 * 1000)
+    assert isinstance(c.submit(req).getResponse(), omero.cmd.OK)
+    assert unwrap(sf.getSessionService().getSession(c.getSessionId()).timeToIdle) == 900000
+    with pytest.raises(omero.CmdError) as exc:
+        c.submit(omero.cmd.Timing())
+    assert exc.value.err.name == "unsupported-request"
+
+
+def test_config_service(server, clients):
+    c, sf = login(server, clients, user="alice")
+    cfg = sf.getConfigService()
+    version = cfg.getVersion()
+    assert tuple(int(x) for x in version.split(".")) >= (5, 0, 0)
+    assert cfg.getConfigValue("omero.router.insecure") == \
+        "OMERO.Glacier2/router:tcp -p %d -h @omero.host@" % server.tcp_port
+    assert int(cfg.getConfigValue("omero.sessions.timeout")) == 600000
+    assert cfg.getConfigValue("omero.no.such.key") == ""
+    assert "omero.sessions.timeout" in cfg.getConfigValues("^omero\\.sessions\\.")
+    assert all(k.startswith("omero.client.") for k in cfg.getClientConfigValues())
+    assert cfg.getClientConfigDefaults()
+    assert cfg.getDatabaseUuid()
+    assert cfg.getServerTime().val > 0 and cfg.getDatabaseTime().val > 0
+    with pytest.raises(omero.SecurityViolation):
+        cfg.setConfigValue("omero.client.test", "1")
+    with pytest.raises(omero.SecurityViolation):
+        cfg.getConfigDefaults()
+    r, rsf = login(server, clients, user="root")
+    rsf.getConfigService().setConfigValue("omero.client.test", "1")
+    assert cfg.getConfigValue("omero.client.test") == "1"
+    assert rsf.getConfigService().getConfigDefaults()["omero.sessions.timeout"] == "600000"
+
+
+def test_create_client_over_the_insecure_router(server, clients):
+    """omero.client.createClient(secure=False) reads omero.router.insecure to join over tcp."""
+    c, sf = login(server, clients, user="alice")
+    plain = c.createClient(secure=False)
+    clients.append(plain)
+    assert plain.getSession().getAdminService().getEventContext().userName == "alice"
+    assert plain.getSessionId() == c.getSessionId()
