@@ -254,6 +254,34 @@ async fn refusals_and_one_session_per_connection() {
 }
 
 #[tokio::test]
+async fn a_joined_client_cannot_reach_another_clients_services() {
+    let f = start(RouterConfig::default()).await;
+    let mut a = Client::connect(&f, "client-a").await;
+    let uuid = a.session("alice", "alicepw").await.identity.name;
+    let sf_a = Identity::new("session-client-a", uuid.clone());
+    let admin_a = proxy_of(a.call(&sf_a, "getAdminService", Vec::new()).await);
+    // b knows the session uuid (leaked) and so joins it; a's IAdmin stays a's.
+    let mut b = Client::connect(&f, "client-b").await;
+    let sf_b = b.session(&uuid, &uuid).await;
+    assert!(is_one(
+        &b.call(&admin_a.identity, "getEventContext", Vec::new())
+            .await
+    ));
+    assert!(is_one(&b.call(&sf_a, "ice_ping", Vec::new()).await));
+    // b's own IAdmin works, and a's is untouched.
+    let admin_b = proxy_of(b.call(&sf_b.identity, "getAdminService", Vec::new()).await);
+    assert_eq!(admin_b.identity.name, "client-bomero.api.IAdmin");
+    assert!(is_ok(
+        &b.call(&admin_b.identity, "getEventContext", Vec::new())
+            .await
+    ));
+    assert!(is_ok(
+        &a.call(&admin_a.identity, "getEventContext", Vec::new())
+            .await
+    ));
+}
+
+#[tokio::test]
 async fn join_and_connection_loss_count_references() {
     let f = start(RouterConfig::default()).await;
     let sessions = f.services.sessions.clone();

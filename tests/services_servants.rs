@@ -106,6 +106,7 @@ impl World {
         };
         let client_uuid = uuid::Uuid::new_v4().to_string();
         let factory = Arc::new(Factory::new(&client_uuid, &uuid, fresh));
+        assert!(self.services.registry.add_factory(&factory));
         Client {
             session: SessionService::new(self.services.clone(), factory.clone()),
             admin: AdminService::new(self.services.clone(), factory.clone()),
@@ -381,12 +382,12 @@ async fn event_context_and_refusals() {
 }
 
 /// What a client gets calling `operation` on the servant behind `proxy`.
-async fn call(w: &World, proxy: &Proxy, operation: &str) -> Result<Vec<u8>, DispatchError> {
-    let servant = w
-        .services
-        .registry
-        .service(&proxy.identity.category, &proxy.identity.name)
-        .expect("a registered servant");
+async fn call(c: &Client, proxy: &Proxy, operation: &str) -> Result<Vec<u8>, DispatchError> {
+    assert_eq!(proxy.identity.category, c.factory.session_uuid);
+    let servant = c
+        .factory
+        .service(&proxy.identity.name)
+        .expect("a servant of this client");
     let mut cur = current(&[]);
     cur.id = proxy.identity.clone();
     cur.operation = operation.to_string();
@@ -407,7 +408,7 @@ async fn missing_services_fail_late_naming_the_operation() {
     // One per client, as for every stateless service.
     let again = c.sf.get_query_service(&cur).await.unwrap().unwrap();
     assert_eq!(again.identity, query.identity);
-    let (id, base) = server_error(call(&w, &query, "findAllByQuery").await.unwrap_err());
+    let (id, base) = server_error(call(&c, &query, "findAllByQuery").await.unwrap_err());
     assert_eq!(id, "::omero::ApiUsageException");
     assert!(
         base.message.contains("IQuery.findAllByQuery"),
@@ -419,7 +420,7 @@ async fn missing_services_fail_late_naming_the_operation() {
     let other = c.sf.create_raw_file_store(&cur).await.unwrap().unwrap();
     assert_ne!(store.identity, other.identity);
     assert!(store.identity.name.ends_with("omero.api.RawFileStore"));
-    let (_, base) = server_error(call(&w, &store, "setFileId").await.unwrap_err());
+    let (_, base) = server_error(call(&c, &store, "setFileId").await.unwrap_err());
     assert!(base.message.contains("RawFileStore.setFileId"));
     // By name as well; unknown names are refused at once, as OMERO does.
     let upd =
@@ -443,7 +444,7 @@ async fn missing_services_fail_late_naming_the_operation() {
     assert_eq!(id, "::omero::ApiUsageException");
     // Closing the session makes the proxies fail as the session does.
     w.services.sessions.close_session(&c.factory.session_uuid);
-    let (id, _) = server_error(call(&w, &query, "findAllByQuery").await.unwrap_err());
+    let (id, _) = server_error(call(&c, &query, "findAllByQuery").await.unwrap_err());
     assert_eq!(id, "::omero::RemovedSessionException");
 }
 

@@ -2,7 +2,7 @@
 //! it may use, and the verifier's refusal text (§4.1).
 
 use crate::sessions::{java_timestamp, SessionError, SessionInfo, SessionRow};
-use crate::store::directory::{SYSTEM_GROUP_ID, USER_GROUP_ID};
+use crate::store::directory::{GUEST_GROUP_ID, SYSTEM_GROUP_ID, USER_GROUP_ID};
 
 use super::directory::{Directory, ExperimenterInfo, GroupInfo};
 
@@ -73,63 +73,233 @@ pub fn login_group(
 
 /// Every call of a session whose owner is not a member of its group fails with this (spec §1.3),
 /// unless the group is world-readable. Administrators are let through (they may switch to any
-/// group, §5.3).
+/// group, §5.3). For a fresh login; a live session is judged by [`rights`].
 pub fn check_group_usable(user: &ExperimenterInfo, group: &GroupInfo) -> Result<(), SessionError> {
-    const WORLD_READ: i64 = 0x4;
-    if user.is_member(group.id) || user.is_admin() || group.perm1 & WORLD_READ != 0 {
-        Ok(())
-    } else {
-        Err(SessionError::SecurityViolation(format!(
-            "User {} is not a member of group {} and cannot login",
-            user.id, group.id
-        )))
+    Roles::of(user).check_usable(user.id, group)
+}
+
+/// Group memberships and the admin flag: what OMERO's security system reads to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles {
+    /// Member of `system`, holding every light-admin privilege.
+    pub is_admin: bool,
+    /// Membership order; index 0 is the default group.
+    pub member_of: Vec<i64>,
+    pub leader_of: Vec<i64>,
+}
+
+impl Roles {
+    /// A user's own roles, as the directory records them.
+    pub fn of(user: &ExperimenterInfo) -> Self {
+        Roles {
+            is_admin: user.is_admin(),
+            member_of: user.member_of.clone(),
+            leader_of: user.leader_of.clone(),
+        }
+    }
+
+    /// What is left of `self` that `sudoer` also holds. An administrator holds every right,
+    /// so an admin's sudo keeps the target's roles whole; anyone else's keeps only the
+    /// memberships and ownerships both have (and never `system`).
+    fn limited_to(mut self, sudoer: &Roles) -> Self {
+        if sudoer.is_admin {
+            return self;
+        }
+        self.member_of.retain(|g| sudoer.member_of.contains(g));
+        self.leader_of.retain(|g| sudoer.leader_of.contains(g));
+        self.is_admin = self.member_of.contains(&SYSTEM_GROUP_ID);
+        self
+    }
+
+    pub fn is_member(&self, group_id: i64) -> bool {
+        self.member_of.contains(&group_id)
+    }
+
+    pub fn leads(&self, group_id: i64) -> bool {
+        self.leader_of.contains(&group_id)
+    }
+
+    /// OMERO's `@RolesAllowed` names: "system", "user" and "guest" are memberships of the
+    /// built-in groups.
+    pub fn has_role(&self, role: &str) -> bool {
+        match role {
+            "system" => self.is_admin,
+            "user" => self.is_member(USER_GROUP_ID),
+            "guest" => self.is_member(GUEST_GROUP_ID),
+            _ => false,
+        }
+    }
+
+    /// Light-admin privileges: all of them for administrators, none for anyone else.
+    pub fn privileges(&self) -> Vec<String> {
+        if self.is_admin {
+            ADMIN_PRIVILEGES.iter().map(|p| p.to_string()).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub fn has_privilege(&self, privilege: &str) -> bool {
+        self.is_admin && ADMIN_PRIVILEGES.contains(&privilege)
+    }
+
+    /// Whether a session with these roles may work in `group` (spec §1.3): members, admins,
+    /// and anybody in a world-readable group.
+    fn check_usable(&self, user_id: i64, group: &GroupInfo) -> Result<(), SessionError> {
+        const WORLD_READ: i64 = 0x4;
+        if self.is_member(group.id) || self.is_admin || group.perm1 & WORLD_READ != 0 {
+            Ok(())
+        } else {
+            Err(SessionError::SecurityViolation(format!(
+                "User {} is not a member of group {} and cannot login",
+                user_id, group.id
+            )))
+        }
     }
 }
 
-/// IAdmin.getEventContext for `session`, read fresh from the directory. For a group-sudo
-/// session the member and leader lists are intersected with the sudoer's own lists.
-pub fn event_context(
-    dir: &Directory,
-    session: &SessionInfo,
-) -> Result<EventContextData, SessionError> {
-    dir.refresh();
+/// The user who made a session by sudo, with that user's own roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sudoer {
+    pub user: ExperimenterInfo,
+    pub roles: Roles,
+}
+
+/// Who a live session is and what it may do: the one answer every check asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rights {
+    /// The session's owner as the directory records it.
+    pub user: ExperimenterInfo,
+    /// The session's current group.
+    pub group: GroupInfo,
+    /// The effective roles: the owner's, limited to the sudoer's for a sudo session.
+    pub roles: Roles,
+    pub sudoer: Option<Sudoer>,
+}
+
+impl Rights {
+    /// The sudoer to record on a session this one creates (§1.3): the original sudoer when
+    /// this session is itself sudo'd, so a chain of sudo never sheds the limit.
+    pub fn sudoer_for_new_session(&self) -> i64 {
+        self.sudoer.as_ref().map_or(self.user.id, |s| s.user.id)
+    }
+
+    /// getMyOpenSessions sees every session of the user with ReadSession, else only those
+    /// made by the same sudoer (or by nobody).
+    pub fn reads_all_own_sessions(&self) -> bool {
+        self.roles.has_privilege("ReadSession")
+    }
+
+    /// setSecurityContext to `group_id`: members and administrators.
+    pub fn may_switch_to(&self, group_id: i64) -> bool {
+        self.roles.is_admin || self.roles.is_member(group_id)
+    }
+
+    /// Changing another user's password, and other user administration.
+    pub fn may_modify_users(&self) -> bool {
+        self.roles.has_privilege("ModifyUser")
+    }
+
+    /// createSessionWithTimeouts (spec §1.3): an administrator with Sudo may create a session
+    /// for anyone in any group. Anybody else only for a non-admin member of a group the
+    /// caller owns, in that group; such a session is marked group-sudo and never has more
+    /// rights than its sudoer.
+    pub fn authorize_sudo(
+        &self,
+        target: &ExperimenterInfo,
+        group: &GroupInfo,
+    ) -> Result<SudoGrant, SessionError> {
+        let sudoer_id = self.sudoer_for_new_session();
+        if self.roles.has_privilege("Sudo") {
+            return Ok(SudoGrant {
+                sudoer_id,
+                group_sudo: false,
+            });
+        }
+        let allowed =
+            self.roles.leads(group.id) && target.is_member(group.id) && !target.is_admin();
+        if allowed {
+            Ok(SudoGrant {
+                sudoer_id,
+                group_sudo: true,
+            })
+        } else {
+            Err(SessionError::SecurityViolation(format!(
+                "Group sudo is not permitted for group {} (gid={})",
+                group.name, group.id
+            )))
+        }
+    }
+}
+
+/// What [`Rights::authorize_sudo`] allowed: the fields of the new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SudoGrant {
+    pub sudoer_id: i64,
+    pub group_sudo: bool,
+}
+
+/// The effective rights of `session`, from the directory as it is now. Fails with
+/// SecurityViolation when the owner, the group or the sudoer no longer exists, or when the
+/// session may not use its group. Callers that must see command-line changes refresh the
+/// directory first.
+pub fn rights(dir: &Directory, session: &SessionInfo) -> Result<Rights, SessionError> {
     let user = dir.experimenter(session.owner_id).ok_or_else(|| {
         SessionError::SecurityViolation(format!("User {} no longer exists", session.owner_id))
     })?;
     let group = dir.group(session.group_id).ok_or_else(|| {
         SessionError::SecurityViolation(format!("Group {} no longer exists", session.group_id))
     })?;
-    check_group_usable(&user, &group)?;
-    let sudoer = session.sudoer_id.and_then(|id| dir.experimenter(id));
-    let (mut member_of, mut leader_of) = (user.member_of.clone(), user.leader_of.clone());
-    if session.group_sudo {
-        if let Some(s) = &sudoer {
-            member_of.retain(|g| s.member_of.contains(g));
-            leader_of.retain(|g| s.leader_of.contains(g));
+    let sudoer = match session.sudoer_id {
+        None => None,
+        Some(id) => {
+            let sudoer = dir.experimenter(id).ok_or_else(|| {
+                SessionError::SecurityViolation(format!("Sudoer {id} no longer exists"))
+            })?;
+            Some(Sudoer {
+                roles: Roles::of(&sudoer),
+                user: sudoer,
+            })
         }
-    }
-    let is_admin = member_of.contains(&SYSTEM_GROUP_ID);
+    };
+    let own = Roles::of(&user);
+    let roles = match &sudoer {
+        Some(s) => own.limited_to(&s.roles),
+        None => own,
+    };
+    roles.check_usable(user.id, &group)?;
+    Ok(Rights {
+        user,
+        group,
+        roles,
+        sudoer,
+    })
+}
+
+/// IAdmin.getEventContext for `session`, read fresh from the directory.
+pub fn event_context(
+    dir: &Directory,
+    session: &SessionInfo,
+) -> Result<EventContextData, SessionError> {
+    dir.refresh();
+    let r = rights(dir, session)?;
     Ok(EventContextData {
         share_id: -1,
         session_id: session.id,
         session_uuid: session.uuid.clone(),
-        user_id: user.id,
-        user_name: user.ome_name,
+        user_id: r.user.id,
+        user_name: r.user.ome_name,
         sudoer_id: session.sudoer_id,
-        sudoer_name: sudoer.map(|s| s.ome_name),
-        group_id: group.id,
-        group_name: group.name,
-        is_admin,
-        admin_privileges: if is_admin {
-            ADMIN_PRIVILEGES.iter().map(|p| p.to_string()).collect()
-        } else {
-            Vec::new()
-        },
+        sudoer_name: r.sudoer.map(|s| s.user.ome_name),
+        group_id: r.group.id,
+        group_name: r.group.name,
+        is_admin: r.roles.is_admin,
+        admin_privileges: r.roles.privileges(),
         event_id: -1,
         event_type: session.event_type.clone(),
-        member_of_groups: member_of,
-        leader_of_groups: leader_of,
-        group_permissions_perm1: group.perm1,
+        member_of_groups: r.roles.member_of,
+        leader_of_groups: r.roles.leader_of,
+        group_permissions_perm1: r.group.perm1,
     })
 }
 
@@ -141,7 +311,7 @@ pub fn is_guest(user: &ExperimenterInfo) -> bool {
 
 /// True when the user is in the `user` group (the role most ISession methods require).
 pub fn has_user_role(user: &ExperimenterInfo) -> bool {
-    user.is_member(USER_GROUP_ID)
+    Roles::of(user).has_role("user")
 }
 
 /// The Glacier2 verifier's refusal reason (§4.1 step 3):
@@ -345,5 +515,177 @@ mod tests {
         let guest = dir.experimenter(1).unwrap();
         assert!(is_guest(&guest));
         assert!(!has_user_role(&guest));
+    }
+
+    /// The directory of the rights tests: `lead` owns lab and is also in other; `chief`
+    /// owns lab and other; `boss` is an admin in lab; `bob` is only in other.
+    fn rights_setup() -> (tempfile::TempDir, Directory) {
+        let (tmp, dir, _alice, _owner) = setup();
+        let add = |name: &str, admin: bool, groups: &[&str], owner_of: &[&str]| {
+            dir.add_experimenter(NewExperimenter {
+                ome_name: name.into(),
+                first_name: None,
+                last_name: None,
+                email: None,
+                password: Password::new("pw"),
+                admin,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                owner_of: owner_of.iter().map(|g| g.to_string()).collect(),
+            })
+            .unwrap()
+        };
+        add("lead", false, &["lab"], &["other"]);
+        add("chief", false, &[], &["lab", "other"]);
+        add("boss", true, &["lab"], &[]);
+        add("bob", false, &["other"], &[]);
+        (tmp, dir)
+    }
+
+    fn user(dir: &Directory, name: &str) -> ExperimenterInfo {
+        dir.experimenter_by_name(name).unwrap()
+    }
+
+    fn group(dir: &Directory, name: &str) -> GroupInfo {
+        dir.group_by_name(name).unwrap()
+    }
+
+    /// Rights of a session of `name` in its default group, made by `sudoer` if given.
+    fn rights_of(dir: &Directory, name: &str, sudoer: Option<&str>) -> Rights {
+        let u = user(dir, name);
+        let mut s = session(u.id, u.default_group_id().unwrap());
+        s.sudoer_id = sudoer.map(|n| user(dir, n).id);
+        rights(dir, &s).unwrap()
+    }
+
+    fn refused(r: Result<SudoGrant, SessionError>, group: &GroupInfo) {
+        assert_eq!(
+            r,
+            Err(SessionError::SecurityViolation(format!(
+                "Group sudo is not permitted for group {} (gid={})",
+                group.name, group.id
+            )))
+        );
+    }
+
+    #[test]
+    fn admin_may_sudo_anyone_anywhere() {
+        let (_t, dir) = rights_setup();
+        for admin in ["root", "boss"] {
+            let r = rights_of(&dir, admin, None);
+            assert!(r.roles.is_admin && r.may_modify_users() && r.reads_all_own_sessions());
+            assert_eq!(r.roles.privileges().len(), 15);
+            for (target, g) in [("alice", "other"), ("bob", "lab"), ("root", "system")] {
+                let grant = r.authorize_sudo(&user(&dir, target), &group(&dir, g));
+                assert_eq!(
+                    grant,
+                    Ok(SudoGrant {
+                        sudoer_id: r.user.id,
+                        group_sudo: false
+                    })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn owner_may_sudo_only_non_admin_members_of_owned_groups() {
+        let (_t, dir) = rights_setup();
+        let owner = rights_of(&dir, "owner", None);
+        assert!(!owner.roles.is_admin && !owner.may_modify_users());
+        assert!(!owner.reads_all_own_sessions());
+        let lab = group(&dir, "lab");
+        assert_eq!(
+            owner.authorize_sudo(&user(&dir, "alice"), &lab),
+            Ok(SudoGrant {
+                sudoer_id: owner.user.id,
+                group_sudo: true
+            })
+        );
+        // An admin, even one in the owned group; a non-member; a group not owned.
+        refused(owner.authorize_sudo(&user(&dir, "boss"), &lab), &lab);
+        refused(owner.authorize_sudo(&user(&dir, "root"), &lab), &lab);
+        refused(owner.authorize_sudo(&user(&dir, "bob"), &lab), &lab);
+        let other = group(&dir, "other");
+        refused(owner.authorize_sudo(&user(&dir, "alice"), &other), &other);
+        let system = group(&dir, "system");
+        refused(owner.authorize_sudo(&user(&dir, "root"), &system), &system);
+    }
+
+    #[test]
+    fn member_may_not_sudo() {
+        let (_t, dir) = rights_setup();
+        let alice = rights_of(&dir, "alice", None);
+        assert!(alice.roles.has_role("user") && !alice.roles.has_role("system"));
+        assert!(alice.may_switch_to(4) && !alice.may_switch_to(0));
+        let lab = group(&dir, "lab");
+        refused(alice.authorize_sudo(&user(&dir, "alice"), &lab), &lab);
+        refused(alice.authorize_sudo(&user(&dir, "lead"), &lab), &lab);
+    }
+
+    #[test]
+    fn group_sudo_session_is_limited_to_its_sudoer() {
+        let (_t, dir) = rights_setup();
+        // owner (lab only) acting as lead: lead's ownership of "other" falls away.
+        let r = rights_of(&dir, "lead", Some("owner"));
+        assert_eq!(r.roles.member_of, vec![3, 1]);
+        assert!(r.roles.leader_of.is_empty());
+        assert!(!r.may_switch_to(4));
+        let other = group(&dir, "other");
+        refused(r.authorize_sudo(&user(&dir, "bob"), &other), &other);
+        // chief (lab and other) acting as lead keeps lead's ownership of other, and a sudo
+        // from there records chief, not lead, as the sudoer.
+        let r = rights_of(&dir, "lead", Some("chief"));
+        assert_eq!(r.roles.leader_of, vec![4]);
+        assert_eq!(r.sudoer_for_new_session(), user(&dir, "chief").id);
+        let grant = r.authorize_sudo(&user(&dir, "bob"), &other).unwrap();
+        assert_eq!(grant.sudoer_id, user(&dir, "chief").id);
+        assert!(grant.group_sudo);
+    }
+
+    #[test]
+    fn sudo_never_adds_rights_the_sudoer_lacks() {
+        let (_t, dir) = rights_setup();
+        // A session of an admin recorded as made by a non-admin (a sudoer who lost admin,
+        // or a stored row) is not an admin session.
+        let boss = user(&dir, "boss");
+        let mut s = session(boss.id, 3);
+        s.sudoer_id = Some(user(&dir, "owner").id);
+        let r = rights(&dir, &s).unwrap();
+        assert!(!r.roles.is_admin && !r.roles.has_privilege("Sudo"));
+        assert!(r.roles.privileges().is_empty());
+        let lab = group(&dir, "lab");
+        refused(r.authorize_sudo(&user(&dir, "root"), &lab), &lab);
+    }
+
+    #[test]
+    fn admin_sudo_keeps_the_targets_rights() {
+        let (_t, dir) = rights_setup();
+        let r = rights_of(&dir, "lead", Some("root"));
+        assert_eq!(r.roles, Roles::of(&user(&dir, "lead")));
+        assert_eq!(r.sudoer.as_ref().map(|s| s.user.id), Some(0));
+        assert!(!r.roles.is_admin);
+    }
+
+    #[test]
+    fn rights_fail_for_missing_people_and_unusable_groups() {
+        let (_t, dir) = rights_setup();
+        let lead = user(&dir, "lead");
+        let mut s = session(lead.id, 3);
+        s.sudoer_id = Some(user(&dir, "bob").id);
+        dir.remove_experimenter("bob").unwrap();
+        assert!(matches!(
+            rights(&dir, &s),
+            Err(SessionError::SecurityViolation(_))
+        ));
+        // A group-sudo session in a group the sudoer is not in cannot be used.
+        let mut s = session(lead.id, 4);
+        s.sudoer_id = Some(user(&dir, "owner").id);
+        assert_eq!(
+            rights(&dir, &s),
+            Err(SessionError::SecurityViolation(format!(
+                "User {} is not a member of group 4 and cannot login",
+                lead.id
+            )))
+        );
     }
 }

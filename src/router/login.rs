@@ -115,10 +115,12 @@ fn create(
     new.event_type = event_type;
     new.agent = current.ctx.get(CTX_AGENT).cloned();
     new.ip = current.ctx.get(CTX_IP).cloned();
-    services
-        .sessions
-        .create(new)
-        .map_err(|e| create_failed("InternalException", e.message()))
+    services.sessions.create(new).map_err(|e| {
+        // The short Java class name: a cap reached is ApiUsageException, a store failure
+        // InternalException.
+        let class = e.server_exception_class();
+        create_failed(class.rsplit('.').next().unwrap_or(class), e.message())
+    })
 }
 
 /// Verifies `user`/`password` and makes the ServiceFactory for this connection's client.
@@ -145,26 +147,24 @@ pub async fn login(
         Verified::Joined(info) => (info, true),
         Verified::Password(found) => (create(services, &found, current)?, false),
     };
-    if !services.registry.add_factory(&info.uuid, &client_uuid) {
+    let factory = Arc::new(Factory::new(&client_uuid, &info.uuid, !joined));
+    if !services.registry.add_factory(&factory) {
         services
             .sessions
             .release(&info.uuid, crate::sessions::DestroyMode::Detach);
         return Err(create_failed(
             "ApiUsageException",
-            &format!(
-                "client {client_uuid} is already attached to session {}",
-                info.uuid
-            ),
+            &format!("client {client_uuid} is already attached to this session"),
         ));
     }
     tracing::info!(
-        session = %info.uuid,
+        session = info.id,
         client = %client_uuid,
         owner = info.owner_id,
         joined,
         "glacier2 session created"
     );
-    Ok(Arc::new(Factory::new(&client_uuid, &info.uuid, !joined)))
+    Ok(factory)
 }
 
 /// Gives back the reference a join took when the login fails afterwards.

@@ -6,7 +6,7 @@
 //! a routed request is dispatched directly to the servant of its identity once the
 //! [`RouterLocator`] has checked that the request's connection may reach it: the router
 //! itself, `Ice/RouterFinder`, the connection's own ServiceFactory
-//! (`session-<clientUuid>/<sessionUuid>`) and the services of its session (category
+//! (`session-<clientUuid>/<sessionUuid>`) and the services its own client opened (category
 //! `<sessionUuid>`). Anything else is ObjectNotExist.
 
 pub mod login;
@@ -96,7 +96,8 @@ fn spawn_session_listener(router: &Arc<GlacierRouter>) {
                 return;
             };
             let SessionEvent::Closed { uuid, reason } = event;
-            tracing::debug!(session = %uuid, ?reason, "dropping servants of a dead session");
+            let session = crate::sessions::short(&uuid);
+            tracing::debug!(session, ?reason, "dropping servants of a dead session");
             router.services.registry.drop_session(&uuid);
         }
     });

@@ -11,6 +11,7 @@ use crate::generated::ice::RouterFinder;
 use crate::runtime::{Located, Locator};
 use crate::services::proxy::{callback_endpoints, proxy_for};
 use crate::services::{FactoryServant, Services};
+use crate::sessions::short;
 
 use super::login::login;
 use super::state::{Connections, RouterSession};
@@ -94,7 +95,7 @@ impl GlacierRouter {
             .take_idle(std::time::Instant::now(), timeout);
         for session in &idle {
             tracing::info!(
-                session = %session.factory.session_uuid,
+                session = %short(&session.factory.session_uuid),
                 client = %session.factory.client_uuid,
                 "glacier2 session timed out"
             );
@@ -265,7 +266,7 @@ impl RouterFinder for FinderServant {
 }
 
 /// Per request: a connection reaches the router, its own ServiceFactory, and the services
-/// registered for its session; everything else is ObjectNotExist.
+/// its own client opened; everything else is ObjectNotExist.
 pub struct RouterLocator(pub Arc<GlacierRouter>);
 
 impl Locator for RouterLocator {
@@ -291,8 +292,10 @@ impl Locator for RouterLocator {
         if current.id == session.factory_identity {
             return Located::Servant(session.factory_servant.clone());
         }
+        // Only the services this connection's own client opened: another client of the same
+        // session (a leaked uuid joined) must not reach them, nor borrow its HasPassword.
         if current.id.category == *uuid {
-            if let Some(servant) = router.services.registry.service(uuid, &current.id.name) {
+            if let Some(servant) = session.factory.service(&current.id.name) {
                 return Located::Servant(servant);
             }
         }

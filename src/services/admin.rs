@@ -8,11 +8,11 @@ use crate::auth::context::event_context;
 use crate::auth::{DirectoryError, Password};
 use crate::facade::{async_trait, Current, DispatchError, ValueRef};
 use crate::generated::omero::api::IAdmin;
-use crate::sessions::{SessionError, SessionInfo};
+use crate::sessions::SessionError;
 
 use super::context::{Factory, Services};
 use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
-use super::guard::{caller, require_password};
+use super::guard::{caller, require_password, Caller};
 use super::model;
 
 type Obj = Option<ValueRef>;
@@ -32,12 +32,8 @@ impl AdminService {
         AdminService { services, factory }
     }
 
-    /// The caller's session, refreshed, with the directory re-read if the command line
-    /// changed it.
-    fn caller(&self) -> Outcome<SessionInfo> {
-        let info = caller(&self.services, &self.factory)?;
-        self.services.directory.refresh();
-        Ok(info)
+    fn caller(&self) -> Outcome<Caller> {
+        caller(&self.services, &self.factory)
     }
 
     /// An operation this server does not provide; the caller's session is still checked
@@ -323,15 +319,9 @@ impl IAdmin for AdminService {
     }
 
     async fn change_password(&self, new_password: Obj, _c: &Current) -> Outcome<()> {
-        let info = self.caller()?;
+        let caller = self.caller()?;
         require_password(&self.factory)?;
-        let Some(user) = self.services.directory.experimenter(info.owner_id) else {
-            return Err(api_usage(format!(
-                "No such experimenter: {}",
-                info.owner_id
-            )));
-        };
-        self.set_password(user.ome_name, &new_password, "changePassword")
+        self.set_password(caller.rights.user.ome_name, &new_password, "changePassword")
             .await
     }
 
@@ -350,11 +340,11 @@ impl IAdmin for AdminService {
         new_password: Obj,
         _c: &Current,
     ) -> Outcome<()> {
-        let info = self.caller()?;
-        if !self.services.directory.is_admin(info.owner_id) {
+        let caller = self.caller()?;
+        if !caller.rights.may_modify_users() {
             return Err(to_dispatch(SessionError::SecurityViolation(format!(
                 "Only administrators may change another user's password (session {})",
-                info.uuid
+                caller.info.id
             ))));
         }
         require_password(&self.factory)?;
@@ -391,9 +381,8 @@ impl IAdmin for AdminService {
     }
 
     async fn get_event_context(&self, _c: &Current) -> Outcome<Obj> {
-        // event_context re-reads the directory itself.
-        let info = caller(&self.services, &self.factory)?;
-        let ec = event_context(&self.services.directory, &info).or_omero()?;
+        let caller = self.caller()?;
+        let ec = event_context(&self.services.directory, &caller.info).or_omero()?;
         Ok(Some(model::event_context(ec)))
     }
 }

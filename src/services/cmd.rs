@@ -17,7 +17,7 @@ use crate::sessions::{SessionInfo, TimeoutUpdateError};
 
 use super::context::{Factory, Services};
 use super::errors::Outcome;
-use super::guard::caller;
+use super::guard::{caller, Caller};
 use super::model;
 use super::proxy::proxy_for;
 use crate::store::directory::USER_GROUP_ID;
@@ -30,28 +30,23 @@ pub fn submit(
     request: Option<ValueRef>,
     current: &Current,
 ) -> Outcome<Option<Proxy>> {
-    let info = caller(services, factory)?;
+    let who = caller(services, factory)?;
     let started = services.sessions.now_ms();
-    let response = run(services, &info, request.as_ref());
+    let response = run(services, &who, request.as_ref());
     let stopped = services.sessions.now_ms();
     let name = format!("IHandle{}", uuid::Uuid::new_v4());
     let id = Identity::new(factory.session_uuid.clone(), name.clone());
     let proxy = proxy_for(id, &current.connection);
     let status = status(&proxy, &response, started, stopped);
     let servant = HandleServant {
-        services: services.clone(),
-        session_uuid: factory.session_uuid.clone(),
+        factory: factory.clone(),
         name: name.clone(),
         request,
         response: response.value,
         status,
         callbacks: Mutex::new(Vec::new()),
     };
-    services
-        .registry
-        .service_or_insert(&factory.session_uuid, &factory.client_uuid, &name, || {
-            Arc::new(HandleDispatcher(Arc::new(servant)))
-        });
+    factory.service_or_insert(&name, || Arc::new(HandleDispatcher(Arc::new(servant))));
     Ok(Some(proxy))
 }
 
@@ -85,15 +80,15 @@ fn err(category: &str, name: &str, parameters: &[(&str, String)]) -> Finished {
 
 const UPDATE_TIMEOUT: &str = "::omero::cmd::UpdateSessionTimeoutRequest";
 
-fn run(services: &Services, info: &SessionInfo, request: Option<&ValueRef>) -> Finished {
+fn run(services: &Services, who: &Caller, request: Option<&ValueRef>) -> Finished {
     let Some(request) = request else {
         return err("::omero::cmd::Request", "null-request", &[]);
     };
     if request.get::<CurrentSessionsRequest>().is_some() {
-        return current_sessions(services, info);
+        return current_sessions(services, who);
     }
     if let Some(update) = request.get::<UpdateSessionTimeoutRequest>() {
-        return update_timeout(services, info, update);
+        return update_timeout(services, who, update);
     }
     let kind = request.ice_id();
     err(
@@ -109,27 +104,22 @@ fn run(services: &Services, info: &SessionInfo, request: Option<&ValueRef>) -> F
 /// OMERO 5.x: an admin sees every session in full; anyone else sees their own sessions in
 /// full and, for sessions of others whose current group they are a member of, only who and
 /// which group (no Session object, no data).
-fn current_sessions(services: &Services, info: &SessionInfo) -> Finished {
+fn current_sessions(services: &Services, who: &Caller) -> Finished {
     let dir = &services.directory;
-    dir.refresh();
-    let admin = dir.is_admin(info.owner_id);
+    let admin = who.rights.roles.is_admin;
+    let me = who.info.owner_id;
     // Everyone is in "user": sharing it says nothing, so it shows nobody's sessions.
-    let member_of: Vec<i64> = dir
-        .groups_of(info.owner_id)
-        .iter()
-        .map(|g| g.id)
-        .filter(|id| *id != USER_GROUP_ID)
-        .collect();
+    let shares = |g: i64| g != USER_GROUP_ID && who.rights.roles.is_member(g);
     let mut rsp = CurrentSessionsResponse::default();
     for s in services.sessions.live_sessions() {
-        if admin || s.owner_id == info.owner_id {
+        if admin || s.owner_id == me {
             let Ok(ec) = event_context(dir, &s) else {
                 continue;
             };
             rsp.sessions.push(Some(model::session(&s, dir)));
             rsp.contexts.push(Some(model::event_context(ec)));
             rsp.data.push(session_data(&s));
-        } else if member_of.contains(&s.group_id) {
+        } else if shares(s.group_id) {
             rsp.sessions.push(None);
             rsp.contexts
                 .push(Some(ValueRef::new(limited_context(services, &s))));
@@ -165,10 +155,11 @@ fn session_data(s: &SessionInfo) -> HashMap<String, Option<ValueRef>> {
 
 fn update_timeout(
     services: &Services,
-    info: &SessionInfo,
+    who: &Caller,
     req: &UpdateSessionTimeoutRequest,
 ) -> Finished {
-    let admin = services.directory.is_admin(info.owner_id);
+    let admin = who.rights.roles.is_admin;
+    let info = &who.info;
     // The Session row is private to its owner: others (but admins) do not see it at all.
     let visible = services
         .sessions
@@ -233,8 +224,8 @@ fn status(source: &Proxy, rsp: &Finished, started: i64, stopped: i64) -> Status 
 
 /// The handle of one submitted request, already finished.
 struct HandleServant {
-    services: Services,
-    session_uuid: String,
+    /// The client that submitted: the handle is one of its servants.
+    factory: Arc<Factory>,
     name: String,
     request: Option<ValueRef>,
     response: Option<ValueRef>,
@@ -308,9 +299,7 @@ impl Handle for HandleServant {
     }
 
     async fn close(&self, _c: &Current) -> Outcome<()> {
-        self.services
-            .registry
-            .remove_service(&self.session_uuid, &self.name);
+        self.factory.remove_service(&self.name);
         Ok(())
     }
 }
@@ -362,10 +351,19 @@ mod tests {
         svc.sessions.create(NewSession::new(owner, group)).unwrap()
     }
 
+    fn as_caller(svc: &Services, info: &SessionInfo) -> Caller {
+        svc.directory.refresh();
+        let rights = crate::auth::context::rights(&svc.directory, info).unwrap();
+        Caller {
+            info: info.clone(),
+            rights,
+        }
+    }
+
     fn sessions_seen(svc: &Services, who: &SessionInfo) -> (Vec<bool>, Vec<String>) {
         let rsp = run(
             svc,
-            who,
+            &as_caller(svc, who),
             Some(&ValueRef::new(CurrentSessionsRequest::default())),
         );
         assert!(!rsp.failed);
@@ -434,27 +432,50 @@ mod tests {
         let bob = user(&svc, "bob");
         let a = session(&svc, alice);
         let b = session(&svc, bob);
-        let r = run(&svc, &a, Some(&update(&a.uuid, None, Some(1_200_000))));
+        let r = run(
+            &svc,
+            &as_caller(&svc, &a),
+            Some(&update(&a.uuid, None, Some(1_200_000))),
+        );
         assert!(!r.failed);
         assert_eq!(
             svc.sessions.lookup(&a.uuid, true).unwrap().time_to_idle,
             1_200_000
         );
         assert_eq!(
-            err_name(&run(&svc, &a, Some(&update(&a.uuid, None, Some(0))))),
+            err_name(&run(
+                &svc,
+                &as_caller(&svc, &a),
+                Some(&update(&a.uuid, None, Some(0)))
+            )),
             "non-admin-disabling"
         );
         assert_eq!(
-            err_name(&run(&svc, &a, Some(&update(&a.uuid, None, None)))),
+            err_name(&run(
+                &svc,
+                &as_caller(&svc, &a),
+                Some(&update(&a.uuid, None, None))
+            )),
             "no-update-performed"
         );
         // Someone else's session is invisible to a user, not to an admin.
         assert_eq!(
-            err_name(&run(&svc, &a, Some(&update(&b.uuid, None, Some(5))))),
+            err_name(&run(
+                &svc,
+                &as_caller(&svc, &a),
+                Some(&update(&b.uuid, None, Some(5)))
+            )),
             "no-session"
         );
         let root = session(&svc, ROOT_USER_ID);
-        assert!(!run(&svc, &root, Some(&update(&b.uuid, Some(0), None))).failed);
+        assert!(
+            !run(
+                &svc,
+                &as_caller(&svc, &root),
+                Some(&update(&b.uuid, Some(0), None))
+            )
+            .failed
+        );
         assert_eq!(svc.sessions.lookup(&b.uuid, true).unwrap().time_to_live, 0);
     }
 
@@ -464,12 +485,15 @@ mod tests {
         let svc = services(tmp.path());
         let root = session(&svc, ROOT_USER_ID);
         let req = ValueRef::new(crate::generated::omero::cmd::Timing::default());
-        let f = run(&svc, &root, Some(&req));
+        let f = run(&svc, &as_caller(&svc, &root), Some(&req));
         assert_eq!(err_name(&f), "unsupported-request");
         let v = f.value.unwrap();
         let e = v.get::<ERR>().unwrap();
         assert_eq!(e.category, "::omero::cmd::Timing");
         assert!(e.parameters["message"].contains("Timing"));
-        assert_eq!(err_name(&run(&svc, &root, None)), "null-request");
+        assert_eq!(
+            err_name(&run(&svc, &as_caller(&svc, &root), None)),
+            "null-request"
+        );
     }
 }

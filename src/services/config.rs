@@ -183,11 +183,11 @@ impl ConfigService {
     }
 
     fn set(&self, key: &str, value: &str, test: Option<&str>) -> Outcome<bool> {
-        let info = caller(&self.services, &self.factory)?;
-        require_role(&self.services, &info, &["system"])?;
+        let who = caller(&self.services, &self.factory)?;
+        require_role(&who, &["system"])?;
         let changed = self.values().set(key, value, test).map_err(to_dispatch)?;
         if changed {
-            tracing::info!(key, by = info.owner_id, "configuration value set");
+            tracing::info!(key, by = who.info.owner_id, "configuration value set");
         }
         Ok(changed)
     }
@@ -224,8 +224,8 @@ impl IConfig for ConfigService {
     }
 
     async fn get_config_defaults(&self, _c: &Current) -> Map {
-        let info = caller(&self.services, &self.factory)?;
-        require_role(&self.services, &info, &["system"])?;
+        let who = caller(&self.services, &self.factory)?;
+        require_role(&who, &["system"])?;
         Ok(self
             .values()
             .defaults()

@@ -3,11 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::config::ConfigValues;
 use crate::auth::{Authenticator, Directory};
 use crate::facade::{Dispatch, ValueRef};
+pub use crate::sessions::short;
 use crate::sessions::{DestroyMode, ReleaseOutcome, SessionManager};
 
 /// The session cache as the services use it: environments hold any `omero::RType`.
@@ -38,112 +39,79 @@ impl Services {
     }
 }
 
-struct Registered {
-    client_uuid: String,
-    servant: Arc<dyn Dispatch>,
-}
-
-#[derive(Default)]
-struct SessionServants {
-    /// Identity name → servant; the identity category is the session uuid.
-    services: BTreeMap<String, Registered>,
-    /// Client uuids with a live ServiceFactory on this session.
-    factories: Vec<String>,
-}
-
-/// The servants of every session, as OMERO's per-session ServantHolder keeps them.
+/// The ServiceFactories attached to each session, so that a session's death reaches them and
+/// a client attaches only once. The servants themselves hang off each [`Factory`].
 #[derive(Default)]
 pub struct Registry {
-    sessions: Mutex<HashMap<String, SessionServants>>,
+    sessions: Mutex<HashMap<String, Vec<Weak<Factory>>>>,
 }
 
 impl Registry {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, SessionServants>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<Weak<Factory>>>> {
         // Each update is a single insert or remove, so a poisoned map is still consistent.
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a ServiceFactory; false when this client already has one on this session
+    /// Records a ServiceFactory; false when its client already has a live one on this session
     /// (OMERO refuses the second one: its identity would collide).
-    pub fn add_factory(&self, session_uuid: &str, client_uuid: &str) -> bool {
+    pub fn add_factory(&self, factory: &Arc<Factory>) -> bool {
         let mut map = self.lock();
-        let entry = map.entry(session_uuid.to_string()).or_default();
-        if entry.factories.iter().any(|c| c == client_uuid) {
+        let list = map.entry(factory.session_uuid.clone()).or_default();
+        list.retain(|f| f.upgrade().is_some_and(|f| !f.is_destroyed()));
+        if list
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|f| f.client_uuid == factory.client_uuid)
+        {
             return false;
         }
-        entry.factories.push(client_uuid.to_string());
+        list.push(Arc::downgrade(factory));
         true
     }
 
-    /// The servant registered under `name`, registering `make()` first if there is none.
-    pub fn service_or_insert(
-        &self,
-        session_uuid: &str,
-        client_uuid: &str,
-        name: &str,
-        make: impl FnOnce() -> Arc<dyn Dispatch>,
-    ) -> Arc<dyn Dispatch> {
-        let mut map = self.lock();
-        let entry = map.entry(session_uuid.to_string()).or_default();
-        entry
-            .services
-            .entry(name.to_string())
-            .or_insert_with(|| Registered {
-                client_uuid: client_uuid.to_string(),
-                servant: make(),
-            })
-            .servant
-            .clone()
-    }
-
-    pub fn service(&self, session_uuid: &str, name: &str) -> Option<Arc<dyn Dispatch>> {
-        let map = self.lock();
-        map.get(session_uuid)?
-            .services
-            .get(name)
-            .map(|r| r.servant.clone())
-    }
-
-    pub fn has_service(&self, session_uuid: &str, name: &str) -> bool {
-        self.service(session_uuid, name).is_some()
-    }
-
-    /// Identity names of every servant of the session (all its clients), sorted.
-    pub fn service_names(&self, session_uuid: &str) -> Vec<String> {
-        let map = self.lock();
-        map.get(session_uuid)
-            .map(|s| s.services.keys().cloned().collect())
+    fn factories(&self, session_uuid: &str) -> Vec<Arc<Factory>> {
+        self.lock()
+            .get(session_uuid)
+            .map(|list| list.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default()
     }
 
-    /// Removes one servant (a closed command handle); false when there was none.
-    pub fn remove_service(&self, session_uuid: &str, name: &str) -> bool {
-        let mut map = self.lock();
-        map.get_mut(session_uuid)
-            .is_some_and(|entry| entry.services.remove(name).is_some())
+    /// Identity names of every servant of the session (all its clients), sorted. Only names:
+    /// each servant answers only its own client's connection.
+    pub fn service_names(&self, session_uuid: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .factories(session_uuid)
+            .iter()
+            .flat_map(|f| f.service_names())
+            .collect();
+        names.sort();
+        names
     }
 
-    /// A detached ServiceFactory went away: drop its client's (stateless) servants only.
-    pub fn drop_client(&self, session_uuid: &str, client_uuid: &str) {
+    /// A ServiceFactory went away: forget it.
+    fn remove_factory(&self, factory: &Factory) {
         let mut map = self.lock();
-        let Some(entry) = map.get_mut(session_uuid) else {
+        let Some(list) = map.get_mut(&factory.session_uuid) else {
             return;
         };
-        entry.services.retain(|_, r| r.client_uuid != client_uuid);
-        entry.factories.retain(|c| c != client_uuid);
-        if entry.services.is_empty() && entry.factories.is_empty() {
-            map.remove(session_uuid);
+        list.retain(|f| f.upgrade().is_some_and(|f| !std::ptr::eq(&*f, factory)));
+        if list.is_empty() {
+            map.remove(&factory.session_uuid);
         }
     }
 
-    /// The session died: drop every servant of it.
+    /// The session died: every client's servants go.
     pub fn drop_session(&self, session_uuid: &str) {
-        self.lock().remove(session_uuid);
+        let list = self.lock().remove(session_uuid).unwrap_or_default();
+        for factory in list.iter().filter_map(Weak::upgrade) {
+            factory.clear_services();
+        }
     }
 }
 
-/// One ServiceFactory: a client (its `omero.client.uuid`) attached to an OMERO session.
-#[derive(Debug)]
+/// One ServiceFactory: a client (its `omero.client.uuid`) attached to an OMERO session, with
+/// the services that client opened. It belongs to the connection that logged in, so those
+/// services and its HasPassword answer that connection only.
 pub struct Factory {
     pub client_uuid: String,
     pub session_uuid: String,
@@ -151,6 +119,20 @@ pub struct Factory {
     has_password: AtomicBool,
     mode: Mutex<DestroyMode>,
     destroyed: AtomicBool,
+    /// Identity name (`<clientUuid><service>`, category = session uuid) → servant. The
+    /// servants hold this factory; [`Factory::destroy`] empties the map to end that cycle.
+    services: Mutex<BTreeMap<String, Arc<dyn Dispatch>>>,
+}
+
+impl std::fmt::Debug for Factory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Factory")
+            .field("client_uuid", &self.client_uuid)
+            .field("session", &short(&self.session_uuid))
+            .field("has_password", &self.has_password())
+            .field("destroyed", &self.is_destroyed())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Factory {
@@ -161,6 +143,7 @@ impl Factory {
             has_password: AtomicBool::new(has_password),
             mode: Mutex::new(DestroyMode::Close),
             destroyed: AtomicBool::new(false),
+            services: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -189,6 +172,53 @@ impl Factory {
         format!("{}{}", self.client_uuid, service)
     }
 
+    fn servants(&self) -> MutexGuard<'_, BTreeMap<String, Arc<dyn Dispatch>>> {
+        // Single inserts and removes: a poisoned map is still consistent.
+        self.services.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The servant registered under `name`, registering `make()` first if there is none.
+    /// Nothing is registered once the factory is destroyed.
+    pub fn service_or_insert(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Arc<dyn Dispatch>,
+    ) -> Arc<dyn Dispatch> {
+        let mut map = self.servants();
+        if let Some(s) = map.get(name) {
+            return s.clone();
+        }
+        let servant = make();
+        if !self.is_destroyed() {
+            map.insert(name.to_string(), servant.clone());
+        }
+        servant
+    }
+
+    /// A servant this client opened.
+    pub fn service(&self, name: &str) -> Option<Arc<dyn Dispatch>> {
+        self.servants().get(name).cloned()
+    }
+
+    pub fn has_service(&self, name: &str) -> bool {
+        self.servants().contains_key(name)
+    }
+
+    pub fn service_names(&self) -> Vec<String> {
+        self.servants().keys().cloned().collect()
+    }
+
+    /// Removes one servant (a closed command handle); false when there was none.
+    pub fn remove_service(&self, name: &str) -> bool {
+        self.servants().remove(name).is_some()
+    }
+
+    fn clear_services(&self) {
+        let old = std::mem::take(&mut *self.servants());
+        // Dropped outside the lock: a servant's drop may come back here.
+        drop(old);
+    }
+
     /// Destroys this ServiceFactory once (spec §2.3): gives its reference back and drops
     /// the servants the outcome calls for. Later calls do nothing.
     pub fn destroy(&self, services: &Services) -> Option<ReleaseOutcome> {
@@ -196,16 +226,16 @@ impl Factory {
             return None;
         }
         let outcome = services.sessions.release(&self.session_uuid, self.mode());
-        match outcome {
-            ReleaseOutcome::Destroyed | ReleaseOutcome::AlreadyGone => {
-                services.registry.drop_session(&self.session_uuid)
-            }
-            ReleaseOutcome::Detached { .. } => services
-                .registry
-                .drop_client(&self.session_uuid, &self.client_uuid),
+        self.clear_services();
+        services.registry.remove_factory(self);
+        if matches!(
+            outcome,
+            ReleaseOutcome::Destroyed | ReleaseOutcome::AlreadyGone
+        ) {
+            services.registry.drop_session(&self.session_uuid);
         }
         tracing::info!(
-            session = %self.session_uuid,
+            session = %short(&self.session_uuid),
             client = %self.client_uuid,
             ?outcome,
             "service factory destroyed"
@@ -250,27 +280,30 @@ mod tests {
     }
 
     #[test]
-    fn registry_tracks_servants_per_session_and_client() {
-        let r = Registry::default();
-        assert!(r.add_factory("s", "c1"));
-        assert!(!r.add_factory("s", "c1"));
-        assert!(r.add_factory("s", "c2"));
-        r.service_or_insert("s", "c1", "c1omero.api.IAdmin", || Arc::new(Nothing));
-        r.service_or_insert("s", "c2", "c2omero.api.IAdmin", || Arc::new(Nothing));
+    fn servants_belong_to_their_client() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = services(tmp.path());
+        let r = &svc.registry;
+        let c1 = Arc::new(Factory::new("c1", "s", true));
+        let c2 = Arc::new(Factory::new("c2", "s", true));
+        assert!(r.add_factory(&c1));
+        assert!(!r.add_factory(&Arc::new(Factory::new("c1", "s", true))));
+        assert!(r.add_factory(&c2));
+        c1.service_or_insert("c1omero.api.IAdmin", || Arc::new(Nothing));
+        c2.service_or_insert("c2omero.api.IAdmin", || Arc::new(Nothing));
         // Registered once: a second request returns the first servant.
-        let first = r.service("s", "c1omero.api.IAdmin").unwrap();
-        let again = r.service_or_insert("s", "c1", "c1omero.api.IAdmin", || Arc::new(Nothing));
+        let first = c1.service("c1omero.api.IAdmin").unwrap();
+        let again = c1.service_or_insert("c1omero.api.IAdmin", || Arc::new(Nothing));
         assert!(Arc::ptr_eq(&first, &again));
+        // Another client's servant is not reachable through this one.
+        assert!(c1.service("c2omero.api.IAdmin").is_none());
         assert_eq!(
             r.service_names("s"),
             vec!["c1omero.api.IAdmin", "c2omero.api.IAdmin"]
         );
-        r.drop_client("s", "c1");
-        assert!(!r.has_service("s", "c1omero.api.IAdmin"));
-        assert!(r.has_service("s", "c2omero.api.IAdmin"));
-        assert!(r.add_factory("s", "c1"));
         r.drop_session("s");
         assert!(r.service_names("s").is_empty());
+        assert!(!c2.has_service("c2omero.api.IAdmin"));
     }
 
     #[test]
@@ -279,19 +312,21 @@ mod tests {
         let svc = services(tmp.path());
         let info = svc.sessions.create(NewSession::new(0, 0)).unwrap();
         svc.sessions.join(&info.uuid).unwrap();
-        let detached = Factory::new("c1", &info.uuid, true);
+        let detached = Arc::new(Factory::new("c1", &info.uuid, true));
         detached.set_mode(DestroyMode::Detach);
-        svc.registry.add_factory(&info.uuid, "c1");
-        svc.registry
-            .service_or_insert(&info.uuid, "c1", "c1x", || Arc::new(Nothing));
+        assert!(svc.registry.add_factory(&detached));
+        detached.service_or_insert("c1x", || Arc::new(Nothing));
         assert_eq!(
             detached.destroy(&svc),
             Some(ReleaseOutcome::Detached { remaining: 1 })
         );
         assert!(detached.is_destroyed());
         assert_eq!(detached.destroy(&svc), None);
-        assert!(!svc.registry.has_service(&info.uuid, "c1x"));
-        let closing = Factory::new("c2", &info.uuid, false);
+        assert!(!detached.has_service("c1x"));
+        assert!(svc.registry.service_names(&info.uuid).is_empty());
+        // The same client may attach again once its first factory is gone.
+        let closing = Arc::new(Factory::new("c1", &info.uuid, false));
+        assert!(svc.registry.add_factory(&closing));
         assert!(!closing.has_password());
         assert_eq!(closing.destroy(&svc), Some(ReleaseOutcome::Destroyed));
         assert!(!svc.sessions.is_live(&info.uuid));

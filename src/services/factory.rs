@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::context::rights;
 use crate::auth::{AuthError, Password};
 use crate::facade::{async_trait, Current, Dispatch, DispatchError, Identity, Proxy, ValueRef};
 use crate::generated::omero::api::{
@@ -53,12 +54,7 @@ impl FactoryServant {
     fn stateless(&self, service: &str, current: &Current) -> Outcome<Option<Proxy>> {
         let name = self.factory.service_name(service);
         let make = self.maker(service)?;
-        self.services.registry.service_or_insert(
-            &self.factory.session_uuid,
-            &self.factory.client_uuid,
-            &name,
-            make,
-        );
+        self.factory.service_or_insert(&name, make);
         let id = Identity::new(self.factory.session_uuid.clone(), name);
         Ok(Some(proxy_for(id, &current.connection)))
     }
@@ -68,12 +64,7 @@ impl FactoryServant {
     fn stateful(&self, service: &str, current: &Current) -> Outcome<Option<Proxy>> {
         let make = self.maker(service)?;
         let name = format!("{}{service}", uuid::Uuid::new_v4());
-        self.services.registry.service_or_insert(
-            &self.factory.session_uuid,
-            &self.factory.client_uuid,
-            &name,
-            make,
-        );
+        self.factory.service_or_insert(&name, make);
         let id = Identity::new(self.factory.session_uuid.clone(), name);
         Ok(Some(proxy_for(id, &current.connection)))
     }
@@ -143,10 +134,10 @@ impl FactoryServant {
             .or_omero()
     }
 
+    /// Whether `proxy` is a live service of this client (the only ones it may reach).
     fn registered(&self, proxy: &Proxy) -> bool {
-        self.services
-            .registry
-            .has_service(&self.factory.session_uuid, &proxy.identity.name)
+        proxy.identity.category == self.factory.session_uuid
+            && self.factory.has_service(&proxy.identity.name)
     }
 }
 
@@ -172,12 +163,14 @@ impl ServiceFactory for FactoryServant {
 
     async fn get_security_contexts(&self, _current: &Current) -> Outcome<Vec<Option<ValueRef>>> {
         let info = self.touch()?;
-        Ok(self
-            .services
-            .directory
-            .groups_of(info.owner_id)
+        let dir = &self.services.directory;
+        let rights = rights(dir, &info).or_omero()?;
+        Ok(rights
+            .roles
+            .member_of
             .iter()
-            .map(|g| Some(model::group(g)))
+            .filter_map(|id| dir.group(*id))
+            .map(|g| Some(model::group(&g)))
             .collect())
     }
 
@@ -201,11 +194,7 @@ impl ServiceFactory for FactoryServant {
                 "Unknown security context:{kind}"
             ))));
         }
-        let allowed = self
-            .services
-            .directory
-            .experimenter(info.owner_id)
-            .is_some_and(|u| u.is_admin() || u.is_member(id))
+        let allowed = rights(&self.services.directory, &info).is_ok_and(|r| r.may_switch_to(id))
             && self.services.directory.group(id).is_some();
         let previous = self
             .services

@@ -1,40 +1,45 @@
 //! The checks OMERO's security interceptor makes before every service call: the caller's
-//! session (refreshed), its roles, and the "HasPassword" pseudo-role.
+//! session (refreshed), its effective rights, and the "HasPassword" pseudo-role.
 
-use crate::auth::context::check_group_usable;
+use crate::auth::context::{rights, Rights};
 use crate::sessions::{SessionError, SessionInfo};
 
 use super::context::{Factory, Services};
 use super::errors::{to_dispatch, OrOmero, Outcome};
 
-/// The caller's session, refreshed; fails as OMERO's interceptor does, including for a
-/// session (made by sudo) in a group its owner may not use.
-pub fn caller(services: &Services, factory: &Factory) -> Outcome<SessionInfo> {
+/// The calling session and what it may do.
+pub struct Caller {
+    pub info: SessionInfo,
+    pub rights: Rights,
+}
+
+/// The caller's session, refreshed, with its rights; fails as OMERO's interceptor does,
+/// including for a session (made by sudo) in a group it may not use. The directory is
+/// re-read first when the command line changed it, so a revoked ownership or admin role
+/// stops counting at once.
+pub fn caller(services: &Services, factory: &Factory) -> Outcome<Caller> {
     let info = services
         .sessions
         .lookup(&factory.session_uuid, false)
         .or_omero()?;
-    let dir = &services.directory;
-    if let (Some(user), Some(group)) = (dir.experimenter(info.owner_id), dir.group(info.group_id)) {
-        check_group_usable(&user, &group).or_omero()?;
-    }
-    Ok(info)
+    services.directory.refresh();
+    let rights = rights(&services.directory, &info).or_omero()?;
+    Ok(Caller { info, rights })
 }
 
-/// `@RolesAllowed`: the caller must belong to one of the named groups.
-pub fn require_role(services: &Services, info: &SessionInfo, allowed: &[&str]) -> Outcome<()> {
-    let roles = services.directory.role_names(info.owner_id);
-    if roles.iter().any(|r| allowed.contains(&r.as_str())) {
+/// `@RolesAllowed`: the caller must hold one of the named roles.
+pub fn require_role(caller: &Caller, allowed: &[&str]) -> Outcome<()> {
+    if allowed.iter().any(|r| caller.rights.roles.has_role(r)) {
         return Ok(());
     }
     Err(to_dispatch(SessionError::SecurityViolation(format!(
-        "No matching roles found in {:?} for session {} (allowed: {:?})",
-        roles, info.uuid, allowed
+        "No matching roles found for session {} (allowed: {:?})",
+        caller.info.id, allowed
     ))))
 }
 
 /// The "HasPassword" pseudo-role: refused on a joined ServiceFactory until
-/// setSecurityPassword has succeeded.
+/// setSecurityPassword has succeeded. `factory` must be the calling connection's own.
 pub fn require_password(factory: &Factory) -> Outcome<()> {
     if factory.has_password() {
         return Ok(());

@@ -6,20 +6,29 @@ use std::sync::Arc;
 
 use crate::auth::context::login_group;
 use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
+use crate::encoding::{Encoding, OutputStream};
 use crate::facade::{async_trait, Current, ValueRef};
 use crate::generated::omero::api::ISession;
 use crate::generated::omero::model::Session;
 use crate::generated::omero::sys::Principal;
 use crate::sessions::manager::{AGENT_CREATE_SESSION, AGENT_SUDO};
 use crate::sessions::{
-    check_group_sudo, normalize_event_type, AgentFilter, Env, NewSession, SessionError,
-    SessionInfo, SudoerFilter,
+    normalize_event_type, AgentFilter, Env, NewSession, SessionError, SudoerFilter,
 };
 
 use super::context::{Factory, Services};
 use super::errors::{to_dispatch, OrOmero, Outcome};
-use super::guard::{caller, require_password, require_role};
+use super::guard::{caller, require_password, require_role, Caller};
 use super::model;
+
+/// What a value costs to keep: its size in the compact 1.1 encoding. Encoding is bounded by
+/// the request that carried the value, which was at most one message.
+fn encoded_size(value: &ValueRef) -> usize {
+    let mut out = OutputStream::new(Encoding::V1_1);
+    out.write_value(Some(value));
+    out.write_pending_values();
+    out.len()
+}
 
 /// Context key that makes getSession leave the target's idle time alone.
 const QUIETLY: &str = "quietly";
@@ -49,13 +58,13 @@ impl SessionService {
         SessionService { services, factory }
     }
 
-    fn caller(&self) -> Outcome<SessionInfo> {
-        let info = caller(&self.services, &self.factory)?;
-        require_role(&self.services, &info, &["user", "guest"])?;
-        Ok(info)
+    fn caller(&self) -> Outcome<Caller> {
+        let caller = caller(&self.services, &self.factory)?;
+        require_role(&caller, &["user", "guest"])?;
+        Ok(caller)
     }
 
-    fn model(&self, info: &SessionInfo) -> Option<ValueRef> {
+    fn model(&self, info: &crate::sessions::SessionInfo) -> Option<ValueRef> {
         Some(model::session(info, &self.services.directory))
     }
 
@@ -84,23 +93,22 @@ impl SessionService {
         operation: &str,
         current: &Current,
     ) -> Outcome<Option<ValueRef>> {
-        let info = self.caller()?;
-        require_role(&self.services, &info, &["user"])?;
+        let caller = self.caller()?;
+        require_role(&caller, &["user"])?;
         let p = principal(p, operation)?;
-        let dir = &self.services.directory;
-        let user = dir
+        let user = self
+            .services
+            .directory
             .experimenter_by_name(&p.name)
             .ok_or_else(|| to_dispatch(creation_error()))?;
         let group = self.target_group(&user, &p.group).or_omero()?;
-        let caller_is_admin = dir.is_admin(info.owner_id);
-        let caller_owns = dir.led_group_ids(info.owner_id).contains(&group.id);
-        check_group_sudo(caller_is_admin, caller_owns, &group.name, group.id).or_omero()?;
+        let grant = caller.rights.authorize_sudo(&user, &group).or_omero()?;
         let mut new = NewSession::new(user.id, group.id);
         new.event_type = normalize_event_type(&p.event_type).or_omero()?;
         new.agent = Self::agent(current, AGENT_SUDO);
         new.ip = current.ctx.get("omero.ip").cloned();
-        new.sudoer_id = Some(info.sudoer_id.unwrap_or(info.owner_id));
-        new.group_sudo = !caller_is_admin;
+        new.sudoer_id = Some(grant.sudoer_id);
+        new.group_sudo = grant.group_sudo;
         new.time_to_live = Some(time_to_live);
         new.time_to_idle = Some(time_to_idle);
         let created = self.services.sessions.create(new).or_omero()?;
@@ -155,19 +163,17 @@ impl ISession for SessionService {
         default_group: String,
         current: &Current,
     ) -> Outcome<Option<ValueRef>> {
-        let info = self.caller()?;
-        require_role(&self.services, &info, &["user"])?;
+        let caller = self.caller()?;
+        require_role(&caller, &["user"])?;
         require_password(&self.factory)?;
-        let user = self
-            .services
-            .directory
-            .experimenter(info.owner_id)
-            .ok_or_else(|| to_dispatch(creation_error()))?;
-        let group = self.target_group(&user, &default_group).or_omero()?;
+        let user = &caller.rights.user;
+        let group = self.target_group(user, &default_group).or_omero()?;
         let mut new = NewSession::new(user.id, group.id);
         new.agent = Self::agent(current, AGENT_CREATE_SESSION);
         new.ip = current.ctx.get("omero.ip").cloned();
-        new.sudoer_id = info.sudoer_id;
+        new.sudoer_id = caller.info.sudoer_id;
+        // A copy of a group-sudo session stays as limited as its original.
+        new.group_sudo = caller.info.group_sudo;
         let created = self
             .services
             .sessions
@@ -342,9 +348,10 @@ impl SessionService {
 
     fn env_set(&self, sess: &str, env: Env, key: &str, value: Option<ValueRef>) -> Outcome<()> {
         self.caller()?;
+        let size = value.as_ref().map_or(0, encoded_size);
         self.services
             .sessions
-            .set_env(sess, env, key, value)
+            .set_env(sess, env, key, value, size)
             .or_omero()
     }
 
@@ -364,20 +371,33 @@ impl SessionService {
     }
 
     fn open_sessions(&self, agent: AgentFilter) -> Outcome<Vec<Option<ValueRef>>> {
-        let info = self.caller()?;
-        require_role(&self.services, &info, &["user"])?;
-        // Full administrators hold ReadSession and see every session of theirs.
-        let sudoer = if self.services.directory.is_admin(info.owner_id) {
+        let caller = self.caller()?;
+        require_role(&caller, &["user"])?;
+        let sudoer = if caller.rights.reads_all_own_sessions() {
             SudoerFilter::Any
         } else {
-            SudoerFilter::Equals(info.sudoer_id)
+            SudoerFilter::Equals(caller.info.sudoer_id)
         };
         Ok(self
             .services
             .sessions
-            .open_sessions(info.owner_id, sudoer, &agent)
+            .open_sessions(caller.info.owner_id, sudoer, &agent)
             .iter()
             .map(|s| self.model(s))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_size_grows_with_the_value() {
+        let small = model::rstring("a").unwrap();
+        let large = model::rstring(&"x".repeat(10_000)).unwrap();
+        let (s, l) = (encoded_size(&small), encoded_size(&large));
+        assert!(s > 0);
+        assert!(l >= 10_000 && l > s, "{s} {l}");
     }
 }

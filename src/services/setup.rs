@@ -27,6 +27,14 @@ pub struct SessionsFileConfig {
     pub max_user_time_to_live_ms: Option<i64>,
     /// How often expired sessions are reaped (120000).
     pub reaper_interval_ms: Option<u64>,
+    /// Keys one input or output map of one session may hold (10000).
+    pub max_env_keys: Option<usize>,
+    /// Bytes (keys plus encoded values) one input or output map may hold (16 MiB).
+    pub max_env_bytes: Option<usize>,
+    /// Sessions one user may have at once (10000).
+    pub max_sessions_per_user: Option<usize>,
+    /// Longest keepAliveDuration the HTTPS endpoint accepts, in ms (one day).
+    pub max_keep_alive_ms: Option<i64>,
 }
 
 impl SessionsFileConfig {
@@ -41,6 +49,12 @@ impl SessionsFileConfig {
             max_user_time_to_live: self
                 .max_user_time_to_live_ms
                 .unwrap_or(d.max_user_time_to_live),
+            max_env_keys: self.max_env_keys.unwrap_or(d.max_env_keys),
+            max_env_bytes: self.max_env_bytes.unwrap_or(d.max_env_bytes),
+            max_sessions_per_user: self
+                .max_sessions_per_user
+                .unwrap_or(d.max_sessions_per_user),
+            max_keep_alive_ms: self.max_keep_alive_ms.unwrap_or(d.max_keep_alive_ms),
         }
     }
 

@@ -58,7 +58,23 @@ pub struct SessionConfig {
     pub default_time_to_live: i64,
     pub max_user_time_to_idle: i64,
     pub max_user_time_to_live: i64,
+    /// Keys one environment map (input or output) of one session may hold.
+    pub max_env_keys: usize,
+    /// Bytes (keys plus encoded values) one environment map of one session may hold.
+    pub max_env_bytes: usize,
+    /// Sessions one user may have in the cache at once (expired ones count until reaped).
+    pub max_sessions_per_user: usize,
+    /// Longest `keepAliveDuration` the HTTPS endpoint accepts, in milliseconds.
+    pub max_keep_alive_ms: i64,
 }
+
+/// Generous caps: far beyond what OMERO clients do, small enough that one user cannot
+/// exhaust the server's memory.
+pub const DEFAULT_MAX_ENV_KEYS: usize = 10_000;
+pub const DEFAULT_MAX_ENV_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 10_000;
+/// One day.
+pub const DEFAULT_MAX_KEEP_ALIVE_MS: i64 = 86_400_000;
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -67,6 +83,10 @@ impl Default for SessionConfig {
             default_time_to_live: DEFAULT_TIME_TO_LIVE,
             max_user_time_to_idle: DEFAULT_MAX_USER_TIME_TO_IDLE,
             max_user_time_to_live: DEFAULT_MAX_USER_TIME_TO_LIVE,
+            max_env_keys: DEFAULT_MAX_ENV_KEYS,
+            max_env_bytes: DEFAULT_MAX_ENV_BYTES,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            max_keep_alive_ms: DEFAULT_MAX_KEEP_ALIVE_MS,
         }
     }
 }
@@ -127,19 +147,20 @@ pub struct SessionInfo {
     pub group_sudo: bool,
 }
 
-impl SessionInfo {
-    /// The sudoer to record on a session this one creates by sudo (§1.3): its own sudoer when
-    /// it is itself sudo'd, else its owner.
-    pub fn sudoer_for_sudo(&self) -> i64 {
-        self.sudoer_id.unwrap_or(self.owner_id)
-    }
-}
-
 /// Which environment map of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Env {
     Input,
     Output,
+}
+
+impl Env {
+    fn name(self) -> &'static str {
+        match self {
+            Env::Input => "input",
+            Env::Output => "output",
+        }
+    }
 }
 
 /// A ServiceFactory's mode when destroyed (§2.3); OMERO's default is `Close`.
@@ -256,23 +277,6 @@ pub fn normalize_event_type(value: &str) -> Result<String, SessionError> {
     }
 }
 
-/// createSessionWithTimeouts permission (§1.3): a full admin with Sudo may create for anyone;
-/// anybody else only in a group they own.
-pub fn check_group_sudo(
-    caller_may_sudo_anyone: bool,
-    caller_owns_group: bool,
-    group_name: &str,
-    group_id: i64,
-) -> Result<(), SessionError> {
-    if caller_may_sudo_anyone || caller_owns_group {
-        Ok(())
-    } else {
-        Err(SessionError::SecurityViolation(format!(
-            "Group sudo is not permitted for group {group_name} (gid={group_id})"
-        )))
-    }
-}
-
 /// The SessionTimeoutException message when `info` is expired at `now`, else `None`.
 /// timeToLive is tested first; a value of 0 or less disables that dimension; comparisons are strict.
 pub fn expiry_message(info: &SessionInfo, now: i64) -> Option<String> {
@@ -296,15 +300,76 @@ pub fn expiry_message(info: &SessionInfo, now: i64) -> Option<String> {
     ))
 }
 
+/// One environment map with the size of each value, so its total stays known.
+struct EnvMap<V> {
+    values: HashMap<String, (V, usize)>,
+    /// Sum of key lengths and value sizes.
+    bytes: usize,
+}
+
+impl<V> EnvMap<V> {
+    fn new() -> Self {
+        EnvMap {
+            values: HashMap::new(),
+            bytes: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.bytes = 0;
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((_, size)) = self.values.remove(key) {
+            self.bytes = self.bytes.saturating_sub(key.len().saturating_add(size));
+        }
+    }
+
+    /// Sets `key`, unless the map would then exceed `config`'s caps.
+    fn insert(
+        &mut self,
+        key: &str,
+        value: V,
+        size: usize,
+        config: &SessionConfig,
+        env: Env,
+    ) -> Result<(), SessionError> {
+        let old = self
+            .values
+            .get(key)
+            .map(|(_, s)| key.len().saturating_add(*s));
+        let keys = self.values.len() + usize::from(old.is_none());
+        let bytes = (self.bytes - old.unwrap_or(0)).saturating_add(key.len().saturating_add(size));
+        if keys > config.max_env_keys {
+            return Err(SessionError::ApiUsage(format!(
+                "The {} map of this session may hold at most {} keys",
+                env.name(),
+                config.max_env_keys
+            )));
+        }
+        if bytes > config.max_env_bytes {
+            return Err(SessionError::ApiUsage(format!(
+                "The {} map of this session may hold at most {} bytes",
+                env.name(),
+                config.max_env_bytes
+            )));
+        }
+        self.values.insert(key.to_string(), (value, size));
+        self.bytes = bytes;
+        Ok(())
+    }
+}
+
 struct Entry<V> {
     info: SessionInfo,
     closed: bool,
-    input: HashMap<String, V>,
-    output: HashMap<String, V>,
+    input: EnvMap<V>,
+    output: EnvMap<V>,
 }
 
 impl<V> Entry<V> {
-    fn env(&mut self, env: Env) -> &mut HashMap<String, V> {
+    fn env(&mut self, env: Env) -> &mut EnvMap<V> {
         match env {
             Env::Input => &mut self.input,
             Env::Output => &mut self.output,
@@ -324,6 +389,8 @@ type Shared<V> = Arc<Mutex<Entry<V>>>;
 /// The session cache. Share it as `Arc<SessionManager<V>>`.
 pub struct SessionManager<V> {
     sessions: RwLock<HashMap<String, Shared<V>>>,
+    /// Sessions per owner in `sessions`, for the per-user cap.
+    per_owner: Mutex<HashMap<i64, usize>>,
     clock: Arc<dyn Clock>,
     store: Arc<dyn SessionStore>,
     config: SessionConfig,
@@ -349,6 +416,7 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         let (events, _) = broadcast::channel(1024);
         SessionManager {
             sessions: RwLock::new(HashMap::new()),
+            per_owner: Mutex::new(HashMap::new()),
             clock,
             store,
             config,
@@ -380,6 +448,45 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
 
     /// Creates a session with reference count 1.
     pub fn create(&self, new: NewSession) -> Result<SessionInfo, SessionError> {
+        let owner = new.owner_id;
+        self.reserve_slot(owner)?;
+        let created = self.create_reserved(new);
+        if created.is_err() {
+            self.free_slot(owner);
+        }
+        created
+    }
+
+    /// Counts a new session of `owner`, or refuses it at the per-user cap.
+    fn reserve_slot(&self, owner: i64) -> Result<(), SessionError> {
+        let mut counts = self.owner_counts();
+        let count = counts.entry(owner).or_insert(0);
+        if *count >= self.config.max_sessions_per_user {
+            return Err(SessionError::ApiUsage(format!(
+                "User {owner} already has {} sessions, the most allowed; close some first",
+                count
+            )));
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    fn free_slot(&self, owner: i64) {
+        let mut counts = self.owner_counts();
+        if let Some(count) = counts.get_mut(&owner) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&owner);
+            }
+        }
+    }
+
+    fn owner_counts(&self) -> MutexGuard<'_, HashMap<i64, usize>> {
+        // Single increments and decrements: a poisoned map is still consistent.
+        self.per_owner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn create_reserved(&self, new: NewSession) -> Result<SessionInfo, SessionError> {
         let now = self.clock.now_ms();
         let row = SessionRow {
             id: 0,
@@ -419,11 +526,11 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         let entry = Arc::new(Mutex::new(Entry {
             info: info.clone(),
             closed: false,
-            input: HashMap::new(),
-            output: HashMap::new(),
+            input: EnvMap::new(),
+            output: EnvMap::new(),
         }));
         self.write_map().insert(info.uuid.clone(), entry);
-        tracing::info!(session = %info.uuid, id = info.id, owner = info.owner_id, "session created");
+        tracing::info!(session = %super::short(&info.uuid), id = info.id, owner = info.owner_id, "session created");
         Ok(info)
     }
 
@@ -543,34 +650,38 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
 
     /// getInput/getOutput: the value or `None`; does not refresh the target.
     pub fn get_env(&self, uuid: &str, env: Env, key: &str) -> Result<Option<V>, SessionError> {
-        self.with_live(uuid, false, |e| e.env(env).get(key).cloned())
+        self.with_live(uuid, false, |e| {
+            e.env(env).values.get(key).map(|(v, _)| v.clone())
+        })
     }
 
-    /// setInput/setOutput: `None` removes the key; does not refresh the target.
+    /// setInput/setOutput: `None` removes the key; does not refresh the target. `size` is the
+    /// value's size in bytes as the caller measures it; the map's caps are checked with it.
     pub fn set_env(
         &self,
         uuid: &str,
         env: Env,
         key: &str,
         value: Option<V>,
+        size: usize,
     ) -> Result<(), SessionError> {
+        let config = self.config;
         self.with_live(uuid, false, |e| {
             let map = e.env(env);
             match value {
-                Some(v) => {
-                    map.insert(key.to_string(), v);
-                }
+                Some(v) => map.insert(key, v, size, &config, env),
                 None => {
                     map.remove(key);
+                    Ok(())
                 }
             }
-        })
+        })?
     }
 
     /// getInputKeys/getOutputKeys (sorted); refreshes the target.
     pub fn env_keys(&self, uuid: &str, env: Env) -> Result<Vec<String>, SessionError> {
         self.with_live(uuid, true, |e| {
-            let mut keys: Vec<String> = e.env(env).keys().cloned().collect();
+            let mut keys: Vec<String> = e.env(env).values.keys().cloned().collect();
             keys.sort();
             keys
         })
@@ -578,7 +689,13 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
 
     /// getInputs/getOutputs: a copy; refreshes the target.
     pub fn env_copy(&self, uuid: &str, env: Env) -> Result<HashMap<String, V>, SessionError> {
-        self.with_live(uuid, true, |e| e.env(env).clone())
+        self.with_live(uuid, true, |e| {
+            e.env(env)
+                .values
+                .iter()
+                .map(|(k, (v, _))| (k.clone(), v.clone()))
+                .collect()
+        })
     }
 
     /// getMyOpen*Sessions: live sessions of `owner_id` passing the filters, newest first; every
@@ -819,16 +936,22 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
 
     // Removes a killed entry from the map, then records and announces its death.
     fn unlink(&self, uuid: &str, entry: &Shared<V>, reason: CloseReason) {
-        {
+        let removed = {
             let mut map = self.write_map();
-            if map.get(uuid).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            let same = map.get(uuid).is_some_and(|e| Arc::ptr_eq(e, entry));
+            if same {
                 map.remove(uuid);
             }
+            same
+        };
+        if removed {
+            let owner = lock(entry).info.owner_id;
+            self.free_slot(owner);
         }
         if let Err(e) = self.store.close(uuid, self.clock.now_ms()) {
-            tracing::error!(session = %uuid, error = %e, "cannot record session close");
+            tracing::error!(session = %super::short(uuid), error = %e, "cannot record session close");
         }
-        tracing::info!(session = %uuid, ?reason, "session destroyed");
+        tracing::info!(session = %super::short(uuid), ?reason, "session destroyed");
         // No subscriber is not an error: nothing needs cleaning then.
         let _ = self.events.send(SessionEvent::Closed {
             uuid: uuid.to_string(),
@@ -906,15 +1029,6 @@ mod tests {
         assert_eq!((a.started, a.last_access), (T0, T0));
         assert!(store.find(&a.uuid).unwrap().closed.is_none());
         assert_eq!(m.len(), 2);
-    }
-
-    #[test]
-    fn sudoer_for_sudo_prefers_existing_sudoer() {
-        let (m, _, _) = setup();
-        let mut s = new_session(&m);
-        assert_eq!(s.sudoer_for_sudo(), 5);
-        s.sudoer_id = Some(0);
-        assert_eq!(s.sudoer_for_sudo(), 0);
     }
 
     #[test]
@@ -1149,11 +1263,11 @@ mod tests {
         let (m, clock, _) = setup();
         let s = new_session(&m);
         clock.advance(100);
-        m.set_env(&s.uuid, Env::Input, "a", Some("1".into()))
+        m.set_env(&s.uuid, Env::Input, "a", Some("1".into()), 1)
             .unwrap();
-        m.set_env(&s.uuid, Env::Input, "b", Some("2".into()))
+        m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 1)
             .unwrap();
-        m.set_env(&s.uuid, Env::Output, "x", Some("9".into()))
+        m.set_env(&s.uuid, Env::Output, "x", Some("9".into()), 1)
             .unwrap();
         assert_eq!(
             m.get_env(&s.uuid, Env::Input, "a").unwrap(),
@@ -1171,7 +1285,7 @@ mod tests {
             T0 + 100,
             "keys refresh"
         );
-        m.set_env(&s.uuid, Env::Input, "a", None).unwrap();
+        m.set_env(&s.uuid, Env::Input, "a", None, 0).unwrap();
         let copy = m.env_copy(&s.uuid, Env::Input).unwrap();
         assert_eq!(copy.len(), 1);
         assert_eq!(copy.get("b"), Some(&"2".to_string()));
@@ -1182,7 +1296,7 @@ mod tests {
         ));
         clock.advance(600_001);
         assert!(matches!(
-            m.set_env(&s.uuid, Env::Output, "k", None),
+            m.set_env(&s.uuid, Env::Output, "k", None, 0),
             Err(SessionError::Timeout(_))
         ));
     }
@@ -1191,7 +1305,7 @@ mod tests {
     fn environment_dies_with_session() {
         let (m, _, _) = setup();
         let s = new_session(&m);
-        m.set_env(&s.uuid, Env::Input, "a", Some("1".into()))
+        m.set_env(&s.uuid, Env::Input, "a", Some("1".into()), 1)
             .unwrap();
         assert_eq!(m.close_session(&s.uuid), -2);
         assert!(m.get_env(&s.uuid, Env::Input, "a").is_err());
@@ -1415,14 +1529,6 @@ mod tests {
                 "Error creating session.".into()
             ))
         );
-        assert!(check_group_sudo(true, false, "g", 4).is_ok());
-        assert!(check_group_sudo(false, true, "g", 4).is_ok());
-        assert_eq!(
-            check_group_sudo(false, false, "lab", 4),
-            Err(SessionError::SecurityViolation(
-                "Group sudo is not permitted for group lab (gid=4)".into()
-            ))
-        );
     }
 
     #[test]
@@ -1445,5 +1551,56 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(m.reference_count(&s.uuid).unwrap(), 1);
+    }
+
+    #[test]
+    fn environment_caps_refuse_with_api_usage() {
+        let (m, _, _) = setup_with(SessionConfig {
+            max_env_keys: 2,
+            max_env_bytes: 100,
+            ..SessionConfig::default()
+        });
+        let s = m.create(NewSession::new(1, 1)).unwrap();
+        m.set_env(&s.uuid, Env::Input, "a", Some("1".into()), 10)
+            .unwrap();
+        m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 10)
+            .unwrap();
+        let third = m.set_env(&s.uuid, Env::Input, "c", Some("3".into()), 1);
+        assert!(matches!(third, Err(SessionError::ApiUsage(m)) if m.contains("2 keys")));
+        // Replacing a key adds none; the other map has its own budget.
+        m.set_env(&s.uuid, Env::Input, "a", Some("9".into()), 50)
+            .unwrap();
+        m.set_env(&s.uuid, Env::Output, "c", Some("3".into()), 1)
+            .unwrap();
+        let big = m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 60);
+        assert!(matches!(big, Err(SessionError::ApiUsage(m)) if m.contains("100 bytes")));
+        assert_eq!(
+            m.get_env(&s.uuid, Env::Input, "b").unwrap().as_deref(),
+            Some("2")
+        );
+        // Removing frees room.
+        m.set_env(&s.uuid, Env::Input, "a", None, 0).unwrap();
+        m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 60)
+            .unwrap();
+        m.set_env(&s.uuid, Env::Input, "c", Some("3".into()), 30)
+            .unwrap();
+    }
+
+    #[test]
+    fn sessions_per_user_are_capped_and_freed_on_close() {
+        let (m, _, _) = setup_with(SessionConfig {
+            max_sessions_per_user: 2,
+            ..SessionConfig::default()
+        });
+        let a = m.create(NewSession::new(7, 1)).unwrap();
+        m.create(NewSession::new(7, 1)).unwrap();
+        assert!(matches!(
+            m.create(NewSession::new(7, 1)),
+            Err(SessionError::ApiUsage(_))
+        ));
+        // Another user is not affected.
+        m.create(NewSession::new(8, 1)).unwrap();
+        assert_eq!(m.close_session(&a.uuid), -2);
+        m.create(NewSession::new(7, 1)).unwrap();
     }
 }

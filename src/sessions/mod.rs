@@ -12,8 +12,27 @@ pub mod store;
 pub use clock::{java_timestamp, Clock, ManualClock, SystemClock};
 pub use error::SessionError;
 pub use manager::{
-    check_group_sudo, expiry_message, normalize_event_type, AgentFilter, CloseReason, DestroyMode,
-    Env, NewSession, ReleaseOutcome, SessionConfig, SessionEvent, SessionInfo, SessionManager,
-    SudoerFilter, TimeoutUpdateError,
+    expiry_message, normalize_event_type, AgentFilter, CloseReason, DestroyMode, Env, NewSession,
+    ReleaseOutcome, SessionConfig, SessionEvent, SessionInfo, SessionManager, SudoerFilter,
+    TimeoutUpdateError,
 };
 pub use store::{JsonlSessionStore, MemorySessionStore, SessionRow, SessionStore};
+
+/// The first eight characters of a session uuid, for logs at INFO and above: enough to tell
+/// sessions apart, useless as the bearer token the whole uuid is.
+pub fn short(uuid: &str) -> &str {
+    match uuid.char_indices().nth(8) {
+        Some((i, _)) => &uuid[..i],
+        None => uuid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_uuids() {
+        assert_eq!(super::short("0123456789abcdef"), "01234567");
+        assert_eq!(super::short("abc"), "abc");
+        assert_eq!(super::short("ééééééééé"), "éééééééé");
+    }
+}

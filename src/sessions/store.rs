@@ -4,8 +4,10 @@
 //! increasing id across restarts and so that a closed session can still be described
 //! ("created=…, closed=…") when someone tries to join it.
 //!
-//! The embedded implementation is an append-only JSON-lines log, compacted at open. Appends are
-//! not fsynced one by one (a login must not wait for the disk); compaction is atomic.
+//! The embedded implementation is an append-only JSON-lines log, compacted at open and again
+//! whenever the lines appended since the last compaction outnumber the rows kept, so the file
+//! stays proportional to the live state however long the server runs. Appends are not fsynced
+//! one by one (a login must not wait for the disk); compaction is atomic.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -21,6 +23,8 @@ use crate::store::{write_atomic, StoreError};
 pub const SESSION_LOG_FILE: &str = "sessions.jsonl";
 /// How many closed rows are remembered (for "closed=…" join-refusal messages).
 pub const CLOSED_ROWS_KEPT: usize = 1000;
+/// Appended lines before a running server compacts the log (more when many rows are kept).
+pub const COMPACT_AFTER_LINES: usize = 10_000;
 
 /// One session as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,13 +147,31 @@ impl Rows {
 #[derive(Debug)]
 pub struct JsonlSessionStore {
     path: PathBuf,
-    state: Mutex<(Rows, File)>,
+    compact_after: usize,
+    state: Mutex<LogState>,
+}
+
+#[derive(Debug)]
+struct LogState {
+    rows: Rows,
+    file: File,
+    /// Lines appended since the file was last compacted.
+    appended: usize,
 }
 
 impl JsonlSessionStore {
     /// Opens (or creates) the log. Sessions do not survive a restart, so rows still open from a
     /// previous run are closed at `now_ms`; then the log is compacted.
     pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, now_ms, COMPACT_AFTER_LINES)
+    }
+
+    /// [`Self::open`], compacting after `compact_after` appended lines at the least.
+    pub fn open_with(
+        data_dir: &Path,
+        now_ms: i64,
+        compact_after: usize,
+    ) -> Result<Self, StoreError> {
         let path = data_dir.join(SESSION_LOG_FILE);
         let mut rows = read_log(&path)?;
         for uuid in rows.open_uuids() {
@@ -159,53 +181,77 @@ impl JsonlSessionStore {
             });
         }
         compact(&path, &rows)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
+        let file = open_append(&path)?;
         Ok(JsonlSessionStore {
             path,
-            state: Mutex::new((rows, file)),
+            compact_after: compact_after.max(1),
+            state: Mutex::new(LogState {
+                rows,
+                file,
+                appended: 0,
+            }),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, (Rows, File)> {
+    fn lock(&self) -> MutexGuard<'_, LogState> {
         // A panic while holding the lock leaves rows consistent enough: each step is one insert.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn append(&self, file: &mut File, record: &LogRecord) -> Result<(), StoreError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| StoreError::Format {
+    /// Appends `record`, applies it, and compacts the file when it has grown enough.
+    fn record(&self, state: &mut LogState, record: LogRecord) -> Result<(), StoreError> {
+        let mut line = serde_json::to_vec(&record).map_err(|e| StoreError::Format {
             path: self.path.clone(),
             source: e,
         })?;
         line.push(b'\n');
-        file.write_all(&line)
-            .map_err(|e| StoreError::io(&self.path, e))
+        state
+            .file
+            .write_all(&line)
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        state.rows.apply(record);
+        state.appended += 1;
+        let threshold = self.compact_after.max(state.rows.by_uuid.len());
+        if state.appended >= threshold {
+            // The append succeeded; a failed compaction only means a longer file.
+            if let Err(e) = self.compact_now(state) {
+                tracing::warn!(path = %self.path.display(), error = %e, "session log compaction failed");
+            }
+        }
+        Ok(())
     }
+
+    fn compact_now(&self, state: &mut LogState) -> Result<(), StoreError> {
+        compact(&self.path, &state.rows)?;
+        // The old handle points at the replaced file; appends must go to the new one.
+        state.file = open_append(&self.path)?;
+        state.appended = 0;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))
 }
 
 impl SessionStore for JsonlSessionStore {
     fn insert(&self, mut row: SessionRow) -> Result<SessionRow, StoreError> {
-        let mut guard = self.lock();
-        let (rows, file) = &mut *guard;
-        row.id = rows.next_id.max(1);
-        let record = LogRecord::Open { row: row.clone() };
-        self.append(file, &record)?;
-        rows.apply(record);
+        let mut state = self.lock();
+        row.id = state.rows.next_id.max(1);
+        self.record(&mut state, LogRecord::Open { row: row.clone() })?;
         Ok(row)
     }
 
     fn close(&self, uuid: &str, closed_ms: i64) -> Result<(), StoreError> {
-        let mut guard = self.lock();
-        let (rows, file) = &mut *guard;
+        let mut state = self.lock();
         let record = LogRecord::Close {
             uuid: uuid.to_string(),
             closed: closed_ms,
         };
-        self.append(file, &record)?;
-        rows.apply(record);
-        Ok(())
+        self.record(&mut state, record)
     }
 
     fn set_timeouts(
@@ -214,20 +260,17 @@ impl SessionStore for JsonlSessionStore {
         time_to_live: i64,
         time_to_idle: i64,
     ) -> Result<(), StoreError> {
-        let mut guard = self.lock();
-        let (rows, file) = &mut *guard;
+        let mut state = self.lock();
         let record = LogRecord::Timeouts {
             uuid: uuid.to_string(),
             time_to_live,
             time_to_idle,
         };
-        self.append(file, &record)?;
-        rows.apply(record);
-        Ok(())
+        self.record(&mut state, record)
     }
 
     fn find(&self, uuid: &str) -> Option<SessionRow> {
-        self.lock().0.by_uuid.get(uuid).cloned()
+        self.lock().rows.by_uuid.get(uuid).cloned()
     }
 }
 
@@ -358,6 +401,38 @@ mod tests {
             event_type: "User".into(),
             sudoer_id: None,
         }
+    }
+
+    #[test]
+    fn the_log_is_compacted_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JsonlSessionStore::open_with(dir.path(), 0, 50).unwrap();
+        let lines = || {
+            std::fs::read_to_string(dir.path().join(SESSION_LOG_FILE))
+                .unwrap()
+                .lines()
+                .count()
+        };
+        for i in 0..2000 {
+            let uuid = format!("u{i}");
+            store.insert(row(&uuid)).unwrap();
+            store.close(&uuid, 1).unwrap();
+        }
+        // 4000 appends; what is left is bounded by the kept rows plus one batch of appends.
+        assert!(
+            lines() <= 1 + CLOSED_ROWS_KEPT + CLOSED_ROWS_KEPT + 1,
+            "{}",
+            lines()
+        );
+        let kept = store.insert(row("kept")).unwrap();
+        assert_eq!(kept.id, 2001);
+        assert_eq!(store.find("u1999").unwrap().closed, Some(1));
+        drop(store);
+        // What the compacted file holds reads back the same.
+        let store = JsonlSessionStore::open(dir.path(), 5).unwrap();
+        assert_eq!(store.find("u1999").unwrap().closed, Some(1));
+        assert_eq!(store.find("kept").unwrap().closed, Some(5));
+        assert_eq!(store.insert(row("next")).unwrap().id, 2002);
     }
 
     #[test]
