@@ -10,8 +10,11 @@ use omero_sessiond::auth::{
 use omero_sessiond::encoding::{Context, Encoding, Identity, Proxy, ValueRef};
 use omero_sessiond::generated::omero::api::{IAdmin, ISession, ServiceFactory};
 use omero_sessiond::generated::omero::model::Session as SessionModel;
+use omero_sessiond::generated::omero::model::{
+    Experimenter, ExperimenterGroup, GroupExperimenterMap,
+};
 use omero_sessiond::generated::omero::sys::{EventContext, Principal};
-use omero_sessiond::generated::omero::{RMap, RString, RType, ServerError};
+use omero_sessiond::generated::omero::{RLong, RMap, RString, RType, ServerError};
 use omero_sessiond::runtime::{ConnectionInfo, Current, DispatchError, OperationMode};
 use omero_sessiond::services::admin::AdminService;
 use omero_sessiond::services::model::{rlong, rstring};
@@ -369,9 +372,31 @@ async fn event_context_and_refusals() {
     assert_eq!(ec.session_uuid, c.factory.session_uuid);
     assert!(!ec.is_admin && ec.admin_privileges.is_empty());
     assert!(ec.sudoer_id.is_none() && ec.sudoer_name.is_none());
-    let (id, base) = server_error(c.admin.lookup_experimenters(&cur).await.unwrap_err());
-    assert_eq!(id, "::omero::ApiUsageException");
-    assert!(base.message.contains("session and admin services only"));
+    // Lookups carry the memberships (groupExperimenterMap) tools read.
+    let users = c.admin.lookup_experimenters(&cur).await.unwrap();
+    let alice = users
+        .iter()
+        .flatten()
+        .filter_map(|u| u.get::<Experimenter>())
+        .find(|u| {
+            u.base
+                .id
+                .as_ref()
+                .and_then(|i| i.get::<RLong>())
+                .map(|l| l.val)
+                == Some(w.alice)
+        })
+        .expect("alice listed");
+    assert!(alice.group_experimenter_map_loaded);
+    let parents: Vec<String> = alice
+        .group_experimenter_map_seq
+        .iter()
+        .flatten()
+        .filter_map(|m| m.get::<GroupExperimenterMap>())
+        .filter_map(|m| m.parent.as_ref()?.get::<ExperimenterGroup>()?.name.clone())
+        .filter_map(|n| n.get::<RString>().map(|s| s.val.clone()))
+        .collect();
+    assert_eq!(parents, vec!["user".to_string()]);
     let (id, _) = server_error(
         c.admin
             .change_user_password("root".into(), rstring("x"), &cur)

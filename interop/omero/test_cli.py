@@ -179,3 +179,36 @@ def test_create_client_over_the_insecure_router(server, clients):
     clients.append(plain)
     assert plain.getSession().getAdminService().getEventContext().userName == "alice"
     assert plain.getSessionId() == c.getSessionId()
+
+
+def test_user_and_group_listings(server, cli_env, clients, capsys):
+    cli_login(server, "root")
+    capsys.readouterr()
+    assert omero_cli("user", "list") == 0
+    out = capsys.readouterr().out
+    for name in ("root", "alice", "dave"):
+        assert name in out
+    assert omero_cli("user", "info", "dave") == 0
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if "| dave " in line]
+    assert len(row) == 1
+    dave_member_of = row[0].split("|")[8].strip()
+    assert omero_cli("group", "list") == 0
+    out = capsys.readouterr().out
+    for name in ("system", "user", "lab"):
+        assert name in out
+    assert omero_cli("group", "info", "lab") == 0
+    out = capsys.readouterr().out
+    assert "lab" in out and "rwr---" in out
+    # What the listings show is what IAdmin answers.
+    c, sf = login(server, clients, user="alice")
+    admin = sf.getAdminService()
+    lab = admin.lookupGroup("lab")
+    members = [m.child.omeName.val for m in lab.copyGroupExperimenterMap()]
+    assert members == ["dave"]
+    dave = admin.lookupExperimenter("dave")
+    assert [m.parent.name.val for m in dave.copyGroupExperimenterMap()] == ["lab", "user"]
+    assert [e.omeName.val for e in admin.containedExperimenters(lab.id.val)] == ["dave"]
+    # The CLI's "member of" column lists the group ids other than "user": lab's.
+    assert dave_member_of == str(lab.id.val)
+    assert {g.name.val for g in admin.lookupGroups()} >= {"system", "user", "guest", "lab"}

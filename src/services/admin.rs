@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::auth::context::event_context;
-use crate::auth::{DirectoryError, Password};
+use crate::auth::{DirectoryError, ExperimenterInfo, GroupInfo, Password};
 use crate::facade::{async_trait, Current, DispatchError, ValueRef};
 use crate::generated::omero::api::IAdmin;
 use crate::sessions::SessionError;
@@ -43,6 +43,14 @@ impl AdminService {
             Ok(_) => not_provided(operation),
             Err(e) => e,
         }
+    }
+
+    fn with_groups(&self, user: &ExperimenterInfo) -> ValueRef {
+        model::experimenter_with_groups(user, &self.services.directory)
+    }
+
+    fn with_members(&self, group: &GroupInfo) -> ValueRef {
+        model::group_with_members(group, &self.services.directory)
     }
 
     fn experimenter_id(&self, exp: &Obj, operation: &str) -> Outcome<i64> {
@@ -85,40 +93,50 @@ impl IAdmin for AdminService {
         self.caller()?;
         let user = self.services.directory.experimenter(id);
         let user = user.ok_or_else(|| api_usage(format!("No such experimenter: {id}")))?;
-        Ok(Some(model::experimenter(&user)))
+        Ok(Some(self.with_groups(&user)))
     }
 
     async fn lookup_experimenter(&self, name: String, _c: &Current) -> Outcome<Obj> {
         self.caller()?;
         let user = self.services.directory.experimenter_by_name(&name);
         let user = user.ok_or_else(|| api_usage(format!("No such experimenter: {name}")))?;
-        Ok(Some(model::experimenter(&user)))
+        Ok(Some(self.with_groups(&user)))
     }
 
     async fn lookup_experimenters(&self, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("lookupExperimenters"))
+        self.caller()?;
+        let users = self.services.directory.experimenters();
+        Ok(users.iter().map(|u| Some(self.with_groups(u))).collect())
     }
 
     async fn get_group(&self, id: i64, _c: &Current) -> Outcome<Obj> {
         self.caller()?;
         let group = self.services.directory.group(id);
         let group = group.ok_or_else(|| api_usage(format!("No such group: {id}")))?;
-        Ok(Some(model::group(&group)))
+        Ok(Some(self.with_members(&group)))
     }
 
     async fn lookup_group(&self, name: String, _c: &Current) -> Outcome<Obj> {
         self.caller()?;
         let group = self.services.directory.group_by_name(&name);
         let group = group.ok_or_else(|| api_usage(format!("No such group: {name}")))?;
-        Ok(Some(model::group(&group)))
+        Ok(Some(self.with_members(&group)))
     }
 
     async fn lookup_groups(&self, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("lookupGroups"))
+        self.caller()?;
+        let groups = self.services.directory.groups();
+        Ok(groups.iter().map(|g| Some(self.with_members(g))).collect())
     }
 
-    async fn contained_experimenters(&self, _group_id: i64, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("containedExperimenters"))
+    async fn contained_experimenters(&self, group_id: i64, _c: &Current) -> Outcome<Objs> {
+        self.caller()?;
+        let users = self.services.directory.experimenters();
+        Ok(users
+            .iter()
+            .filter(|u| u.is_member(group_id))
+            .map(|u| Some(self.with_groups(u)))
+            .collect())
     }
 
     async fn contained_groups(&self, experimenter_id: i64, _c: &Current) -> Outcome<Objs> {
