@@ -212,3 +212,57 @@ def test_user_and_group_listings(server, cli_env, clients, capsys):
     # The CLI's "member of" column lists the group ids other than "user": lab's.
     assert dave_member_of == str(lab.id.val)
     assert {g.name.val for g in admin.lookupGroups()} >= {"system", "user", "guest", "lab"}
+
+
+def test_user_and_group_management(server, cli_env, clients, capsys):
+    """`group add`, `user add`, joingroup/leavegroup, adduser/removeuser, owners, password:
+    each change read back through IAdmin, through new logins and through our own CLI."""
+    cli_login(server, "root")
+    assert omero_cli("group", "add", "mgmt", "--perms", "rwra--") == 0
+    assert omero_cli("group", "add", "mgmt2") == 0
+    assert omero_cli("user", "add", "erin", "Erin", "Ex", "-P", "erinpw",
+                     "--group-name", "mgmt") == 0
+    r, rsf = login(server, clients, user="root")
+    admin = rsf.getAdminService()
+    mgmt = admin.lookupGroup("mgmt")
+    assert mgmt.details.permissions.isGroupAnnotate()
+    erin = admin.lookupExperimenter("erin")
+    assert (erin.firstName.val, erin.lastName.val) == ("Erin", "Ex")
+    assert admin.getDefaultGroup(erin.id.val).name.val == "mgmt"
+    # Visible to our own command line at once.
+    assert "erin" in server.cli("user", "list")
+    # A new login works with the password given.
+    PASSWORDS["erin"] = "erinpw"
+    e, esf = login(server, clients, user="erin")
+    assert esf.getAdminService().getEventContext().groupName == "mgmt"
+
+    assert omero_cli("user", "joingroup", "--name", "erin", "mgmt2") == 0
+    assert "mgmt2" in [g.name.val for g in admin.containedGroups(erin.id.val)]
+    assert omero_cli("user", "leavegroup", "--name", "erin", "mgmt2") == 0
+    assert "mgmt2" not in [g.name.val for g in admin.containedGroups(erin.id.val)]
+    assert omero_cli("group", "adduser", "--name", "mgmt2", "erin", "--as-owner") == 0
+    mgmt2 = admin.lookupGroup("mgmt2")
+    assert mgmt2.id.val in admin.getLeaderOfGroupIds(erin)
+    assert omero_cli("group", "removeuser", "--name", "mgmt2", "erin", "--as-owner") == 0
+    assert mgmt2.id.val not in admin.getLeaderOfGroupIds(erin)
+    assert mgmt2.id.val in admin.getMemberOfGroupIds(erin)
+    assert omero_cli("group", "removeuser", "--name", "mgmt2", "erin") == 0
+    assert mgmt2.id.val not in admin.getMemberOfGroupIds(erin)
+
+    # A non-admin may not manage others.
+    ea = esf.getAdminService()
+    with pytest.raises(omero.SecurityViolation):
+        ea.createGroup(omero.model.ExperimenterGroupI())
+    with pytest.raises(omero.SecurityViolation):
+        ea.addGroups(omero.model.ExperimenterI(erin.id.val, False),
+                     [omero.model.ExperimenterGroupI(mgmt2.id.val, False)])
+    assert mgmt2.id.val not in admin.getMemberOfGroupIds(erin)
+
+
+def test_user_password(server, cli_env, clients):
+    r, rsf = login(server, clients, user="root")
+    rsf.getAdminService().changeUserPassword("carol", omero.rtypes.rstring("carolpw2"))
+    c = server.client()
+    clients.append(c)
+    c.createSession("carol", "carolpw2")
+    rsf.getAdminService().changeUserPassword("carol", omero.rtypes.rstring(PASSWORDS["carol"]))

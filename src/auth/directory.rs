@@ -52,6 +52,9 @@ pub enum DirectoryError {
     BadPassword(String),
     #[error("{0}")]
     Internal(String),
+    /// A change the directory's rules do not allow (e.g. leaving the `user` group).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// An experimenter as other layers see it (never with the password hash).
@@ -474,6 +477,170 @@ impl Directory {
         }
     }
 
+    /// Adds `user_id` to each of `group_ids` it is not yet in; the default group stays.
+    pub fn add_memberships(
+        &self,
+        user_id: i64,
+        group_ids: &[i64],
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        self.change_user(user_id, |data, user| {
+            for gid in group_ids {
+                known_group(data, *gid)?;
+                if !user.member_of.contains(gid) {
+                    user.member_of.push(*gid);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes `user_id` from `group_ids` (and from their owners). Every user stays in
+    /// `user`, and root in `system`; when the default group goes, the next one is the default.
+    pub fn remove_memberships(
+        &self,
+        user_id: i64,
+        group_ids: &[i64],
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        self.change_user(user_id, |_, user| {
+            for gid in group_ids {
+                let builtin =
+                    *gid == USER_GROUP_ID || (*gid == SYSTEM_GROUP_ID && user.id == ROOT_USER_ID);
+                if builtin {
+                    return Err(DirectoryError::Refused(format!(
+                        "{} cannot be removed from group {gid}",
+                        user.ome_name
+                    )));
+                }
+                user.member_of.retain(|g| g != gid);
+                user.leader_of.retain(|g| g != gid);
+            }
+            Ok(())
+        })
+    }
+
+    /// Makes `group_id`, of which the user must be a member, the default group.
+    pub fn set_default_group(
+        &self,
+        user_id: i64,
+        group_id: i64,
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        self.change_user(user_id, |_, user| {
+            let Some(at) = user.member_of.iter().position(|g| *g == group_id) else {
+                return Err(DirectoryError::Refused(format!(
+                    "{} is not a member of group {group_id}",
+                    user.ome_name
+                )));
+            };
+            let gid = user.member_of.remove(at);
+            user.member_of.insert(0, gid);
+            Ok(())
+        })
+    }
+
+    /// Makes the user an owner of `group_id` (a member too, as OMERO does) or takes the
+    /// ownership away (the membership stays).
+    pub fn set_group_owner(
+        &self,
+        user_id: i64,
+        group_id: i64,
+        owner: bool,
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        self.change_user(user_id, |data, user| {
+            known_group(data, group_id)?;
+            if owner {
+                if !user.member_of.contains(&group_id) {
+                    user.member_of.push(group_id);
+                }
+                if !user.leader_of.contains(&group_id) {
+                    user.leader_of.push(group_id);
+                }
+            } else {
+                user.leader_of.retain(|g| *g != group_id);
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes names and email; `None` leaves a field alone.
+    pub fn update_experimenter(
+        &self,
+        user_id: i64,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        email: Option<Option<String>>,
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        self.change_user(user_id, |_, user| {
+            if let Some(f) = first_name {
+                user.first_name = f;
+            }
+            if let Some(l) = last_name {
+                user.last_name = l;
+            }
+            if let Some(e) = email {
+                user.email = e;
+            }
+            Ok(())
+        })
+    }
+
+    /// Renames a group and/or changes its permission string.
+    pub fn update_group(
+        &self,
+        group_id: i64,
+        name: Option<&str>,
+        perms: Option<&str>,
+    ) -> Result<GroupInfo, DirectoryError> {
+        if let Some(n) = name {
+            validate_name(n)?;
+        }
+        if let Some(p) = perms {
+            if !permissions::is_valid(p) {
+                return Err(DirectoryError::InvalidPermissions(p.to_string()));
+            }
+        }
+        let record = self.modify(|data| {
+            if let Some(n) = name {
+                if data.group_named(n).is_some_and(|g| g.id != group_id) {
+                    return Err(DirectoryError::DuplicateGroup(n.to_string()));
+                }
+            }
+            let group = data
+                .groups
+                .iter_mut()
+                .find(|g| g.id == group_id)
+                .ok_or_else(|| DirectoryError::UnknownGroup(group_id.to_string()))?;
+            if let Some(n) = name {
+                group.name = n.to_string();
+            }
+            if let Some(p) = perms {
+                group.permissions = p.to_string();
+            }
+            Ok(group.clone())
+        })?;
+        tracing::info!(group = %record.name, id = record.id, "group updated");
+        Ok(group_info(&record))
+    }
+
+    fn change_user(
+        &self,
+        user_id: i64,
+        change: impl FnOnce(&DirectoryData, &mut ExperimenterRecord) -> Result<(), DirectoryError>,
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        let record = self.modify(|data| {
+            let at = data
+                .experimenters
+                .iter()
+                .position(|e| e.id == user_id)
+                .ok_or_else(|| DirectoryError::UnknownUser(user_id.to_string()))?;
+            let mut user = data.experimenters[at].clone();
+            change(data, &mut user)?;
+            data.experimenters[at] = user.clone();
+            Ok(user)
+        })?;
+        tracing::info!(user = %record.ome_name, id = record.id, "user updated");
+        Ok(experimenter_info(&record))
+    }
+
     // Read-modify-write against the file on disk so changes by the other process survive.
     fn modify<R>(
         &self,
@@ -525,6 +692,13 @@ fn group_info(g: &GroupRecord) -> GroupInfo {
         permissions: g.permissions.clone(),
         // Stored strings are validated on the way in; a hand-edited bad one reads as private.
         perm1: permissions::perm1(&g.permissions).unwrap_or(-120),
+    }
+}
+
+fn known_group(data: &DirectoryData, group_id: i64) -> Result<(), DirectoryError> {
+    match data.group(group_id) {
+        Some(_) => Ok(()),
+        None => Err(DirectoryError::UnknownGroup(group_id.to_string())),
     }
 }
 

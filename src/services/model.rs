@@ -64,6 +64,16 @@ pub fn id_of(v: &Option<ValueRef>) -> Option<i64> {
     object.id.as_ref()?.get::<RLong>().map(|l| l.val)
 }
 
+/// `perm1` of the permissions in an object's details, if any.
+pub fn perm1_of(details: &Option<ValueRef>) -> Option<i64> {
+    let details = details.as_ref()?.get::<Details>()?;
+    details
+        .permissions
+        .as_ref()?
+        .get::<Permissions>()
+        .map(|p| p.perm1)
+}
+
 pub fn permissions(perm1: i64) -> Option<ValueRef> {
     Some(ValueRef::new(Permissions {
         perm1,
