@@ -1,4 +1,7 @@
 """BlitzGateway's session side, unchanged, over ssl and tcp."""
+import os
+import tempfile
+
 import pytest
 
 import omero
@@ -15,11 +18,20 @@ def endpoint(request, server):
     return "tcp://127.0.0.1", server.tcp_port
 
 
+def ice_config():
+    """BlitzGateway takes extra Ice configuration as files: one that sets the encoding."""
+    if ENCODING != "1.0":
+        return None
+    fd, path = tempfile.mkstemp(suffix=".config")
+    with os.fdopen(fd, "w") as f:
+        f.write("Ice.Default.EncodingVersion=1.0\n")
+    return [path]
+
+
 def gateway(server, endpoint, user, **kw):
     host, port = endpoint
-    extra = {"Ice.Default.EncodingVersion": ENCODING} if ENCODING == "1.0" else {}
     pw = server.root_pw if user == "root" else PASSWORDS[user]
-    conn = BlitzGateway(user, pw, host=host, port=port, extra_config=extra or None, **kw)
+    conn = BlitzGateway(user, pw, host=host, port=port, extra_config=ice_config(), **kw)
     assert conn.connect(), "connect failed"
     return conn
 
@@ -49,7 +61,7 @@ def test_rejoin_with_session_key(server, endpoint):
     conn.c.sf.detachOnDestroy()
     conn.close(hard=False)
     host, port = endpoint
-    again = BlitzGateway(host=host, port=port)
+    again = BlitzGateway(host=host, port=port, extra_config=ice_config())
     try:
         assert again.connect(sUuid=key)
         assert again.getEventContext().sessionUuid == key
