@@ -349,14 +349,10 @@ impl Directory {
         &self,
         new: NewExperimenter,
     ) -> Result<ExperimenterInfo, DirectoryError> {
+        // Names that look like session uuids are allowed, as in OMERO (omero.testlib names
+        // every user so): a login takes the name for a session key only while a session with
+        // that uuid is live, and checks the password otherwise.
         validate_name(&new.ome_name)?;
-        if uuid::Uuid::parse_str(&new.ome_name).is_ok() {
-            // Such a name would be taken for a session id when joining.
-            return Err(DirectoryError::InvalidName(
-                new.ome_name,
-                "a user name may not look like a session uuid",
-            ));
-        }
         if new.password.is_empty() {
             return Err(DirectoryError::EmptyPassword);
         }
@@ -796,6 +792,61 @@ mod tests {
     }
 
     #[test]
+    fn memberships_change_and_persist() {
+        let (tmp, d) = open();
+        let lab = d.add_group("lab", "rwr---").unwrap().id;
+        let other = d.add_group("other", "rw----").unwrap().id;
+        let a = d.add_experimenter(new_user("a", &["lab"])).unwrap().id;
+        let got = d.add_memberships(a, &[other, lab]).unwrap();
+        assert_eq!(got.member_of, vec![lab, USER_GROUP_ID, other]);
+        assert!(d.add_memberships(a, &[99]).is_err());
+        let got = d.set_default_group(a, other).unwrap();
+        assert_eq!(got.member_of[0], other);
+        assert!(matches!(
+            d.set_default_group(a, 0),
+            Err(DirectoryError::Refused(_))
+        ));
+        let got = d.set_group_owner(a, lab, true).unwrap();
+        assert_eq!(got.leader_of, vec![lab]);
+        let got = d.remove_memberships(a, &[lab]).unwrap();
+        assert!(!got.member_of.contains(&lab) && got.leader_of.is_empty());
+        assert!(matches!(
+            d.remove_memberships(a, &[USER_GROUP_ID]),
+            Err(DirectoryError::Refused(_))
+        ));
+        assert!(matches!(
+            d.remove_memberships(ROOT_USER_ID, &[SYSTEM_GROUP_ID]),
+            Err(DirectoryError::Refused(_))
+        ));
+        // Owning makes a member too.
+        let got = d.set_group_owner(a, lab, true).unwrap();
+        assert!(got.member_of.contains(&lab) && got.leader_of.contains(&lab));
+        d.update_experimenter(a, Some("Ann".into()), None, Some(Some("a@x".into())))
+            .unwrap();
+        d.update_group(lab, Some("lab2"), Some("rwra--")).unwrap();
+        assert!(d.update_group(lab, None, Some("bad")).is_err());
+        let again = Directory::open(&tmp.path().join("data")).unwrap();
+        let user = again.experimenter(a).unwrap();
+        assert_eq!(
+            (user.first_name.as_str(), user.email.as_deref()),
+            ("Ann", Some("a@x"))
+        );
+        assert_eq!(user.member_of[0], other);
+        assert_eq!(again.group(lab).unwrap().name, "lab2");
+        assert_eq!(again.group(lab).unwrap().permissions, "rwra--");
+    }
+
+    #[test]
+    fn names_may_look_like_uuids() {
+        let (_t, d) = open();
+        let name = uuid::Uuid::new_v4().to_string();
+        d.add_experimenter(new_user(&name, &[])).unwrap();
+        assert!(d
+            .verify_password(&name, &Password::new(format!("{name}-pw")))
+            .is_ok());
+    }
+
+    #[test]
     fn membership_rules() {
         let (_t, d) = open();
         d.add_group("lab", "rwra--").unwrap();
@@ -841,11 +892,6 @@ mod tests {
         assert!(matches!(
             d.add_experimenter(new_user("root", &[])),
             Err(DirectoryError::DuplicateUser(_))
-        ));
-        let uuid_name = uuid::Uuid::new_v4().to_string();
-        assert!(matches!(
-            d.add_experimenter(new_user(&uuid_name, &[])),
-            Err(DirectoryError::InvalidName(..))
         ));
         assert!(matches!(
             d.add_experimenter(new_user("has space", &[])),
