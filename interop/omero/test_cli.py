@@ -249,6 +249,12 @@ def test_user_and_group_management(server, cli_env, clients, capsys):
     assert omero_cli("group", "removeuser", "--name", "mgmt2", "erin") == 0
     assert mgmt2.id.val not in admin.getMemberOfGroupIds(erin)
 
+    # `group perms` submits a Chmod2 of the group.
+    assert omero_cli("group", "perms", "--name", "mgmt2", "--perms", "rwr---") == 0
+    assert str(admin.lookupGroup("mgmt2").details.permissions) == "rwr---"
+    assert "rwr---" in [line for line in server.cli("group", "list").splitlines()
+                        if "mgmt2" in line][0]
+
     # A non-admin may not manage others.
     ea = esf.getAdminService()
     with pytest.raises(omero.SecurityViolation):
@@ -257,6 +263,11 @@ def test_user_and_group_management(server, cli_env, clients, capsys):
         ea.addGroups(omero.model.ExperimenterI(erin.id.val, False),
                      [omero.model.ExperimenterGroupI(mgmt2.id.val, False)])
     assert mgmt2.id.val not in admin.getMemberOfGroupIds(erin)
+    chmod = omero.cmd.Chmod2(targetObjects={"ExperimenterGroup": [mgmt2.id.val]},
+                             permissions="rwrw--")
+    with pytest.raises(omero.CmdError) as exc:
+        e.submit(chmod)
+    assert exc.value.err.name == "not-permitted"
 
 
 def test_user_password(server, cli_env, clients):

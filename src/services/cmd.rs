@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use crate::auth::context::event_context;
 use crate::facade::{async_trait, Current, HashMap, Identity, Proxy, ValueRef};
 use crate::generated::omero::cmd::{
-    CmdCallbackPrx, CurrentSessionsRequest, CurrentSessionsResponse, Handle, HandleDispatcher,
-    State, Status, UpdateSessionTimeoutRequest, ERR, OK,
+    Chmod2, Chmod2Response, CmdCallbackPrx, CurrentSessionsRequest, CurrentSessionsResponse,
+    Handle, HandleDispatcher, State, Status, UpdateSessionTimeoutRequest, ERR, OK,
 };
 use crate::generated::omero::sys::EventContext;
 use crate::generated::omero::RLong;
@@ -89,6 +89,11 @@ fn run(services: &Services, who: &Caller, request: Option<&ValueRef>) -> Finishe
     }
     if let Some(update) = request.get::<UpdateSessionTimeoutRequest>() {
         return update_timeout(services, who, update);
+    }
+    if let Some(chmod) = request.get::<Chmod2>() {
+        if let Some(done) = chmod_groups(services, who, chmod) {
+            return done;
+        }
     }
     let kind = request.ice_id();
     err(
@@ -202,6 +207,47 @@ fn update_timeout(
             err(UPDATE_TIMEOUT, e.name(), &params)
         }
     }
+}
+
+const CHMOD: &str = "::omero::cmd::Chmod2";
+
+/// Chmod2 of groups only (what `omero group perms` submits): for holders of ModifyGroup and
+/// the groups' owners. `None` when the request names other objects too: those are not run.
+fn chmod_groups(services: &Services, who: &Caller, req: &Chmod2) -> Option<Finished> {
+    let targets = &req.base.base.target_objects;
+    let groups = targets.get("ExperimenterGroup")?;
+    if targets.len() != 1 {
+        return None;
+    }
+    let roles = &who.rights.roles;
+    let allowed = roles.has_privilege("ModifyGroup") || groups.iter().all(|g| roles.leads(*g));
+    if !allowed {
+        let message = format!(
+            "user {} may not change these groups' permissions",
+            who.info.owner_id
+        );
+        return Some(err(CHMOD, "not-permitted", &[("message", message)]));
+    }
+    if !crate::auth::permissions::is_valid(&req.permissions) {
+        let message = format!("invalid permissions {:?}", req.permissions);
+        return Some(err(CHMOD, "bad-permissions", &[("message", message)]));
+    }
+    if !req.base.dry_run {
+        for gid in groups {
+            let changed = services
+                .directory
+                .update_group(*gid, None, Some(&req.permissions));
+            if let Err(e) = changed {
+                return Some(err(CHMOD, "chmod-failed", &[("message", e.to_string())]));
+            }
+        }
+    }
+    let mut included = HashMap::new();
+    included.insert("ExperimenterGroup".to_string(), groups.clone());
+    Some(ok(ValueRef::new(Chmod2Response {
+        included_objects: included,
+        ..Default::default()
+    })))
 }
 
 fn status(source: &Proxy, rsp: &Finished, started: i64, stopped: i64) -> Status {
@@ -477,6 +523,47 @@ mod tests {
             .failed
         );
         assert_eq!(svc.sessions.lookup(&b.uuid, true).unwrap().time_to_live, 0);
+    }
+
+    #[test]
+    fn chmod_of_a_group_by_an_admin_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = services(tmp.path());
+        let lab = svc.directory.add_group("lab", "rw----").unwrap().id;
+        let alice = member(&svc, "alice", &["lab"]);
+        let a = session(&svc, alice);
+        let root = session(&svc, ROOT_USER_ID);
+        let chmod = |perms: &str, dry_run: bool| {
+            let mut req = Chmod2 {
+                permissions: perms.to_string(),
+                ..Default::default()
+            };
+            req.base.dry_run = dry_run;
+            req.base
+                .base
+                .target_objects
+                .insert("ExperimenterGroup".to_string(), vec![lab]);
+            ValueRef::new(req)
+        };
+        let f = run(&svc, &as_caller(&svc, &a), Some(&chmod("rwr---", false)));
+        assert_eq!(err_name(&f), "not-permitted");
+        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("rwr---", true)));
+        assert!(!f.failed);
+        assert_eq!(svc.directory.group(lab).unwrap().permissions, "rw----");
+        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("rwr---", false)));
+        assert!(!f.failed);
+        assert_eq!(svc.directory.group(lab).unwrap().permissions, "rwr---");
+        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("nope", false)));
+        assert_eq!(err_name(&f), "bad-permissions");
+        // Other targets are not run.
+        let mut other = Chmod2::default();
+        other
+            .base
+            .base
+            .target_objects
+            .insert("Image".into(), vec![1]);
+        let f = run(&svc, &as_caller(&svc, &root), Some(&ValueRef::new(other)));
+        assert_eq!(err_name(&f), "unsupported-request");
     }
 
     #[test]
