@@ -1,5 +1,8 @@
-//! What a session means in terms of users and groups: its event context (spec §6), the group
-//! it may use, and the verifier's refusal text (§4.1).
+//! What a session means in terms of users and groups. [`rights`] is the one authority on
+//! what a session may do (effective roles, sudo intersection, group sudo); ISession, IAdmin,
+//! the ServiceFactory, the router and the HTTPS endpoint ask it rather than the directory.
+//! Also here: the event context (spec §6), the group a login starts in, and the verifier's
+//! refusal text (§4.1).
 
 use crate::sessions::{java_timestamp, SessionError, SessionInfo, SessionRow};
 use crate::store::directory::{GUEST_GROUP_ID, SYSTEM_GROUP_ID, USER_GROUP_ID};
