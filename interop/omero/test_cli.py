@@ -14,7 +14,7 @@ import omero.cli
 import omero.cmd
 from omero.rtypes import rlong, unwrap
 
-from conftest import ENCODING, PASSWORDS, join, login
+from conftest import ENCODING, PASSWORDS, join, login, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +277,42 @@ def test_user_password(server, cli_env, clients):
     clients.append(c)
     c.createSession("carol", "carolpw2")
     rsf.getAdminService().changeUserPassword("carol", omero.rtypes.rstring(PASSWORDS["carol"]))
+
+
+def test_handle_calls_the_clients_callback(server, clients):
+    """The server calls CmdCallback.step and finished back over the client's connection;
+    the handle answers getRequest/getStatus, cancel (too late) and close."""
+    import threading
+    import Ice
+
+    c, sf = login(server, clients, user="alice")
+
+    class Callback(omero.cmd.CmdCallback):
+        def __init__(self):
+            self.steps = []
+            self.done = threading.Event()
+            self.rsp = None
+
+        def step(self, complete, total, current=None):
+            self.steps.append((complete, total))
+
+        def finished(self, rsp, status, current=None):
+            self.rsp = rsp
+            self.done.set()
+
+    handle = sf.submit(omero.cmd.CurrentSessionsRequest())
+    assert isinstance(handle.getRequest(), omero.cmd.CurrentSessionsRequest)
+    status = handle.getStatus()
+    assert omero.cmd.State.SUCCESS in status.flags
+    assert status.source.ice_getIdentity() == handle.ice_getIdentity()
+    cb = Callback()
+    ident = Ice.Identity(str(__import__("uuid").uuid4()), c.getCategory())
+    prx = omero.cmd.CmdCallbackPrx.uncheckedCast(c.getAdapter().add(cb, ident))
+    handle.addCallback(prx)
+    assert wait_until(cb.done.is_set)
+    assert cb.steps == [(1, 1)]
+    assert isinstance(cb.rsp, omero.cmd.CurrentSessionsResponse)
+    assert handle.cancel() is False
+    handle.close()
+    with pytest.raises(Ice.ObjectNotExistException):
+        handle.getResponse()
