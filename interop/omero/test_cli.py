@@ -270,12 +270,20 @@ def test_user_and_group_management(server, cli_env, clients, capsys):
     assert exc.value.err.name == "not-permitted"
 
 
-def test_user_password(server, cli_env, clients):
-    r, rsf = login(server, clients, user="root")
-    rsf.getAdminService().changeUserPassword("carol", omero.rtypes.rstring("carolpw2"))
+def test_user_password(server, cli_env, clients, monkeypatch):
+    """`user password`: the CLI asks for the caller's own password (setSecurityPassword),
+    then the new one twice; answered here through getpass."""
+    import getpass
+    cli_login(server, "root")
+    answers = iter([server.root_pw, "carolpw2", "carolpw2"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(answers))
+    assert omero_cli("user", "password", "carol") == 0
+    assert next(answers, None) is None
     c = server.client()
     clients.append(c)
     c.createSession("carol", "carolpw2")
+    # Put it back for the other tests, through the API this time.
+    r, rsf = login(server, clients, user="root")
     rsf.getAdminService().changeUserPassword("carol", omero.rtypes.rstring(PASSWORDS["carol"]))
 
 
