@@ -39,6 +39,18 @@ def test_other_clients_cannot_reach_a_clients_service(server, clients):
         c2.getRouter(c2.getCommunicator()).ice_identity(query.ice_getIdentity()))
     with pytest.raises(Ice.ObjectNotExistException):
         foreign.findAllByQuery("x", None)
+    # Nor can another client joined to the same session.
+    j, jsf = join(server, clients, c.getSessionId())
+    jsf.setSecurityPassword(PASSWORDS["alice"])
+    joined = omero.api.IQueryPrx.uncheckedCast(
+        j.getRouter(j.getCommunicator()).ice_identity(query.ice_getIdentity()))
+    with pytest.raises(Ice.ObjectNotExistException):
+        joined.findAllByQuery("x", None)
+    store = sf.createRawFileStore()
+    joined_store = omero.api.RawFileStorePrx.uncheckedCast(
+        j.getRouter(j.getCommunicator()).ice_identity(store.ice_getIdentity()))
+    with pytest.raises(Ice.ObjectNotExistException):
+        joined_store.close()
 
 
 def test_service_proxies(server, clients):
