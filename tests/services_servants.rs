@@ -551,3 +551,18 @@ async fn a_session_in_a_foreign_group_is_unusable() {
     assert_eq!(id, "::omero::SecurityViolation");
     assert!(base.message.contains("cannot login"));
 }
+
+#[tokio::test]
+async fn a_client_holds_a_bounded_number_of_servants() {
+    let w = world();
+    let c = w.client(w.alice, None);
+    let cur = current(&[]);
+    let limit = omero_sessiond::services::errors::MAX_SERVANTS_PER_CLIENT;
+    for _ in 0..limit {
+        c.sf.create_raw_file_store(&cur).await.unwrap();
+    }
+    let (id, _) = server_error(c.sf.create_raw_file_store(&cur).await.unwrap_err());
+    assert_eq!(id, "::omero::OverUsageException");
+    let (id, _) = server_error(c.sf.submit(None, &cur).await.unwrap_err());
+    assert_eq!(id, "::omero::OverUsageException");
+}

@@ -31,6 +31,7 @@ pub fn submit(
     current: &Current,
 ) -> Outcome<Option<Proxy>> {
     let who = caller(services, factory)?;
+    factory.check_servant_limit()?;
     let started = services.sessions.now_ms();
     let response = run(services, &who, request.as_ref());
     let stopped = services.sessions.now_ms();

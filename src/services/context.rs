@@ -208,6 +208,20 @@ impl Factory {
         self.servants().keys().cloned().collect()
     }
 
+    /// How many servants this client holds.
+    pub fn service_count(&self) -> usize {
+        self.servants().len()
+    }
+
+    /// Fails with OverUsageException when this client may not hold another servant.
+    pub fn check_servant_limit(&self) -> Result<(), crate::facade::DispatchError> {
+        let count = self.service_count();
+        if count >= super::errors::MAX_SERVANTS_PER_CLIENT {
+            return Err(super::errors::over_usage(count));
+        }
+        Ok(())
+    }
+
     /// Removes one servant (a closed command handle); false when there was none.
     pub fn remove_service(&self, name: &str) -> bool {
         self.servants().remove(name).is_some()

@@ -63,6 +63,7 @@ impl FactoryServant {
     /// by this client, and returns its proxy.
     fn stateful(&self, service: &str, current: &Current) -> Outcome<Option<Proxy>> {
         let make = self.maker(service)?;
+        self.factory.check_servant_limit()?;
         let name = format!("{}{service}", uuid::Uuid::new_v4());
         self.factory.service_or_insert(&name, make);
         let id = Identity::new(self.factory.session_uuid.clone(), name);
