@@ -3,7 +3,7 @@
 //! to the end inside submit; the handle then only reports the outcome, and tells callbacks
 //! added later that it has finished, as OMERO's HandleI does for a finished command.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::auth::context::event_context;
 use crate::facade::{async_trait, Current, HashMap, Identity, Proxy, ValueRef};
@@ -45,7 +45,6 @@ pub fn submit(
         request,
         response: response.value,
         status,
-        callbacks: Mutex::new(Vec::new()),
     };
     factory.service_or_insert(&name, || Arc::new(HandleDispatcher(Arc::new(servant))));
     Ok(Some(proxy))
@@ -277,15 +276,9 @@ struct HandleServant {
     request: Option<ValueRef>,
     response: Option<ValueRef>,
     status: Status,
-    callbacks: Mutex<Vec<Proxy>>,
 }
 
 impl HandleServant {
-    fn callbacks(&self) -> std::sync::MutexGuard<'_, Vec<Proxy>> {
-        // Each change is one push or retain, so a poisoned list is still consistent.
-        self.callbacks.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Tells a callback that the command is done, on the client's own connection; the reply
     /// to addCallback does not wait for it.
     fn notify(&self, cb: Proxy, current: &Current) {
@@ -313,18 +306,15 @@ impl HandleServant {
 #[async_trait]
 impl Handle for HandleServant {
     async fn add_callback(&self, cb: Option<Proxy>, current: &Current) -> Outcome<()> {
-        let Some(cb) = cb else {
-            return Ok(());
-        };
-        self.callbacks().push(cb.clone());
-        self.notify(cb, current);
+        // The command has already finished, so the callback is told at once and need not
+        // be kept for later.
+        if let Some(cb) = cb {
+            self.notify(cb, current);
+        }
         Ok(())
     }
 
-    async fn remove_callback(&self, cb: Option<Proxy>, _c: &Current) -> Outcome<()> {
-        if let Some(cb) = cb {
-            self.callbacks().retain(|p| p.identity != cb.identity);
-        }
+    async fn remove_callback(&self, _cb: Option<Proxy>, _c: &Current) -> Outcome<()> {
         Ok(())
     }
 
