@@ -1,7 +1,8 @@
-//! omero.cmd: `ServiceFactory.submit(request)` and the Handle it returns. The two requests
-//! served (CurrentSessionsRequest, UpdateSessionTimeoutRequest) are quick, so a request runs
-//! to the end inside submit; the handle then only reports the outcome, and tells callbacks
-//! added later that it has finished, as OMERO's HandleI does for a finished command.
+//! omero.cmd: `ServiceFactory.submit(request)` and the Handle it returns. The requests served
+//! (CurrentSessionsRequest, UpdateSessionTimeoutRequest, Chmod2 of groups) are quick, so a
+//! request runs to the end inside submit; the handle then only reports the outcome, and tells
+//! callbacks added later that it has finished, as OMERO's HandleI does for a finished
+//! command. Any other request finishes with an ERR named `unsupported-request`.
 
 use std::sync::Arc;
 
