@@ -35,6 +35,7 @@ fn main() {
         // what a Glacier2 router calls on external verifiers and session managers.
         proxies: [
             "::omero::api::ClientCallback",
+            "::omero::cmd::CmdCallback",
             "::Glacier2::PermissionsVerifier",
             "::Glacier2::SessionManager",
             "::Glacier2::Session",

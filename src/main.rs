@@ -246,6 +246,10 @@ async fn run(
     );
     let tls = omero_sessiond::runtime::tls::server_config(&config.tls)?;
     let server = Server::bind(config, adapter).await?;
+    services.config.set_router_ports(
+        server.tcp_addr().map(|a| a.port()),
+        server.ssl_addr().map(|a| a.port()),
+    );
     if let Some(a) = server.tcp_addr() {
         tracing::info!(
             "listening on tcp {a} (Ice endpoint: tcp -h {} -p {})",

@@ -10,8 +10,11 @@ use omero_sessiond::auth::{
 use omero_sessiond::encoding::{Context, Encoding, Identity, Proxy, ValueRef};
 use omero_sessiond::generated::omero::api::{IAdmin, ISession, ServiceFactory};
 use omero_sessiond::generated::omero::model::Session as SessionModel;
+use omero_sessiond::generated::omero::model::{
+    Experimenter, ExperimenterGroup, GroupExperimenterMap,
+};
 use omero_sessiond::generated::omero::sys::{EventContext, Principal};
-use omero_sessiond::generated::omero::{RMap, RString, RType, ServerError};
+use omero_sessiond::generated::omero::{RLong, RMap, RString, RType, ServerError};
 use omero_sessiond::runtime::{ConnectionInfo, Current, DispatchError, OperationMode};
 use omero_sessiond::services::admin::AdminService;
 use omero_sessiond::services::model::{rlong, rstring};
@@ -369,9 +372,31 @@ async fn event_context_and_refusals() {
     assert_eq!(ec.session_uuid, c.factory.session_uuid);
     assert!(!ec.is_admin && ec.admin_privileges.is_empty());
     assert!(ec.sudoer_id.is_none() && ec.sudoer_name.is_none());
-    let (id, base) = server_error(c.admin.lookup_experimenters(&cur).await.unwrap_err());
-    assert_eq!(id, "::omero::ApiUsageException");
-    assert!(base.message.contains("session and admin services only"));
+    // Lookups carry the memberships (groupExperimenterMap) tools read.
+    let users = c.admin.lookup_experimenters(&cur).await.unwrap();
+    let alice = users
+        .iter()
+        .flatten()
+        .filter_map(|u| u.get::<Experimenter>())
+        .find(|u| {
+            u.base
+                .id
+                .as_ref()
+                .and_then(|i| i.get::<RLong>())
+                .map(|l| l.val)
+                == Some(w.alice)
+        })
+        .expect("alice listed");
+    assert!(alice.group_experimenter_map_loaded);
+    let parents: Vec<String> = alice
+        .group_experimenter_map_seq
+        .iter()
+        .flatten()
+        .filter_map(|m| m.get::<GroupExperimenterMap>())
+        .filter_map(|m| m.parent.as_ref()?.get::<ExperimenterGroup>()?.name.clone())
+        .filter_map(|n| n.get::<RString>().map(|s| s.val.clone()))
+        .collect();
+    assert_eq!(parents, vec!["user".to_string()]);
     let (id, _) = server_error(
         c.admin
             .change_user_password("root".into(), rstring("x"), &cur)
@@ -379,9 +404,85 @@ async fn event_context_and_refusals() {
             .unwrap_err(),
     );
     assert_eq!(id, "::omero::SecurityViolation");
-    let (id, base) = server_error(c.sf.get_query_service(&cur).await.unwrap_err());
+}
+
+/// What a client gets calling `operation` on the servant behind `proxy`.
+async fn call(c: &Client, proxy: &Proxy, operation: &str) -> Result<Vec<u8>, DispatchError> {
+    assert_eq!(proxy.identity.category, c.factory.session_uuid);
+    let servant = c
+        .factory
+        .service(&proxy.identity.name)
+        .expect("a servant of this client");
+    let mut cur = current(&[]);
+    cur.id = proxy.identity.clone();
+    cur.operation = operation.to_string();
+    servant.dispatch(&cur, &[]).await
+}
+
+#[tokio::test]
+async fn missing_services_fail_late_naming_the_operation() {
+    let w = world();
+    let c = w.client(w.alice, None);
+    let cur = current(&[]);
+    let query = c.sf.get_query_service(&cur).await.unwrap().unwrap();
+    assert_eq!(query.identity.category, c.factory.session_uuid);
+    assert_eq!(
+        query.identity.name,
+        format!("{}omero.api.IQuery", c.factory.client_uuid)
+    );
+    // One per client, as for every stateless service.
+    let again = c.sf.get_query_service(&cur).await.unwrap().unwrap();
+    assert_eq!(again.identity, query.identity);
+    let (id, base) = server_error(call(&c, &query, "findAllByQuery").await.unwrap_err());
     assert_eq!(id, "::omero::ApiUsageException");
-    assert!(base.message.contains("getQueryService"));
+    assert!(
+        base.message.contains("IQuery.findAllByQuery"),
+        "{}",
+        base.message
+    );
+    // Stateful services are new on every call.
+    let store = c.sf.create_raw_file_store(&cur).await.unwrap().unwrap();
+    let other = c.sf.create_raw_file_store(&cur).await.unwrap().unwrap();
+    assert_ne!(store.identity, other.identity);
+    assert!(store.identity.name.ends_with("omero.api.RawFileStore"));
+    let (_, base) = server_error(call(&c, &store, "setFileId").await.unwrap_err());
+    assert!(base.message.contains("RawFileStore.setFileId"));
+    // By name as well; unknown names are refused at once, as OMERO does.
+    let upd =
+        c.sf.get_by_name("omero.api.IUpdate".into(), &cur)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(upd.identity.name.ends_with("omero.api.IUpdate"));
+    let (id, base) = server_error(
+        c.sf.get_by_name("omero.api.Nope".into(), &cur)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(id, "::omero::ApiUsageException");
+    assert!(base.message.contains("unknown service"));
+    let (id, _) = server_error(
+        c.sf.create_by_name("omero.api.IQuery".into(), &cur)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(id, "::omero::ApiUsageException");
+    // Closing the session makes the proxies fail as the session does.
+    w.services.sessions.close_session(&c.factory.session_uuid);
+    let (id, _) = server_error(call(&c, &query, "findAllByQuery").await.unwrap_err());
+    assert_eq!(id, "::omero::RemovedSessionException");
+}
+
+#[tokio::test]
+async fn the_guest_gets_no_data_services() {
+    let w = world();
+    let guest = omero_sessiond::store::directory::GUEST_USER_ID;
+    let c = w.client(guest, None);
+    let cur = current(&[]);
+    let (id, base) = server_error(c.sf.get_query_service(&cur).await.unwrap_err());
+    assert_eq!(id, "::omero::SecurityViolation");
+    assert!(base.message.contains("omero.api.IQuery"));
+    assert!(c.sf.get_config_service(&cur).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -449,4 +550,19 @@ async fn a_session_in_a_foreign_group_is_unusable() {
     );
     assert_eq!(id, "::omero::SecurityViolation");
     assert!(base.message.contains("cannot login"));
+}
+
+#[tokio::test]
+async fn a_client_holds_a_bounded_number_of_servants() {
+    let w = world();
+    let c = w.client(w.alice, None);
+    let cur = current(&[]);
+    let limit = omero_sessiond::services::errors::MAX_SERVANTS_PER_CLIENT;
+    for _ in 0..limit {
+        c.sf.create_raw_file_store(&cur).await.unwrap();
+    }
+    let (id, _) = server_error(c.sf.create_raw_file_store(&cur).await.unwrap_err());
+    assert_eq!(id, "::omero::OverUsageException");
+    let (id, _) = server_error(c.sf.submit(None, &cur).await.unwrap_err());
+    assert_eq!(id, "::omero::OverUsageException");
 }

@@ -92,7 +92,7 @@ def test_change_user_password_needs_admin(server, clients):
 def test_other_admin_operations_are_refused_clearly(server, clients):
     c, sf = login(server, clients, user="root")
     with pytest.raises(omero.ApiUsageException) as exc:
-        sf.getAdminService().lookupExperimenters()
+        sf.getAdminService().getMyUserPhotos()
     assert "session and admin services only" in exc.value.message
 
 

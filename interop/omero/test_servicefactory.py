@@ -7,17 +7,50 @@ import omero
 from conftest import PASSWORDS, join, login
 
 
-def test_other_services_are_refused_clearly(server, clients):
+def test_other_services_fail_late_and_clearly(server, clients):
     c, sf = login(server, clients)
-    for call in (sf.getQueryService, sf.getUpdateService, sf.getConfigService,
-                 sf.createRawPixelsStore, sf.createRenderingEngine):
+    # As OMERO does, the getters hand out proxies; only their operations fail.
+    query = sf.getQueryService()
+    assert query.ice_isA("::omero::api::IQuery")
+    with pytest.raises(omero.ApiUsageException) as exc:
+        query.findAllByQuery("select e from Experimenter e", None)
+    assert "IQuery.findAllByQuery" in exc.value.message
+    with pytest.raises(omero.ApiUsageException) as exc:
+        sf.getUpdateService().saveObject(omero.model.ExperimenterI())
+    assert "IUpdate.saveObject" in exc.value.message
+    for make in (sf.createRawPixelsStore, sf.createRenderingEngine, sf.createRawFileStore):
+        store = make()
+        assert store.ice_getIdentity().category == c.getSessionId()
         with pytest.raises(omero.ApiUsageException) as exc:
-            call()
-        assert "session and admin services only" in exc.value.message
+            store.close()
+        assert "not available" in exc.value.message
+    assert sf.getByName("omero.api.IQuery").ice_getIdentity() == query.ice_getIdentity()
     with pytest.raises(omero.ApiUsageException):
-        sf.getByName("omero.api.IQuery")
+        sf.getByName("omero.api.NoSuchService")
     # the factory still works afterwards
     assert sf.getAdminService().getEventContext().userName == "alice"
+
+
+def test_other_clients_cannot_reach_a_clients_service(server, clients):
+    c, sf = login(server, clients)
+    query = sf.getQueryService()
+    c2, sf2 = login(server, clients, user="bob")
+    foreign = omero.api.IQueryPrx.uncheckedCast(
+        c2.getRouter(c2.getCommunicator()).ice_identity(query.ice_getIdentity()))
+    with pytest.raises(Ice.ObjectNotExistException):
+        foreign.findAllByQuery("x", None)
+    # Nor can another client joined to the same session.
+    j, jsf = join(server, clients, c.getSessionId())
+    jsf.setSecurityPassword(PASSWORDS["alice"])
+    joined = omero.api.IQueryPrx.uncheckedCast(
+        j.getRouter(j.getCommunicator()).ice_identity(query.ice_getIdentity()))
+    with pytest.raises(Ice.ObjectNotExistException):
+        joined.findAllByQuery("x", None)
+    store = sf.createRawFileStore()
+    joined_store = omero.api.RawFileStorePrx.uncheckedCast(
+        j.getRouter(j.getCommunicator()).ice_identity(store.ice_getIdentity()))
+    with pytest.raises(Ice.ObjectNotExistException):
+        joined_store.close()
 
 
 def test_service_proxies(server, clients):

@@ -34,6 +34,22 @@ pub fn perm1(permissions: &str) -> Option<i64> {
     Some(value)
 }
 
+/// The permission string of a `perm1` value (the inverse of [`perm1`] on its values).
+pub fn from_perm1(value: i64) -> String {
+    let mut out = String::with_capacity(6);
+    for (read, write, annotate) in ROLE_BITS {
+        out.push(if value & read != 0 { 'r' } else { '-' });
+        out.push(if value & write != 0 {
+            'w'
+        } else if value & annotate != 0 {
+            'a'
+        } else {
+            '-'
+        });
+    }
+    out
+}
+
 /// True when `permissions` is a well-formed string.
 pub fn is_valid(permissions: &str) -> bool {
     perm1(permissions).is_some()
@@ -52,6 +68,15 @@ mod tests {
         assert_eq!(perm1("rwr-r-"), Some(-52));
         assert_eq!(perm1("------"), Some(-1912));
         assert_eq!(perm1("rwrwrw"), Some(-1));
+    }
+
+    #[test]
+    fn strings_survive_their_perm1() {
+        for p in [
+            "rw----", "rwr---", "rwra--", "rwrw--", "rwr-r-", "------", "rwrwrw",
+        ] {
+            assert_eq!(from_perm1(perm1(p).unwrap()), p);
+        }
     }
 
     #[test]

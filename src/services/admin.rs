@@ -1,13 +1,16 @@
-//! The IAdmin servant: the event context, experimenter and group lookups, and password
-//! changes. The rest of IAdmin (user and group administration, photos, privileges) is done
-//! with the `user`/`group` commands of this server and refused here with a clear message.
+//! The IAdmin servant: the event context, experimenter and group lookups (with their
+//! memberships), password changes, and the user and group administration omero-py's `user`
+//! and `group` commands and omero.testlib call. Changes go to the directory at once, so the
+//! `user`/`group` commands of this server and new logins see them. The rest (photos, light
+//! admins, deletions, LDAP) is refused with a clear message.
 
 use std::sync::Arc;
 
 use crate::auth::context::event_context;
-use crate::auth::{DirectoryError, Password};
+use crate::auth::{DirectoryError, ExperimenterInfo, GroupInfo, NewExperimenter, Password};
 use crate::facade::{async_trait, Current, DispatchError, ValueRef};
 use crate::generated::omero::api::IAdmin;
+use crate::generated::omero::model::{Experimenter, ExperimenterGroup};
 use crate::sessions::SessionError;
 
 use super::context::{Factory, Services};
@@ -45,6 +48,70 @@ impl AdminService {
         }
     }
 
+    /// Adds or removes owners of a group: for holders of ModifyGroupMembership and the
+    /// group's owners.
+    fn owners(&self, group: &Obj, owners: &[Obj], owner: bool, operation: &str) -> Outcome<()> {
+        let who = self.caller()?;
+        let gid = model::id_of(group)
+            .ok_or_else(|| api_usage(format!("Argument 1 to {operation} may not be null.")))?;
+        require_membership_rights(&who, &[gid])?;
+        for uid in ids(owners) {
+            let changed = self.services.directory.set_group_owner(uid, gid, owner);
+            changed.map_err(directory_error)?;
+        }
+        Ok(())
+    }
+
+    async fn create_experimenter_as(
+        &self,
+        user: &Obj,
+        password: Password,
+        default_group: &Obj,
+        groups: &Objs,
+    ) -> Outcome<i64> {
+        let e = user.as_ref().and_then(|u| u.get::<Experimenter>());
+        let e = e.ok_or_else(|| api_usage("Argument 1 may not be null.".into()))?;
+        let ome_name = model::string_of(&e.ome_name)
+            .ok_or_else(|| api_usage("An experimenter needs an omeName.".into()))?;
+        let dir = &self.services.directory;
+        // The default group first; the directory keeps the order it is given.
+        let mut names = Vec::new();
+        for gid in model::id_of(default_group).into_iter().chain(ids(groups)) {
+            let g = dir
+                .group(gid)
+                .ok_or_else(|| api_usage(format!("No such group: {gid}")))?;
+            if !names.contains(&g.name) {
+                names.push(g.name);
+            }
+        }
+        let new = NewExperimenter {
+            ome_name,
+            first_name: model::string_of(&e.first_name),
+            last_name: model::string_of(&e.last_name),
+            email: model::string_of(&e.email).filter(|m| !m.is_empty()),
+            password,
+            admin: false,
+            groups: names,
+            owner_of: Vec::new(),
+        };
+        let directory = dir.clone();
+        // Hashing the password is slow: off the dispatch threads.
+        let created = tokio::task::spawn_blocking(move || directory.add_experimenter(new))
+            .await
+            .map_err(|e| {
+                to_dispatch(SessionError::Internal(format!("user creation failed: {e}")))
+            })?;
+        Ok(created.map_err(directory_error)?.id)
+    }
+
+    fn with_groups(&self, user: &ExperimenterInfo) -> ValueRef {
+        model::experimenter_with_groups(user, &self.services.directory)
+    }
+
+    fn with_members(&self, group: &GroupInfo) -> ValueRef {
+        model::group_with_members(group, &self.services.directory)
+    }
+
     fn experimenter_id(&self, exp: &Obj, operation: &str) -> Outcome<i64> {
         model::id_of(exp)
             .ok_or_else(|| api_usage(format!("Argument 1 to {operation} may not be null.")))
@@ -70,6 +137,41 @@ impl AdminService {
     }
 }
 
+/// `@RolesAllowed` with a light-admin privilege, asked of the one rights authority.
+fn require_privilege(who: &Caller, privilege: &str) -> Outcome<()> {
+    if who.rights.roles.has_privilege(privilege) {
+        return Ok(());
+    }
+    Err(to_dispatch(SessionError::SecurityViolation(format!(
+        "Current user lacks privilege {privilege}"
+    ))))
+}
+
+/// Membership changes: holders of ModifyGroupMembership, or owners of every group named.
+fn require_membership_rights(who: &Caller, group_ids: &[i64]) -> Outcome<()> {
+    let roles = &who.rights.roles;
+    if roles.has_privilege("ModifyGroupMembership") || group_ids.iter().all(|g| roles.leads(*g)) {
+        return Ok(());
+    }
+    Err(to_dispatch(SessionError::SecurityViolation(format!(
+        "User {} may not change the members of groups {group_ids:?}",
+        who.info.owner_id
+    ))))
+}
+
+fn ids(objs: &[Obj]) -> Vec<i64> {
+    objs.iter().filter_map(model::id_of).collect()
+}
+
+/// The OMERO exception of a refused directory change.
+fn directory_error(e: DirectoryError) -> DispatchError {
+    match e {
+        DirectoryError::Internal(m) => to_dispatch(SessionError::Internal(m)),
+        DirectoryError::Store(s) => to_dispatch(SessionError::Internal(s.to_string())),
+        other => api_usage(other.to_string()),
+    }
+}
+
 #[async_trait]
 impl IAdmin for AdminService {
     async fn can_update(&self, _obj: Obj, _c: &Current) -> Outcome<bool> {
@@ -80,40 +182,50 @@ impl IAdmin for AdminService {
         self.caller()?;
         let user = self.services.directory.experimenter(id);
         let user = user.ok_or_else(|| api_usage(format!("No such experimenter: {id}")))?;
-        Ok(Some(model::experimenter(&user)))
+        Ok(Some(self.with_groups(&user)))
     }
 
     async fn lookup_experimenter(&self, name: String, _c: &Current) -> Outcome<Obj> {
         self.caller()?;
         let user = self.services.directory.experimenter_by_name(&name);
         let user = user.ok_or_else(|| api_usage(format!("No such experimenter: {name}")))?;
-        Ok(Some(model::experimenter(&user)))
+        Ok(Some(self.with_groups(&user)))
     }
 
     async fn lookup_experimenters(&self, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("lookupExperimenters"))
+        self.caller()?;
+        let users = self.services.directory.experimenters();
+        Ok(users.iter().map(|u| Some(self.with_groups(u))).collect())
     }
 
     async fn get_group(&self, id: i64, _c: &Current) -> Outcome<Obj> {
         self.caller()?;
         let group = self.services.directory.group(id);
         let group = group.ok_or_else(|| api_usage(format!("No such group: {id}")))?;
-        Ok(Some(model::group(&group)))
+        Ok(Some(self.with_members(&group)))
     }
 
     async fn lookup_group(&self, name: String, _c: &Current) -> Outcome<Obj> {
         self.caller()?;
         let group = self.services.directory.group_by_name(&name);
         let group = group.ok_or_else(|| api_usage(format!("No such group: {name}")))?;
-        Ok(Some(model::group(&group)))
+        Ok(Some(self.with_members(&group)))
     }
 
     async fn lookup_groups(&self, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("lookupGroups"))
+        self.caller()?;
+        let groups = self.services.directory.groups();
+        Ok(groups.iter().map(|g| Some(self.with_members(g))).collect())
     }
 
-    async fn contained_experimenters(&self, _group_id: i64, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("containedExperimenters"))
+    async fn contained_experimenters(&self, group_id: i64, _c: &Current) -> Outcome<Objs> {
+        self.caller()?;
+        let users = self.services.directory.experimenters();
+        Ok(users
+            .iter()
+            .filter(|u| u.is_member(group_id))
+            .map(|u| Some(self.with_groups(u)))
+            .collect())
     }
 
     async fn contained_groups(&self, experimenter_id: i64, _c: &Current) -> Outcome<Objs> {
@@ -183,8 +295,19 @@ impl IAdmin for AdminService {
         Err(self.refuse("getMyUserPhotos"))
     }
 
-    async fn update_experimenter(&self, _experimenter: Obj, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("updateExperimenter"))
+    async fn update_experimenter(&self, experimenter: Obj, _c: &Current) -> Outcome<()> {
+        let who = self.caller()?;
+        require_privilege(&who, "ModifyUser")?;
+        let uid = self.experimenter_id(&experimenter, "updateExperimenter")?;
+        let e = experimenter.as_ref().and_then(|e| e.get::<Experimenter>());
+        let e = e.ok_or_else(|| api_usage("updateExperimenter takes an Experimenter".into()))?;
+        let changed = self.services.directory.update_experimenter(
+            uid,
+            model::string_of(&e.first_name),
+            model::string_of(&e.last_name),
+            e.email.as_ref().map(|_| model::string_of(&e.email)),
+        );
+        changed.map(|_| ()).map_err(directory_error)
     }
 
     async fn update_experimenter_with_password(
@@ -196,8 +319,19 @@ impl IAdmin for AdminService {
         Err(self.refuse("updateExperimenterWithPassword"))
     }
 
-    async fn update_group(&self, _group: Obj, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("updateGroup"))
+    async fn update_group(&self, group: Obj, _c: &Current) -> Outcome<()> {
+        let who = self.caller()?;
+        require_privilege(&who, "ModifyGroup")?;
+        let gid = model::id_of(&group)
+            .ok_or_else(|| api_usage("Argument 1 to updateGroup may not be null.".into()))?;
+        let g = group.as_ref().and_then(|g| g.get::<ExperimenterGroup>());
+        let g = g.ok_or_else(|| api_usage("updateGroup takes an ExperimenterGroup".into()))?;
+        let name = model::string_of(&g.name);
+        let changed = self
+            .services
+            .directory
+            .update_group(gid, name.as_deref(), None);
+        changed.map(|_| ()).map_err(directory_error)
     }
 
     async fn create_user(&self, _experimenter: Obj, _group: String, _c: &Current) -> Outcome<i64> {
@@ -239,45 +373,78 @@ impl IAdmin for AdminService {
 
     async fn create_experimenter_with_password(
         &self,
-        _user: Obj,
-        _password: Obj,
-        _default_group: Obj,
-        _groups: Objs,
+        user: Obj,
+        password: Obj,
+        default_group: Obj,
+        groups: Objs,
         _c: &Current,
     ) -> Outcome<i64> {
-        Err(self.refuse("createExperimenterWithPassword"))
+        let who = self.caller()?;
+        require_privilege(&who, "ModifyUser")?;
+        let plain = model::string_of(&password).unwrap_or_default();
+        self.create_experimenter_as(&user, Password::new(plain), &default_group, &groups)
+            .await
     }
 
-    async fn create_group(&self, _group: Obj, _c: &Current) -> Outcome<i64> {
-        Err(self.refuse("createGroup"))
+    async fn create_group(&self, group: Obj, _c: &Current) -> Outcome<i64> {
+        let who = self.caller()?;
+        require_privilege(&who, "ModifyGroup")?;
+        let g = group
+            .as_ref()
+            .and_then(|g| g.get::<ExperimenterGroup>())
+            .ok_or_else(|| api_usage("Argument 1 to createGroup may not be null.".into()))?;
+        let name =
+            model::string_of(&g.name).ok_or_else(|| api_usage("A group needs a name.".into()))?;
+        let perms = model::perm1_of(&g.base.details).map_or_else(
+            || "rw----".to_string(),
+            crate::auth::permissions::from_perm1,
+        );
+        let created = self.services.directory.add_group(&name, &perms);
+        Ok(created.map_err(directory_error)?.id)
     }
 
-    async fn add_groups(&self, _user: Obj, _groups: Objs, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("addGroups"))
+    async fn add_groups(&self, user: Obj, groups: Objs, _c: &Current) -> Outcome<()> {
+        let who = self.caller()?;
+        let uid = self.experimenter_id(&user, "addGroups")?;
+        let gids = ids(&groups);
+        require_membership_rights(&who, &gids)?;
+        let changed = self.services.directory.add_memberships(uid, &gids);
+        changed.map(|_| ()).map_err(directory_error)
     }
 
-    async fn remove_groups(&self, _user: Obj, _groups: Objs, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("removeGroups"))
+    async fn remove_groups(&self, user: Obj, groups: Objs, _c: &Current) -> Outcome<()> {
+        let who = self.caller()?;
+        let uid = self.experimenter_id(&user, "removeGroups")?;
+        let gids = ids(&groups);
+        require_membership_rights(&who, &gids)?;
+        let changed = self.services.directory.remove_memberships(uid, &gids);
+        changed.map(|_| ()).map_err(directory_error)
     }
 
-    async fn set_default_group(&self, _user: Obj, _group: Obj, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("setDefaultGroup"))
+    async fn set_default_group(&self, user: Obj, group: Obj, _c: &Current) -> Outcome<()> {
+        let who = self.caller()?;
+        let uid = self.experimenter_id(&user, "setDefaultGroup")?;
+        let gid = model::id_of(&group)
+            .ok_or_else(|| api_usage("Argument 2 to setDefaultGroup may not be null.".into()))?;
+        require_membership_rights(&who, &[gid])?;
+        let changed = self.services.directory.set_default_group(uid, gid);
+        changed.map(|_| ()).map_err(directory_error)
     }
 
-    async fn set_group_owner(&self, _group: Obj, _owner: Obj, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("setGroupOwner"))
+    async fn set_group_owner(&self, group: Obj, owner: Obj, _c: &Current) -> Outcome<()> {
+        self.owners(&group, &[owner], true, "setGroupOwner")
     }
 
-    async fn unset_group_owner(&self, _group: Obj, _owner: Obj, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("unsetGroupOwner"))
+    async fn unset_group_owner(&self, group: Obj, owner: Obj, _c: &Current) -> Outcome<()> {
+        self.owners(&group, &[owner], false, "unsetGroupOwner")
     }
 
-    async fn add_group_owners(&self, _group: Obj, _owners: Objs, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("addGroupOwners"))
+    async fn add_group_owners(&self, group: Obj, owners: Objs, _c: &Current) -> Outcome<()> {
+        self.owners(&group, &owners, true, "addGroupOwners")
     }
 
-    async fn remove_group_owners(&self, _group: Obj, _owners: Objs, _c: &Current) -> Outcome<()> {
-        Err(self.refuse("removeGroupOwners"))
+    async fn remove_group_owners(&self, group: Obj, owners: Objs, _c: &Current) -> Outcome<()> {
+        self.owners(&group, &owners, false, "removeGroupOwners")
     }
 
     async fn delete_experimenter(&self, _user: Obj, _c: &Current) -> Outcome<()> {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use super::config::ConfigValues;
 use crate::auth::{Authenticator, Directory};
 use crate::facade::{Dispatch, ValueRef};
 pub use crate::sessions::short;
@@ -20,15 +21,20 @@ pub struct Services {
     pub auth: Authenticator,
     pub sessions: Arc<Sessions>,
     pub registry: Arc<Registry>,
+    /// What IConfig serves.
+    pub config: Arc<ConfigValues>,
 }
 
 impl Services {
     pub fn new(auth: Authenticator, sessions: Arc<Sessions>) -> Self {
+        // Without a database of its own, the server names itself with a fresh uuid.
+        let config = ConfigValues::new(sessions.config(), &uuid::Uuid::new_v4().to_string());
         Services {
             directory: auth.directory().clone(),
             auth,
             sessions,
             registry: Arc::new(Registry::default()),
+            config: Arc::new(config),
         }
     }
 }
@@ -200,6 +206,25 @@ impl Factory {
 
     pub fn service_names(&self) -> Vec<String> {
         self.servants().keys().cloned().collect()
+    }
+
+    /// How many servants this client holds.
+    pub fn service_count(&self) -> usize {
+        self.servants().len()
+    }
+
+    /// Fails with OverUsageException when this client may not hold another servant.
+    pub fn check_servant_limit(&self) -> Result<(), crate::facade::DispatchError> {
+        let count = self.service_count();
+        if count >= super::errors::MAX_SERVANTS_PER_CLIENT {
+            return Err(super::errors::over_usage(count));
+        }
+        Ok(())
+    }
+
+    /// Removes one servant (a closed command handle); false when there was none.
+    pub fn remove_service(&self, name: &str) -> bool {
+        self.servants().remove(name).is_some()
     }
 
     fn clear_services(&self) {

@@ -5,9 +5,9 @@
 use crate::facade::DispatchError;
 use crate::generated::glacier2::CannotCreateSessionException;
 use crate::generated::omero::{
-    ApiUsageException, AuthenticationException, InternalException, RemovedSessionException,
-    SecurityViolation, ServerError, SessionException, SessionTimeoutException,
-    WrappedCreateSessionException,
+    ApiUsageException, AuthenticationException, InternalException, OverUsageException,
+    RemovedSessionException, SecurityViolation, ServerError, SessionException,
+    SessionTimeoutException, WrappedCreateSessionException,
 };
 use crate::sessions::SessionError;
 
@@ -51,6 +51,25 @@ pub fn to_dispatch(e: SessionError) -> DispatchError {
         }
         .into(),
     }
+}
+
+/// Servants one client may hold at once (stateful services and command handles not yet
+/// closed); beyond it the client gets OverUsageException, as from OMERO's servant limit.
+pub const MAX_SERVANTS_PER_CLIENT: usize = 1000;
+
+/// OMERO's answer when a client holds too many servants.
+pub fn over_usage(count: usize) -> DispatchError {
+    OverUsageException {
+        base: ApiUsageException {
+            base: server_error(
+                "ome.conditions.OverUsageException",
+                &format!(
+                    "servant limit reached: {count} open services and command handles; close some"
+                ),
+            ),
+        },
+    }
+    .into()
 }
 
 /// The CannotCreateSessionException OMERO's session manager raises for a failed login step

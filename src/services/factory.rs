@@ -4,22 +4,28 @@ use std::sync::Arc;
 
 use crate::auth::context::rights;
 use crate::auth::{AuthError, Password};
-use crate::facade::{async_trait, Current, Dispatch, Identity, Proxy, ValueRef};
+use crate::facade::{async_trait, Current, Dispatch, DispatchError, Identity, Proxy, ValueRef};
 use crate::generated::omero::api::{
-    IAdminDispatcher, ISessionDispatcher, ServiceFactory, ServiceFactoryDispatcher,
+    IAdminDispatcher, IConfigDispatcher, ISessionDispatcher, ServiceFactory,
+    ServiceFactoryDispatcher,
 };
 use crate::generated::omero::model::ExperimenterGroup;
 use crate::sessions::{DestroyMode, SessionError};
 
 use super::admin::AdminService;
+use super::cmd;
+use super::config::ConfigService;
 use super::context::{Factory, Services};
-use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
+use super::errors::{to_dispatch, OrOmero, Outcome};
 use super::model;
 use super::proxy::proxy_for;
 use super::session::SessionService;
+use super::unprovided::{self, Kind, UnprovidedService};
+use crate::store::directory::GUEST_USER_ID;
 
 pub const ADMIN_SERVICE: &str = "omero.api.IAdmin";
 pub const SESSION_SERVICE: &str = "omero.api.ISession";
+pub const CONFIG_SERVICE: &str = "omero.api.IConfig";
 
 /// Identity of a client's ServiceFactory: `session-<clientUuid>/<sessionUuid>`.
 pub fn factory_identity(client_uuid: &str, session_uuid: &str) -> Identity {
@@ -47,9 +53,28 @@ impl FactoryServant {
     /// Registers (once per client) and returns the proxy of a stateless service.
     fn stateless(&self, service: &str, current: &Current) -> Outcome<Option<Proxy>> {
         let name = self.factory.service_name(service);
+        let make = self.maker(service)?;
+        self.factory.service_or_insert(&name, make);
+        let id = Identity::new(self.factory.session_uuid.clone(), name);
+        Ok(Some(proxy_for(id, &current.connection)))
+    }
+
+    /// Registers a new instance of a stateful service under `<random uuid><service>`, owned
+    /// by this client, and returns its proxy.
+    fn stateful(&self, service: &str, current: &Current) -> Outcome<Option<Proxy>> {
+        let make = self.maker(service)?;
+        self.factory.check_servant_limit()?;
+        let name = format!("{}{service}", uuid::Uuid::new_v4());
+        self.factory.service_or_insert(&name, make);
+        let id = Identity::new(self.factory.session_uuid.clone(), name);
+        Ok(Some(proxy_for(id, &current.connection)))
+    }
+
+    /// How the servant of `service` is made; unknown names are refused as OMERO does.
+    fn maker(&self, service: &str) -> Outcome<Box<dyn FnOnce() -> Arc<dyn Dispatch>>> {
         let services = self.services.clone();
         let factory = self.factory.clone();
-        let make: Box<dyn FnOnce() -> Arc<dyn Dispatch>> = match service {
+        Ok(match service {
             ADMIN_SERVICE => Box::new(move || {
                 Arc::new(IAdminDispatcher(Arc::new(AdminService::new(
                     services, factory,
@@ -60,11 +85,46 @@ impl FactoryServant {
                     services, factory,
                 ))))
             }),
-            other => return Err(not_provided(other)),
-        };
-        self.factory.service_or_insert(&name, make);
-        let id = Identity::new(self.factory.session_uuid.clone(), name);
-        Ok(Some(proxy_for(id, &current.connection)))
+            CONFIG_SERVICE => Box::new(move || {
+                Arc::new(IConfigDispatcher(Arc::new(ConfigService::new(
+                    services, factory,
+                ))))
+            }),
+            other => match unprovided::find(other) {
+                Some(missing) => {
+                    Box::new(move || Arc::new(UnprovidedService::new(missing, services, factory)))
+                }
+                None => return Err(unknown_service(other)),
+            },
+        })
+    }
+
+    /// A service other than admin, config and session: refused for the guest user, as
+    /// OMERO's factory does, after the session is checked.
+    fn guarded(&self, service: &str, current: &Current) -> Prx {
+        self.refuse_guest(service)?;
+        match unprovided::find(service) {
+            Some(m) if m.kind == Kind::Stateful => Err(unknown_service(service)),
+            _ => self.stateless(service, current),
+        }
+    }
+
+    fn guarded_stateful(&self, service: &str, current: &Current) -> Prx {
+        self.refuse_guest(service)?;
+        match unprovided::find(service) {
+            Some(m) if m.kind == Kind::Stateful => self.stateful(service, current),
+            _ => Err(unknown_service(service)),
+        }
+    }
+
+    fn refuse_guest(&self, service: &str) -> Outcome<()> {
+        let info = self.touch()?;
+        if info.owner_id == GUEST_USER_ID {
+            return Err(to_dispatch(SessionError::SecurityViolation(format!(
+                "Access denied to guest user: {service}"
+            ))));
+        }
+        Ok(())
     }
 
     /// A call made as the session: refreshes it, fails when it is gone or expired.
@@ -84,6 +144,13 @@ impl FactoryServant {
 
 type Prx = Outcome<Option<Proxy>>;
 
+fn unknown_service(name: &str) -> DispatchError {
+    to_dispatch(SessionError::ApiUsage(format!(
+        "{name} is an unknown service. Please check Constants.ice or the documentation for a \
+         list of valid names."
+    )))
+}
+
 #[async_trait]
 impl ServiceFactory for FactoryServant {
     async fn destroy(&self, _current: &Current) -> Outcome<()> {
@@ -91,8 +158,8 @@ impl ServiceFactory for FactoryServant {
         Ok(())
     }
 
-    async fn submit(&self, _req: Option<ValueRef>, _current: &Current) -> Prx {
-        Err(not_provided("submit"))
+    async fn submit(&self, req: Option<ValueRef>, current: &Current) -> Prx {
+        cmd::submit(&self.services, &self.factory, req, current)
     }
 
     async fn get_security_contexts(&self, _current: &Current) -> Outcome<Vec<Option<ValueRef>>> {
@@ -170,111 +237,111 @@ impl ServiceFactory for FactoryServant {
         self.stateless(ADMIN_SERVICE, current)
     }
 
-    async fn get_config_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getConfigService"))
+    async fn get_config_service(&self, current: &Current) -> Prx {
+        self.stateless(CONFIG_SERVICE, current)
     }
 
-    async fn get_container_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getContainerService"))
+    async fn get_container_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IContainer", current)
     }
 
-    async fn get_ldap_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getLdapService"))
+    async fn get_ldap_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.ILdap", current)
     }
 
-    async fn get_pixels_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getPixelsService"))
+    async fn get_pixels_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IPixels", current)
     }
 
-    async fn get_projection_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getProjectionService"))
+    async fn get_projection_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IProjection", current)
     }
 
-    async fn get_query_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getQueryService"))
+    async fn get_query_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IQuery", current)
     }
 
-    async fn get_rendering_settings_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getRenderingSettingsService"))
+    async fn get_rendering_settings_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IRenderingSettings", current)
     }
 
-    async fn get_repository_info_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getRepositoryInfoService"))
+    async fn get_repository_info_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IRepositoryInfo", current)
     }
 
-    async fn get_roi_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getRoiService"))
+    async fn get_roi_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IRoi", current)
     }
 
-    async fn get_script_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getScriptService"))
+    async fn get_script_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IScript", current)
     }
 
     async fn get_session_service(&self, current: &Current) -> Prx {
         self.stateless(SESSION_SERVICE, current)
     }
 
-    async fn get_share_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getShareService"))
+    async fn get_share_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IShare", current)
     }
 
-    async fn get_timeline_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getTimelineService"))
+    async fn get_timeline_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.ITimeline", current)
     }
 
-    async fn get_types_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getTypesService"))
+    async fn get_types_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.ITypes", current)
     }
 
-    async fn get_update_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getUpdateService"))
+    async fn get_update_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IUpdate", current)
     }
 
-    async fn get_metadata_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("getMetadataService"))
+    async fn get_metadata_service(&self, current: &Current) -> Prx {
+        self.guarded("omero.api.IMetadata", current)
     }
 
-    async fn create_exporter(&self, _current: &Current) -> Prx {
-        Err(not_provided("createExporter"))
+    async fn create_exporter(&self, current: &Current) -> Prx {
+        self.guarded_stateful("omero.api.Exporter", current)
     }
 
-    async fn create_job_handle(&self, _current: &Current) -> Prx {
-        Err(not_provided("createJobHandle"))
+    async fn create_job_handle(&self, current: &Current) -> Prx {
+        self.guarded_stateful("omero.api.JobHandle", current)
     }
 
-    async fn create_raw_file_store(&self, _current: &Current) -> Prx {
-        Err(not_provided("createRawFileStore"))
+    async fn create_raw_file_store(&self, current: &Current) -> Prx {
+        self.guarded_stateful("omero.api.RawFileStore", current)
     }
 
-    async fn create_raw_pixels_store(&self, _current: &Current) -> Prx {
-        Err(not_provided("createRawPixelsStore"))
+    async fn create_raw_pixels_store(&self, current: &Current) -> Prx {
+        self.guarded_stateful("omero.api.RawPixelsStore", current)
     }
 
-    async fn create_rendering_engine(&self, _current: &Current) -> Prx {
-        Err(not_provided("createRenderingEngine"))
+    async fn create_rendering_engine(&self, current: &Current) -> Prx {
+        self.guarded_stateful("omero.api.RenderingEngine", current)
     }
 
-    async fn create_search_service(&self, _current: &Current) -> Prx {
-        Err(not_provided("createSearchService"))
+    async fn create_search_service(&self, current: &Current) -> Prx {
+        self.guarded_stateful("omero.api.Search", current)
     }
 
-    async fn create_thumbnail_store(&self, _current: &Current) -> Prx {
-        Err(not_provided("createThumbnailStore"))
+    async fn create_thumbnail_store(&self, current: &Current) -> Prx {
+        self.guarded_stateful("omero.api.ThumbnailStore", current)
     }
 
-    async fn shared_resources(&self, _current: &Current) -> Prx {
-        Err(not_provided("sharedResources"))
+    async fn shared_resources(&self, current: &Current) -> Prx {
+        self.guarded("omero.grid.SharedResources", current)
     }
 
     async fn get_by_name(&self, name: String, current: &Current) -> Prx {
         match name.as_str() {
-            ADMIN_SERVICE | SESSION_SERVICE => self.stateless(&name, current),
-            _ => Err(not_provided(&format!("getByName(\"{name}\")"))),
+            ADMIN_SERVICE | SESSION_SERVICE | CONFIG_SERVICE => self.stateless(&name, current),
+            _ => self.guarded(&name, current),
         }
     }
 
-    async fn create_by_name(&self, name: String, _current: &Current) -> Prx {
-        Err(not_provided(&format!("createByName(\"{name}\")")))
+    async fn create_by_name(&self, name: String, current: &Current) -> Prx {
+        self.guarded_stateful(&name, current)
     }
 
     async fn subscribe(

@@ -6,6 +6,8 @@
 //! caller's session and roles, converts values, and names the exceptions.
 
 pub mod admin;
+pub mod cmd;
+pub mod config;
 pub mod context;
 pub mod errors;
 pub mod factory;
@@ -14,6 +16,7 @@ pub mod model;
 pub mod proxy;
 pub mod session;
 pub mod setup;
+pub mod unprovided;
 
 pub use context::{Factory, Registry, Services, Sessions};
 pub use errors::ONLY_SESSION_AND_ADMIN;

@@ -5,7 +5,7 @@ use crate::auth::context::EventContextData;
 use crate::auth::{Directory, ExperimenterInfo, GroupInfo};
 use crate::facade::ValueRef;
 use crate::generated::omero::model::{
-    Details, Experimenter, ExperimenterGroup, IObject, Permissions, Session,
+    Details, Experimenter, ExperimenterGroup, GroupExperimenterMap, IObject, Permissions, Session,
 };
 use crate::generated::omero::sys::{EventContext, Roles};
 use crate::generated::omero::{RBool, RInt, RLong, RString, RTime, RType};
@@ -64,6 +64,16 @@ pub fn id_of(v: &Option<ValueRef>) -> Option<i64> {
     object.id.as_ref()?.get::<RLong>().map(|l| l.val)
 }
 
+/// `perm1` of the permissions in an object's details, if any.
+pub fn perm1_of(details: &Option<ValueRef>) -> Option<i64> {
+    let details = details.as_ref()?.get::<Details>()?;
+    details
+        .permissions
+        .as_ref()?
+        .get::<Permissions>()
+        .map(|p| p.perm1)
+}
+
 pub fn permissions(perm1: i64) -> Option<ValueRef> {
     Some(ValueRef::new(Permissions {
         perm1,
@@ -107,6 +117,82 @@ pub fn group(g: &GroupInfo) -> ValueRef {
         base: iobject(g.id, details(None, None, g.perm1), true),
         name: rstring(&g.name),
         ldap: rbool(false),
+        ..Default::default()
+    })
+}
+
+/// An Experimenter with its memberships loaded (`groupExperimenterMap`: each map's parent a
+/// loaded group, its child this user unloaded, `owner` whether the user leads the group), as
+/// IAdmin's lookups return it. The maps point back by id only, so the graph has no cycle.
+pub fn experimenter_with_groups(user: &ExperimenterInfo, directory: &Directory) -> ValueRef {
+    let maps = user
+        .member_of
+        .iter()
+        .filter_map(|gid| directory.group(*gid))
+        .map(|g| {
+            Some(membership(
+                Some(group(&g)),
+                Some(experimenter_ref(user.id)),
+                user.leads(g.id),
+            ))
+        })
+        .collect();
+    ValueRef::new(Experimenter {
+        base: iobject(user.id, None, true),
+        ome_name: rstring(&user.ome_name),
+        first_name: rstring(&user.first_name),
+        last_name: rstring(&user.last_name),
+        ldap: rbool(false),
+        email: user.email.as_deref().and_then(rstring),
+        group_experimenter_map_seq: maps,
+        group_experimenter_map_loaded: true,
+        ..Default::default()
+    })
+}
+
+/// An ExperimenterGroup with its members loaded: each map's child a loaded experimenter,
+/// its parent this group unloaded.
+pub fn group_with_members(g: &GroupInfo, directory: &Directory) -> ValueRef {
+    let maps = directory
+        .experimenters()
+        .iter()
+        .filter(|u| u.is_member(g.id))
+        .map(|u| {
+            Some(membership(
+                Some(group_ref(g.id)),
+                Some(experimenter(u)),
+                u.leads(g.id),
+            ))
+        })
+        .collect();
+    ValueRef::new(ExperimenterGroup {
+        base: iobject(g.id, details(None, None, g.perm1), true),
+        name: rstring(&g.name),
+        ldap: rbool(false),
+        group_experimenter_map_seq: maps,
+        group_experimenter_map_loaded: true,
+        ..Default::default()
+    })
+}
+
+fn membership(parent: Option<ValueRef>, child: Option<ValueRef>, owner: bool) -> ValueRef {
+    ValueRef::new(GroupExperimenterMap {
+        base: IObject {
+            id: None,
+            details: None,
+            loaded: true,
+        },
+        parent,
+        child,
+        owner: rbool(owner),
+        ..Default::default()
+    })
+}
+
+/// An unloaded Experimenter: only its id.
+pub fn experimenter_ref(id: i64) -> ValueRef {
+    ValueRef::new(Experimenter {
+        base: iobject(id, None, false),
         ..Default::default()
     })
 }

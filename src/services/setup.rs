@@ -11,8 +11,9 @@ use crate::auth::{
 };
 use crate::sessions::manager::DEFAULT_REAP_INTERVAL;
 use crate::sessions::{Clock, JsonlSessionStore, SessionConfig, SessionManager, SystemClock};
-use crate::store::StoreError;
+use crate::store::{write_atomic, StoreError};
 
+use super::config::ConfigValues;
 use super::context::Services;
 
 /// The `[sessions]` section of the configuration file; times in milliseconds.
@@ -97,5 +98,52 @@ pub fn open_services_with(
     let auth = Authenticator::with_checker(directory, Arc::new(throttle), Arc::new(checker));
     let store = JsonlSessionStore::open(data, clock.now_ms())?;
     let sessions = SessionManager::new(config.session_config(), clock, Arc::new(store));
-    Ok(Services::new(auth, Arc::new(sessions)))
+    let mut services = Services::new(auth, Arc::new(sessions));
+    let uuid = database_uuid(data)?;
+    services.config = Arc::new(ConfigValues::new(services.sessions.config(), &uuid));
+    Ok(services)
+}
+
+/// The name of this data directory (IConfig.getDatabaseUuid, `omero.db.uuid`): made once,
+/// then read back, so clients that key caches by it see the same server after a restart.
+fn database_uuid(data: &Path) -> Result<String, StoreError> {
+    let path = data.join(DATABASE_UUID_FILE);
+    let io = |source| StoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = text.trim();
+            match uuid::Uuid::parse_str(text) {
+                Ok(u) => Ok(u.to_string()),
+                Err(e) => Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not a uuid: {e}"),
+                ))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let made = uuid::Uuid::new_v4().to_string();
+            write_atomic(&path, made.as_bytes())?;
+            Ok(made)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+const DATABASE_UUID_FILE: &str = "database-uuid";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_uuid_survives_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = database_uuid(tmp.path()).unwrap();
+        assert_eq!(database_uuid(tmp.path()).unwrap(), first);
+        std::fs::write(tmp.path().join(DATABASE_UUID_FILE), "garbage").unwrap();
+        assert!(database_uuid(tmp.path()).is_err());
+    }
 }

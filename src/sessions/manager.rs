@@ -731,6 +731,22 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         found
     }
 
+    /// Every open, unexpired session, oldest first; refreshes nothing (CurrentSessionsRequest).
+    pub fn live_sessions(&self) -> Vec<SessionInfo> {
+        let now = self.clock.now_ms();
+        let mut found: Vec<SessionInfo> = self
+            .all_entries()
+            .into_iter()
+            .filter_map(|entry| {
+                let e = lock(&entry);
+                let live = !e.closed && expiry_message(&e.info, now).is_none();
+                live.then(|| e.info.clone())
+            })
+            .collect();
+        found.sort_by(|a, b| a.started.cmp(&b.started).then(a.id.cmp(&b.id)));
+        found
+    }
+
     /// The session part of setSecurityContext(ExperimenterGroup): switches the current group and
     /// returns the previous one. `member_or_admin` is whether the owner may use `group_id`.
     /// Checks on running methods and open stateful services belong to the caller.
