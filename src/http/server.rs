@@ -264,7 +264,9 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
         if keep_alive.as_millis() > u128::try_from(max_keep_alive).unwrap_or(0) {
             return reason(
                 StatusCode::BAD_REQUEST,
-                format!("keepAliveDuration: more than this server's limit of {max_keep_alive} ms\n"),
+                format!(
+                    "keepAliveDuration: more than this server's limit of {max_keep_alive} ms\n"
+                ),
             );
         }
         // The password moves into the check and is dropped there.
