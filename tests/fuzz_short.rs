@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use omero_sessiond::fuzzing::{run_mutations, seeds, TARGETS};
 
 /// Mutations per target: bounded so the whole file runs in seconds in a debug build.
-const ITERATIONS: usize = 20_000;
+const ITERATIONS: usize = 10_000;
 const MAX_LEN: usize = 4096;
 
 fn root() -> &'static Path {
