@@ -1,5 +1,5 @@
-//! Writes the seed corpora of every target into `corpus/<target>/` (next to this crate's
-//! manifest): real traffic from `tests/data/traces`, ZeroC's vectors from `interop/vectors`,
+//! Writes the seed corpora of every target into `fuzz/corpus/<target>/`
+//! (`cargo run --example fuzz_corpus`): real traffic from `tests/data/traces`, ZeroC's vectors from `interop/vectors`,
 //! and the Slice files under `slice/`.
 
 use std::path::{Path, PathBuf};
@@ -16,8 +16,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> std::io::Result<()> {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = fuzz.join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fuzz = root.join("fuzz");
     let mut traces = Vec::new();
     for name in [
         "seed-scenario-encoding-1.0.jsonl",
