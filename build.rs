@@ -42,9 +42,8 @@ fn main() {
         ]
         .map(String::from)
         .to_vec(),
-        // Ice refuses a request whose mode contradicts the declaration; off until every
-        // in-tree caller (tests included) sends the declared modes.
-        check_modes: false,
+        // Ice refuses a request whose mode contradicts the declaration, and so do we.
+        check_modes: true,
     };
     let code = match slice2rs::compile(&opts) {
         Ok(code) => code,

@@ -8,6 +8,8 @@ pub mod auth;
 pub mod config;
 pub mod encoding;
 pub mod facade;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generated;
 pub mod http;
 pub mod protocol;

@@ -656,10 +656,11 @@ fn truncated_vectors_fail_cleanly() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Real traffic: omero-py 3.6.5 <-> glacier2router 3.7.8 (shared/reference/traces).
+// Real traffic: omero-py 3.6.5 <-> glacier2router 3.7.8 (tests/data/traces, a copy of
+// shared/reference/traces).
 
-const TRACE_1_0: &str = "/work/shared/reference/traces/seed-scenario-encoding-1.0.jsonl";
-const TRACE_1_1: &str = "/work/shared/reference/traces/seed-scenario-encoding-1.1.jsonl";
+const TRACE_1_0: &str = "seed-scenario-encoding-1.0.jsonl";
+const TRACE_1_1: &str = "seed-scenario-encoding-1.1.jsonl";
 
 #[derive(Debug)]
 struct Request {
@@ -673,8 +674,13 @@ struct Request {
 /// Requests and, per (connection, request id), the reply's status and payload.
 type Traffic = (Vec<Request>, HashMap<(u64, i32), (u8, Vec<u8>)>);
 
-fn traffic(path: &str) -> Option<Traffic> {
-    let text = std::fs::read_to_string(path).ok()?;
+/// The trace named `name`; a missing file fails the test (the traces are part of the repo).
+fn traffic(name: &str) -> Traffic {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/traces")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("trace {} unreadable: {e}", path.display()));
     let mut streams: BTreeMap<(u64, String), Vec<u8>> = BTreeMap::new();
     for line in text.lines() {
         let j: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -723,7 +729,7 @@ fn traffic(path: &str) -> Option<Traffic> {
             }
         }
     }
-    Some((requests, replies))
+    (requests, replies)
 }
 
 fn reply_to<'t>(t: &'t Traffic, operation: &str) -> Vec<&'t [u8]> {
@@ -756,10 +762,7 @@ fn round_trip_payload<T>(
 #[test]
 fn trace_requests_contexts_and_proxies() {
     for path in [TRACE_1_0, TRACE_1_1] {
-        let Some(t) = traffic(path) else {
-            eprintln!("skipping: {path} not present");
-            return;
-        };
+        let t = traffic(path);
         let create = t.0.iter().find(|q| q.operation == "createSession").unwrap();
         assert_eq!(create.context["omero.agent"], "OMERO.py");
         assert!(create.context.contains_key("omero.client.uuid"));
@@ -1033,10 +1036,7 @@ mod omero_types {
 #[test]
 fn trace_event_context_class_graph() {
     for path in [TRACE_1_0, TRACE_1_1] {
-        let Some(t) = traffic(path) else {
-            eprintln!("skipping: {path} not present");
-            return;
-        };
+        let t = traffic(path);
         let payload = reply_to(&t, "getEventContext")[0];
         let ec =
             round_trip_payload(payload, omero_types::factories(), read_value, write_value).unwrap();
@@ -1055,10 +1055,7 @@ fn trace_event_context_class_graph() {
 #[test]
 fn trace_session_needs_its_types() {
     for path in [TRACE_1_0, TRACE_1_1] {
-        let Some(t) = traffic(path) else {
-            eprintln!("skipping: {path} not present");
-            return;
-        };
+        let t = traffic(path);
         let payload = reply_to(&t, "getSession")[0];
         let mut r = InputStream::new(payload, Encoding::V1_0);
         r.set_factories(omero_types::factories());
@@ -1094,10 +1091,7 @@ impl omero_sessiond::facade::Value for Opaque10 {
 
 #[test]
 fn trace_session_1_0_pending_batches_decode_without_types() {
-    let Some(t) = traffic(TRACE_1_0) else {
-        eprintln!("skipping: {TRACE_1_0} not present");
-        return;
-    };
+    let t = traffic(TRACE_1_0);
     let any = Factories {
         value: |_| {
             Some(|r: &mut InputStream<'_>| {

@@ -9,8 +9,8 @@
 //! come in `HashMap` order); those are compared by length and by decoding again.
 //!
 //! The reverse direction (our bytes decoded by omero-py) runs `make_vectors.py --check` when
-//! omero-py's venv is there: `OMERO_PY` names its python, else `$OMERO_VENV/bin/python` or `interop/.venv/bin/python` is
-//! used if present; without either that test passes with a notice.
+//! with omero-py's python: `OMERO_PY` names it, else `$OMERO_VENV/bin/python`, else
+//! `interop/.venv/bin/python`. Without omero-py that test fails: run `interop/setup` first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -688,24 +688,27 @@ fn rtype_fields() {
 
 // --- Rust's bytes into omero-py ------------------------------------------------------------
 
-fn omero_py() -> Option<PathBuf> {
+/// omero-py's python; missing, it fails the calling test (CI installs it before the tests).
+fn omero_py() -> PathBuf {
     if let Some(p) = std::env::var_os("OMERO_PY") {
-        return Some(PathBuf::from(p));
+        return PathBuf::from(p);
     }
     // interop/setup puts the venv where OMERO_VENV says (CI keeps it under ~/.cache).
     let venv = match std::env::var_os("OMERO_VENV") {
         Some(dir) => PathBuf::from(dir).join("bin/python"),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/.venv/bin/python"),
     };
-    venv.exists().then_some(venv)
+    assert!(
+        venv.exists(),
+        "omero-py not found at {} (run interop/setup, or set OMERO_VENV or OMERO_PY)",
+        venv.display()
+    );
+    venv
 }
 
 #[test]
 fn omero_py_decodes_rust_bytes() {
-    let Some(python) = omero_py() else {
-        eprintln!("skipped: no omero-py venv (set OMERO_PY or run interop/setup)");
-        return;
-    };
+    let python = omero_py();
     let mut ours = serde_json::Map::new();
     for name in all_names() {
         let (base, enc, format) = split_name(&name);

@@ -65,6 +65,24 @@ struct Client {
     ctx: Context,
 }
 
+/// The mode a ZeroC client sends for `operation` (its Slice declaration): 1 for the
+/// `["nonmutating"] idempotent` ones, 2 for `idempotent`, else 0. The server refuses others.
+fn declared_mode(operation: &str) -> u8 {
+    match operation {
+        "ice_ping"
+        | "ice_isA"
+        | "ice_id"
+        | "ice_ids"
+        | "getCategoryForClient"
+        | "getClientProxy"
+        | "getServerProxy"
+        | "getSessionTimeout"
+        | "getACMTimeout" => 1,
+        "addProxies" | "getEventContext" => 2,
+        _ => 0,
+    }
+}
+
 fn router_id() -> Identity {
     Identity::new("OMERO.Glacier2", "router")
 }
@@ -99,7 +117,7 @@ impl Client {
             id: id.clone(),
             facet: String::new(),
             operation: operation.into(),
-            mode: 0,
+            mode: declared_mode(operation),
             context: self.ctx.clone(),
             encoding: Encoding::V1_1.into(),
             params: Bytes::from(params),

@@ -1,5 +1,7 @@
 //! Request, batch request and reply bodies (spec §2), decoded from and encoded to bytes.
 
+use std::fmt;
+
 use bytes::Bytes;
 
 use super::header::{patch_size, write_header, MessageType, HEADER_SIZE};
@@ -36,8 +38,9 @@ impl std::fmt::Display for EncodingVersion {
     }
 }
 
-/// One request, from a Request message or one entry of a Batch request.
-#[derive(Clone, Debug, PartialEq)]
+/// One request, from a Request message or one entry of a Batch request. Its `Debug` shows
+/// the parameters' size only: they hold passwords (`createSession`) and must not reach logs.
+#[derive(Clone, PartialEq)]
 pub struct Request {
     /// 0 for oneway and batch requests.
     pub request_id: i32,
@@ -51,6 +54,30 @@ pub struct Request {
     pub encoding: EncodingVersion,
     /// The encapsulation payload, without its 6-byte header.
     pub params: Bytes,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("request_id", &self.request_id)
+            .field("id", &self.id)
+            .field("facet", &self.facet)
+            .field("operation", &self.operation)
+            .field("mode", &self.mode)
+            .field("context", &self.context)
+            .field("encoding", &self.encoding)
+            .field("params", &Redacted(self.params.len()))
+            .finish()
+    }
+}
+
+/// Stands for bytes left out of `Debug` output.
+struct Redacted(usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes redacted>", self.0)
+    }
 }
 
 /// What follows the status byte of a reply; statuses 0 to 7 in order.

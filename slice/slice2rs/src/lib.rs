@@ -6,6 +6,8 @@
 
 pub mod ast;
 pub mod diag;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gen;
 pub mod load;
 pub mod parse;

@@ -787,6 +787,16 @@ impl Parser {
         let (i, n) = ident(i)?;
         let (i, _) = expect("`{`", sym("{"))(i)?;
         let (i, defs) = self.definitions(i, true);
+        if i.is_empty() {
+            // Unclosed until the end of the file: reported here rather than failed, since a
+            // failure makes the caller recover and parse the body again, once per enclosing
+            // module, which took exponential time in the nesting depth.
+            self.errors.borrow_mut().push(SyntaxError {
+                at: 0,
+                message: "expected `}`".to_string(),
+            });
+            return Ok((i, (n, Kind::Module(defs))));
+        }
         let (i, _) = expect("`}`", sym("}"))(i)?;
         Ok((i, (n, Kind::Module(defs))))
     }
@@ -1089,6 +1099,25 @@ mod tests {
             let (_, errs) = parse_file(src);
             assert!(!errs.is_empty(), "{src}");
         }
+    }
+
+    /// Found by fuzzing: each level re-parsed its body after the inner one failed, doubling
+    /// the work per level (40 levels never finished).
+    #[test]
+    fn unclosed_nested_modules_are_parsed_once() {
+        let src = "module M {\n\"\n".repeat(40);
+        let (file, errs) = parse_file(&src);
+        assert_eq!(
+            errs.iter().filter(|e| e.message == "expected `}`").count(),
+            40
+        );
+        let mut depth = 0;
+        let mut defs = &file.definitions;
+        while let Some(Kind::Module(inner)) = defs.first().map(|d| &d.kind) {
+            depth += 1;
+            defs = inner;
+        }
+        assert_eq!(depth, 40);
     }
 
     #[test]
