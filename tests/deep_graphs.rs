@@ -239,7 +239,11 @@ fn current(operation: &str, encoding: Encoding) -> Current {
         id: Identity::new("session", "x"),
         facet: String::new(),
         operation: operation.into(),
-        mode: OperationMode::Normal,
+        // ISession's setInput and getInput are idempotent; the dispatcher checks the mode.
+        mode: match operation {
+            "setInput" | "getInput" => OperationMode::Idempotent,
+            _ => OperationMode::Normal,
+        },
         ctx: Context::new(),
         request_id: 1,
         encoding,

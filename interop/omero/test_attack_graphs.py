@@ -162,15 +162,15 @@ def test_sliced_type_id_amplification_stays_bounded(own_server, clients):
     assert 200000 < len(attack) < 220000
     for _ in range(5):
         with pytest.raises(Ice.UnknownLocalException) as exc:
-            svc.ice_invoke("setInput", Ice.OperationMode.Normal, attack)
+            svc.ice_invoke("setInput", Ice.OperationMode.Idempotent, attack)
         assert "type id of 200000 bytes" in exc.value.unknown
     # a short id in too many slices
     with pytest.raises(Ice.UnknownLocalException) as exc:
-        svc.ice_invoke("setInput", Ice.OperationMode.Normal,
+        svc.ice_invoke("setInput", Ice.OperationMode.Idempotent,
                        amplifying_set_input(uuid, 1000, 2000))
     assert "more than 100 slices" in exc.value.unknown
     # within the limits it is a value like any other, and comes back whole
-    ok, _ = svc.ice_invoke("setInput", Ice.OperationMode.Normal,
+    ok, _ = svc.ice_invoke("setInput", Ice.OperationMode.Idempotent,
                            amplifying_set_input(uuid, 1000, 100))
     assert ok
     after = rss_kib(pid)
