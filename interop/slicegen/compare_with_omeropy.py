@@ -170,7 +170,7 @@ def read_all(paths):
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Compare our Slice with omero-py / Ice 3.7.")
     ap.add_argument("--slice-dir", default=os.path.join(REPO, "slice"))
-    ap.add_argument("--omeropy", default="/tmp/omeropy",
+    ap.add_argument("--omeropy", required=True,
                     help="folder holding omero-py's omero_*_ice.py")
     ap.add_argument("--ice-python", default="/usr/lib/python3/dist-packages",
                     help="folder holding ZeroC's Ice/ and Glacier2/ Python packages (3.7)")
