@@ -4,13 +4,13 @@
 #[path = "http_support.rs"]
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use omero_sessiond::auth::ThrottleConfig;
 use omero_sessiond::sessions::SessionError;
 use support::start;
+
+mod log_capture;
 
 async fn sleep_ms(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -85,30 +85,10 @@ async fn the_keep_alive_stops_when_the_session_is_closed() {
     assert!(wait_for(|| srv.service.active_keep_alives() == 0).await);
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_password_never_reaches_the_logs() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
     // This test's runtime is single-threaded, so the server tasks log through it too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = log_capture::capture("trace");
     let srv = start(60_000, ThrottleConfig::default()).await;
     let key = srv.create_key(1000).await;
     let r = srv
@@ -120,7 +100,7 @@ async fn the_password_never_reaches_the_logs() {
         .await;
     assert_eq!(r.status, 400);
     assert!(!String::from_utf8_lossy(&r.body).contains("Hunter3"));
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The log is captured, and names the session by a prefix only: a whole key is a bearer token.
     assert!(logs.contains(&key[..8]), "the log is captured: {logs}");
     assert!(!logs.contains(&key), "whole session key in {logs}");

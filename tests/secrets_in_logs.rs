@@ -1,8 +1,6 @@
 //! Passwords given to Glacier2's `createSession` never reach the logs, even at TRACE, where
 //! the runtime logs every inbound request.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,23 +16,11 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
+mod log_capture;
+
 const GUARD: Duration = Duration::from_secs(20);
 const GOOD: &str = "Al1ceSecretPw";
 const BAD: &str = "Wr0ngHunter2";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn create_session(
     framed: &mut Framed<TcpStream, IceCodec>,
@@ -74,14 +60,8 @@ async fn create_session(
 
 #[tokio::test]
 async fn create_session_passwords_are_not_logged_at_trace() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
     // The test's runtime is single-threaded, so the server's tasks log through it too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = log_capture::capture("trace");
 
     omero_sessiond::generated::register();
     let dir = tempfile::tempdir().unwrap();
@@ -123,7 +103,7 @@ async fn create_session_passwords_are_not_logged_at_trace() {
     let accepted = create_session(&mut framed, 2, GOOD).await;
     assert!(matches!(accepted, ReplyBody::Ok { .. }), "{accepted:?}");
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert!(
         logs.contains("inbound request") && logs.contains("createSession"),
         "the TRACE log of requests is captured: {logs}"
