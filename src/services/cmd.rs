@@ -345,24 +345,10 @@ impl Handle for HandleServant {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::ThrottleConfig;
-    use crate::auth::{Authenticator, Directory, NewExperimenter, Password, Throttle};
-    use crate::sessions::SessionManager;
-    use crate::sessions::{ManualClock, MemorySessionStore, NewSession, SessionConfig};
+    use crate::auth::{NewExperimenter, Password};
+    use crate::services::context::tests::services;
+    use crate::sessions::NewSession;
     use crate::store::directory::ROOT_USER_ID;
-
-    fn services(dir: &std::path::Path) -> Services {
-        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
-        let directory = Directory::open(dir).unwrap();
-        let throttle = Throttle::new(ThrottleConfig::default(), clock.clone());
-        let auth = Authenticator::new(directory, Arc::new(throttle));
-        let sessions = SessionManager::new(
-            SessionConfig::default(),
-            clock,
-            Arc::new(MemorySessionStore::default()),
-        );
-        Services::new(auth, Arc::new(sessions))
-    }
 
     fn user(svc: &Services, name: &str) -> i64 {
         member(svc, name, &[])

@@ -259,7 +259,7 @@ impl Factory {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::{Throttle, ThrottleConfig};
     use crate::facade::{async_trait, Current, DispatchError};
@@ -280,7 +280,9 @@ mod tests {
         }
     }
 
-    fn services(dir: &std::path::Path) -> Services {
+    /// Services over a fresh directory in `dir` and an in-memory session store, on a manual
+    /// clock: the fixture of this layer's unit tests.
+    pub(crate) fn services(dir: &std::path::Path) -> Services {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let directory = Directory::open(dir).unwrap();
         let throttle = Throttle::new(ThrottleConfig::default(), clock.clone());
