@@ -10,6 +10,7 @@ import argparse
 import concurrent.futures
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -198,13 +199,18 @@ def run_loadclient(args, mode, extra):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         raise RuntimeError("%s failed: %s %s" % (" ".join(cmd), res.stdout, res.stderr))
-    words = res.stdout.split()
-    return int(words[1])
+    return res.stdout.split()
+
+
+def ping_rate_total(setup, row, proto, n):
+    """Calls per second of the measured window, and every call made (warm-up included)."""
+    words = run_loadclient(setup.args, "ping", setup.ping_args(row, proto) + [
+        "--Bench.InFlight=%d" % n, "--Bench.Seconds=%d" % setup.args.seconds])
+    return int(words[1]), int(words[3])
 
 
 def ping_rate(setup, row, proto, n):
-    return run_loadclient(setup.args, "ping", setup.ping_args(row, proto) + [
-        "--Bench.InFlight=%d" % n, "--Bench.Seconds=%d" % setup.args.seconds])
+    return ping_rate_total(setup, row, proto, n)[0]
 
 
 ROWS = (("direct", "ZeroC C++ 3.7 server, called directly"),
@@ -424,8 +430,8 @@ def footprint(setup, out):
 
     accepts = {}
     for who, port in (("ours", setup.ours_tcp), ("g2", setup.g2_tcp)):
-        accepts[who] = run_loadclient(a, "accept", [
-            "--Bench.Port=%d" % port, "--Bench.Seconds=%d" % a.seconds, "--Bench.Threads=4"])
+        accepts[who] = int(run_loadclient(a, "accept", [
+            "--Bench.Port=%d" % port, "--Bench.Seconds=%d" % a.seconds, "--Bench.Threads=4"])[1])
     rows.append(("connections accepted and validated per second (tcp, 4 client threads)",
                  "%d/s" % accepts["ours"], "%d/s" % accepts["g2"]))
     rows.append(("accept rate, ours / glacier2router",
@@ -439,30 +445,94 @@ def footprint(setup, out):
         out("| %s | %s | %s |" % r)
 
 
-def profile(setup, out_path, seconds):
-    """perf record of our server during the 64-in-flight tcp ping; a flat summary to out_path."""
-    if shutil.which("perf") is None:
-        raise RuntimeError("perf not found (Debian package linux-perf)")
-    data = setup.work / "perf.data"
-    rec = subprocess.Popen(["perf", "record", "-F", "999", "-o", str(data),
-                            "-p", str(setup.ours.pid)],
+STAT_EVENTS = ["task-clock", "context-switches", "cpu-migrations"] + [
+    "syscalls:sys_enter_" + s for s in (
+        "read", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg",
+        "epoll_wait", "futex")]
+
+
+def perf_stat(setup, pid, row):
+    """Counters of process `pid` during one 64-in-flight tcp ping run on `row`, per call."""
+    path = setup.work / ("stat-%s.csv" % row)
+    stat = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(path), "-e",
+                             ",".join(STAT_EVENTS), "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rate, total = ping_rate_total(setup, row, "tcp", 64)
+    finally:
+        stat.send_signal(signal.SIGINT)
+        stat.wait(timeout=60)
+    counts = {}
+    for line in path.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or line.startswith("#"):
+            continue
+        try:
+            counts[fields[2]] = float(fields[0])
+        except ValueError:
+            counts[fields[2]] = float("nan")
+    return rate, total, counts
+
+
+def perf_record(setup, data):
+    rec = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384",
+                            "-o", str(data), "-p", str(setup.ours.pid)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        rate = ping_rate(setup, "ours", "tcp", 64)
+        rate, _ = ping_rate_total(setup, "ours", "tcp", 64)
     finally:
-        rec.send_signal(2)
-        rec.wait(timeout=60)
-    flat = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--stdio",
-                           "--sort", "symbol", "-g", "none", "--percent-limit", "0.7"],
-                          capture_output=True, text=True, check=True).stdout
-    dso = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--stdio",
-                          "--sort", "dso", "-g", "none", "--percent-limit", "1"],
-                         capture_output=True, text=True, check=True).stdout
-    strip = lambda text: "\n".join(l for l in text.splitlines() if l.strip() and not l.startswith("#"))
-    Path(out_path).write_text(
-        "rate during the profile: %d calls/s (64 in flight, tcp, %d s)\n\n"
-        "== by shared object\n%s\n\n== by symbol (self time, >= 0.7%%)\n%s\n"
-        % (rate, seconds, strip(dso), strip(flat)))
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=120)
+    return rate
+
+
+def perf_report(data, *args):
+    text = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "-g", "none"]
+                          + list(args), capture_output=True, text=True, check=True).stdout
+    # Squeezes perf's wide padding and its empty trailing columns.
+    lines = (" ".join(l.split()).removesuffix(" - -") for l in text.splitlines())
+    return "\n".join(l for l in lines if l and not l.startswith("#"))
+
+
+def profile(setup, out_path, seconds):
+    """Where a routed ice_ping's time goes: perf stat counters per call for the three paths,
+    then a perf record (DWARF call graphs) of our server, both at 64 in flight over tcp."""
+    if shutil.which("perf") is None:
+        raise RuntimeError("perf not found (Debian package linux-perf)")
+    report = ["== perf stat per call, 64 in flight, tcp (server process only; "
+              "glacier2router's row excludes the C++ server behind it)",
+              "| counter | " + " | ".join(label for _, label in ROWS) + " |",
+              "|---|---|---|---|"]
+    per_row = {}
+    for row, pid in (("direct", setup.pingserver.pid), ("glacier2", setup.glacier2.pid),
+                     ("ours", setup.ours.pid)):
+        per_row[row] = perf_stat(setup, pid, row)
+    report.append("| calls/s during the count | %s |" % " | ".join(
+        "%d" % per_row[r][0] for r, _ in ROWS))
+    for ev in STAT_EVENTS:
+        cells = []
+        for r, _ in ROWS:
+            _, total, counts = per_row[r]
+            v = counts.get(ev, float("nan")) / max(total, 1)
+            # task-clock is in milliseconds: per call, microseconds read better.
+            cells.append("%.1f us" % (v * 1000.0) if ev == "task-clock" else "%.2f" % v)
+        report.append("| %s | %s |" % (ev.replace("syscalls:sys_enter_", ""), " | ".join(cells)))
+
+    data = setup.work / "perf.data"
+    rate = perf_record(setup, data)
+    report += ["", "== perf record of our server (%d calls/s while recorded)" % rate,
+               "", "-- by shared object", perf_report(data, "--no-children", "--sort", "dso",
+                                                      "--percent-limit", "1"),
+               "", "-- by symbol, self time >= 0.7%",
+               perf_report(data, "--no-children", "--sort", "dso,symbol",
+                           "--percent-limit", "0.7"),
+               "", "-- by symbol, including callees, >= 4%",
+               perf_report(data, "--children", "--sort", "symbol", "--percent-limit", "4"),
+               "", "-- our own functions (omero_sessiond::), including callees, >= 0.5%",
+               "\n".join(l for l in perf_report(data, "--children", "--sort", "symbol",
+                                                 "--percent-limit", "0.5").splitlines()
+                         if "omero_sessiond::" in l)]
+    Path(out_path).write_text("\n".join(report) + "\n")
 
 
 def main():
