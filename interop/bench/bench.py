@@ -364,24 +364,31 @@ def password_logins(setup, count, threads=4):
         ic.destroy()
 
 
+def login_growth(setup):
+    """RSS growth of our fresh server over the password logins: first thing after start-up,
+    so that it includes whatever the password hashing keeps (its workers' memory)."""
+    a = setup.args
+    before = settled_rss_kib(setup.ours.pid)
+    t0 = time.monotonic()
+    password_logins(setup, a.logins)
+    secs = time.monotonic() - t0
+    after = settled_rss_kib(setup.ours.pid)
+    return ("RSS growth over %d password logins from start-up (%.0f logins/s from 4 threads; "
+            "each on its own connection, session destroyed after)" % (a.logins, a.logins / secs),
+            "%.1f MiB" % ((after - before) / 1024.0), "-")
+
+
 def footprint(setup, out):
     """Each figure is the growth of the process while the thing measured is alive, measured
     on top of the previous ones (connections stay open until both kinds are measured), so
     memory freed by an earlier step cannot hide a later step's cost."""
     a = setup.args
     ours, g2 = setup.ours.pid, setup.glacier2.pid
-    rows = [("RSS after start-up (before the ping table)",
+    rows = [("RSS after start-up",
              "%.1f MiB" % (setup.start_rss["ours"] / 1024.0),
              "%.1f MiB" % (setup.start_rss["g2"] / 1024.0))]
 
-    before = settled_rss_kib(ours)
-    t0 = time.monotonic()
-    password_logins(setup, a.logins)
-    secs = time.monotonic() - t0
-    after = settled_rss_kib(ours)
-    rows.append(("RSS growth over %d password logins (%.0f logins/s; each on its own "
-                 "connection, session destroyed after)" % (a.logins, a.logins / secs),
-                 "%.1f MiB" % ((after - before) / 1024.0), "-"))
+    rows.append(setup.login_growth)
 
     ic = communicator()
     held = []
@@ -429,10 +436,14 @@ def footprint(setup, out):
         ic.destroy()
 
     accepts = {}
-    for who, port in (("ours", setup.ours_tcp), ("g2", setup.g2_tcp)):
-        accepts[who] = int(run_loadclient(a, "accept", [
-            "--Bench.Port=%d" % port, "--Bench.Seconds=%d" % a.seconds, "--Bench.Threads=4"])[1])
-    rows.append(("connections accepted and validated per second (tcp, 4 client threads)",
+    for _ in range(a.rounds):
+        for who, port in (("ours", setup.ours_tcp), ("g2", setup.g2_tcp)):
+            r = int(run_loadclient(a, "accept", [
+                "--Bench.Port=%d" % port, "--Bench.Seconds=%d" % a.seconds,
+                "--Bench.Threads=4"])[1])
+            accepts[who] = max(r, accepts.get(who, 0))
+    rows.append(("connections accepted and validated per second (tcp, 4 client threads, "
+                 "best of %d)" % a.rounds,
                  "%d/s" % accepts["ours"], "%d/s" % accepts["g2"]))
     rows.append(("accept rate, ours / glacier2router",
                  "%.2fx" % (accepts["ours"] / max(accepts["g2"], 1)), ""))
@@ -568,6 +579,8 @@ def main():
             out("profile written to %s" % a.profile)
             ok = True
             return 0
+        if not a.skip_footprint:
+            setup.login_growth = login_growth(setup)
         out("== calls/s of twoway ice_ping, one ZeroC C++ 3.7 client (best of %d runs of %d s)"
             % (a.rounds, a.seconds))
         if not a.skip_table:
