@@ -202,15 +202,25 @@ def run_loadclient(args, mode, extra):
     return res.stdout.split()
 
 
-def ping_rate_total(setup, row, proto, n):
-    """Calls per second of the measured window, and every call made (warm-up included)."""
+def cpu_pids(setup, row):
+    """The server processes a call on `row` runs through."""
+    return {"direct": [setup.pingserver.pid],
+            "glacier2": [setup.glacier2.pid, setup.pingserver.pid],
+            "ours": [setup.ours.pid]}[row]
+
+
+def ping_run(setup, row, proto, n):
+    """(calls/s of the measured window, every call made (warm-up included), server CPU
+    microseconds per call in the window)."""
     words = run_loadclient(setup.args, "ping", setup.ping_args(row, proto) + [
-        "--Bench.InFlight=%d" % n, "--Bench.Seconds=%d" % setup.args.seconds])
-    return int(words[1]), int(words[3])
+        "--Bench.InFlight=%d" % n, "--Bench.Seconds=%d" % setup.args.seconds,
+        "--Bench.CpuPids=%s" % ",".join(str(p) for p in cpu_pids(setup, row))])
+    return int(words[1]), int(words[3]), float(words[5])
 
 
-def ping_rate(setup, row, proto, n):
-    return ping_rate_total(setup, row, proto, n)[0]
+def ping_rate_total(setup, row, proto, n):
+    rate, total, _ = ping_run(setup, row, proto, n)
+    return rate, total
 
 
 ROWS = (("direct", "ZeroC C++ 3.7 server, called directly"),
@@ -224,15 +234,19 @@ def fmt_rate(r):
 
 def ping_table(setup, out):
     """Every cell measured `rounds` times, rounds interleaved so that a burst of load from
-    elsewhere on the machine hits all paths alike; a cell shows its best round."""
-    rates = {}
+    elsewhere on the machine hits all paths alike; a cell shows its best round (highest rate,
+    lowest CPU per call)."""
+    rates, cpu = {}, {}
     for _ in range(setup.args.rounds):
         for proto in ("tcp", "ssl"):
             for key, _ in ROWS:
                 for n in IN_FLIGHT:
-                    r = ping_rate(setup, key, proto, n)
-                    rates[(proto, key, n)] = max(r, rates.get((proto, key, n), 0))
-    out("| path | " + " | ".join("%d in flight" % n for n in IN_FLIGHT) + " |")
+                    r, _, c = ping_run(setup, key, proto, n)
+                    cell = (proto, key, n)
+                    rates[cell] = max(r, rates.get(cell, 0))
+                    if c >= 0:
+                        cpu[cell] = min(c, cpu.get(cell, c))
+    out("| calls/s | " + " | ".join("%d in flight" % n for n in IN_FLIGHT) + " |")
     out("|---|" + "---|" * len(IN_FLIGHT))
     for proto in ("tcp", "ssl"):
         for key, label in ROWS:
@@ -243,6 +257,20 @@ def ping_table(setup, out):
             out("| %s, %s | %s |" % (label, proto, " | ".join(
                 "%.2fx" % (rates[(proto, "ours", n)] / max(rates[(proto, other, n)], 1))
                 for n in IN_FLIGHT)))
+    out("")
+    out("| server CPU per call (user+system, every server process of the path) | "
+        + " | ".join("%d in flight" % n for n in IN_FLIGHT) + " |")
+    out("|---|" + "---|" * len(IN_FLIGHT))
+    for proto in ("tcp", "ssl"):
+        for key, label in ROWS:
+            out("| %s, %s | %s |" % (label, proto, " | ".join(
+                "%.1f us" % cpu[(proto, key, n)] if (proto, key, n) in cpu else "n/a"
+                for n in IN_FLIGHT)))
+    for proto in ("tcp", "ssl"):
+        out("| CPU per call, ours / direct, %s (lower is better) | %s |" % (proto, " | ".join(
+            "%.2fx" % (cpu[(proto, "ours", n)] / cpu[(proto, "direct", n)])
+            if cpu.get((proto, "direct", n)) and (proto, "ours", n) in cpu else "n/a"
+            for n in IN_FLIGHT)))
     return rates
 
 

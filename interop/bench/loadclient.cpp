@@ -5,7 +5,9 @@
 //     keeps N twoway ice_ping calls in flight for D seconds (after a short warm-up) and prints
 //     "calls_per_s <rate>". With a router it first logs in (Glacier2 createSession) and pings
 //     through it: the session proxy createSession returns when there is one (our server's
-//     ServiceFactory), otherwise P (glacier2router with no session manager).
+//     ServiceFactory), otherwise P (glacier2router with no session manager). With
+//     --Bench.CpuPids=pid,pid it also prints the CPU time those processes used per call in the
+//     measured window ("server_cpu_us_per_call"), a figure other load on the machine moves less.
 //
 //   loadclient accept --Bench.Host=H --Bench.Port=P --Bench.Seconds=D --Bench.Threads=T
 //     opens plain TCP connections as fast as T threads can, reads each one's Ice
@@ -24,8 +26,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -118,6 +125,57 @@ private:
     std::string _error;
 };
 
+// CPU time (user + system, all threads) process `pid` has used so far, in microseconds; -1 when
+// it cannot be read.
+long long cpuMicros(int pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    auto close = text.rfind(')');
+    if (close == std::string::npos)
+    {
+        return -1;
+    }
+    std::istringstream fields(text.substr(close + 2));
+    std::string field;
+    long long utime = -1;
+    long long stime = -1;
+    // utime and stime are fields 14 and 15 of the line, the 12th and 13th after the name.
+    for (int i = 3; i <= 15 && fields >> field; ++i)
+    {
+        if (i == 14)
+        {
+            utime = std::atoll(field.c_str());
+        }
+        else if (i == 15)
+        {
+            stime = std::atoll(field.c_str());
+        }
+    }
+    if (utime < 0 || stime < 0)
+    {
+        return -1;
+    }
+    return (utime + stime) * 1000000LL / ::sysconf(_SC_CLK_TCK);
+}
+
+// The summed CPU time of the processes named by --Bench.CpuPids (the servers of the path).
+long long serverCpuMicros(const Ice::StringSeq& pids)
+{
+    long long total = 0;
+    for (const auto& pid : pids)
+    {
+        auto us = cpuMicros(std::atoi(pid.c_str()));
+        if (us < 0)
+        {
+            return -1;
+        }
+        total += us;
+    }
+    return total;
+}
+
 int ping(const std::shared_ptr<Ice::Communicator>& communicator)
 {
     auto props = communicator->getProperties();
@@ -154,11 +212,14 @@ int ping(const std::shared_ptr<Ice::Communicator>& communicator)
 
     auto pinger = std::make_shared<Pinger>(target);
     pinger->start(inFlight);
+    auto cpuPids = props->getPropertyAsList("Bench.CpuPids");
     std::this_thread::sleep_for(std::chrono::milliseconds(warmupMs));
     auto before = pinger->completed();
+    auto cpuBefore = serverCpuMicros(cpuPids);
     auto t0 = Clock::now();
     std::this_thread::sleep_for(std::chrono::seconds(seconds));
     auto after = pinger->completed();
+    auto cpuAfter = serverCpuMicros(cpuPids);
     auto elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     pinger->stop();
     pinger->drain();
@@ -170,8 +231,13 @@ int ping(const std::shared_ptr<Ice::Communicator>& communicator)
         return 1;
     }
     // The total, warm-up included, lets a profiler divide its counters by the calls made.
+    double cpuPerCall = -1;
+    if (cpuBefore >= 0 && cpuAfter >= 0 && after > before)
+    {
+        cpuPerCall = static_cast<double>(cpuAfter - cpuBefore) / static_cast<double>(after - before);
+    }
     std::cout << "calls_per_s " << static_cast<long long>((after - before) / elapsed) << " total "
-              << pinger->completed() << std::endl;
+              << pinger->completed() << " server_cpu_us_per_call " << cpuPerCall << std::endl;
     if (router)
     {
         try
