@@ -364,13 +364,6 @@ def login_connections(ic, router, credentials, window=64):
     return proxies
 
 
-def close_connections(proxies):
-    for prx in proxies:
-        con = prx.ice_getCachedConnection()
-        if con is not None:
-            con.close(Ice.ConnectionClose.Forcefully)
-
-
 def password_logins(setup, count, threads=4):
     """`count` password logins, each on its own connection, session destroyed after."""
     ic = communicator()
