@@ -10,13 +10,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio_util::codec::Decoder;
 
 use crate::encoding::{
     Context, Decode, Encoding, Format, InputStream, OutputStream, Proxy, ValueRef,
 };
 use crate::protocol::{
-    ConnectionState, DispatchDone, EncodingVersion, IceCodec, Limits, Message, MessageType,
+    ConnectionState, DispatchDone, EncodingVersion, FrameDecoder, Limits, Message, MessageType,
     ReplyBody,
 };
 
@@ -69,9 +68,9 @@ pub const TARGETS: &[Target] = &[
 /// Small enough that a fuzzer's inputs can cross it, so the size checks get exercised.
 const FUZZ_MAX_MESSAGE: usize = 64 * 1024;
 
-/// The protocol codec over a byte stream, as a connection reads it.
+/// The protocol's framing over a byte stream, as a connection reads it.
 pub fn framing(data: &[u8]) {
-    let mut codec = IceCodec::new(FUZZ_MAX_MESSAGE);
+    let mut codec = FrameDecoder::new(FUZZ_MAX_MESSAGE);
     let mut buf = BytesMut::from(data);
     while let Ok(Some(_)) = codec.decode(&mut buf) {}
 }

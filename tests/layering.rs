@@ -1,0 +1,218 @@
+//! The layering rules of `shared/design.md`, checked by reading the source tree, so that an
+//! import across a boundary fails a test instead of waiting for a review.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.rs` file under `dir` (relative to the repository), sorted; fails when the folder
+/// is missing, so a rule never passes over nothing.
+fn rust_files(dir: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root().join(dir)];
+    assert!(todo[0].is_dir(), "{dir} is not a folder of this repository");
+    while let Some(d) = todo.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+                .path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The code of a Rust file without comments and without the contents of string literals,
+/// so prose and messages never count as imports.
+fn code_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+            }
+            '"' => {
+                out.push('"');
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '"' {
+                        break;
+                    }
+                }
+                out.push('"');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The crates and modules a file names as paths: the first segment of every `a::b` path
+/// (`crate::x` and `super::x` give `crate::x`, `super::x`), and each name of a grouped
+/// `use crate::{x, y}`.
+fn path_roots(code: &str) -> Vec<String> {
+    let bytes: Vec<char> = code.chars().collect();
+    let mut roots = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_ident(bytes[i]) || (i > 0 && (is_ident(bytes[i - 1]) || bytes[i - 1] == ':')) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_ident(bytes[i]) {
+            i += 1;
+        }
+        let first: String = bytes[start..i].iter().collect();
+        let rest: String = bytes[i..bytes.len().min(i + 2)].iter().collect();
+        if rest != "::" {
+            continue;
+        }
+        let after = i + 2;
+        if first == "crate" || first == "super" || first == "self" {
+            let names = following_names(&bytes, after);
+            roots.extend(names.into_iter().map(|n| format!("{first}::{n}")));
+        } else {
+            roots.push(first);
+        }
+    }
+    roots
+}
+
+/// The name after `crate::`, or the top-level names of a `{...}` group there.
+fn following_names(chars: &[char], at: usize) -> Vec<String> {
+    let mut i = at;
+    while i < chars.len() && chars[i].is_whitespace() {
+        i += 1;
+    }
+    if chars.get(i) != Some(&'{') {
+        let start = i;
+        while i < chars.len() && is_ident(chars[i]) {
+            i += 1;
+        }
+        return vec![chars[start..i].iter().collect()];
+    }
+    let mut names = Vec::new();
+    let mut depth = 0;
+    let mut expect_name = true;
+    i += 1;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => expect_name = true,
+            c if depth == 0 && expect_name && is_ident(c) => {
+                let start = i;
+                while i < chars.len() && is_ident(chars[i]) {
+                    i += 1;
+                }
+                names.push(chars[start..i].iter().collect());
+                expect_name = false;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    names
+}
+
+/// `file: root` for every path root of the files under `dir` that `forbidden` refuses.
+fn violations(dir: &str, skip: &[&str], forbidden: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
+    for path in rust_files(dir) {
+        let rel = path.strip_prefix(root()).unwrap_or(&path).to_path_buf();
+        if skip.iter().any(|s| rel == Path::new(s)) {
+            continue;
+        }
+        let code = code_only(&read(&path));
+        for r in path_roots(&code) {
+            if forbidden(&r) {
+                found.push(format!("{}: {r}", rel.display()));
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn is_tokio(root: &str) -> bool {
+    root == "tokio" || root.starts_with("tokio_")
+}
+
+#[test]
+fn encoding_is_pure() {
+    let found = violations("src/encoding", &[], is_tokio);
+    assert!(found.is_empty(), "encoding imports tokio: {found:#?}");
+}
+
+#[test]
+fn protocol_reaches_tokio_only_through_its_codec_adapter() {
+    let found = violations("src/protocol", &["src/protocol/codec.rs"], is_tokio);
+    assert!(found.is_empty(), "protocol imports tokio: {found:#?}");
+    let adapter = code_only(&read(&root().join("src/protocol/codec.rs")));
+    assert!(
+        path_roots(&adapter).iter().any(|r| r == "tokio_util"),
+        "the codec adapter no longer adapts to tokio_util; update this rule"
+    );
+}
+
+#[test]
+fn the_checker_sees_imports() {
+    let code = code_only(
+        "use tokio_util::codec::Decoder; // crate::config\nuse crate::{config::X, router};\n\
+         let s = \"tokio::spawn\"; super::services::f(); x::y; a.b::<u8>();",
+    );
+    let roots = path_roots(&code);
+    for wanted in [
+        "tokio_util",
+        "crate::config",
+        "crate::router",
+        "super::services",
+        "x",
+    ] {
+        assert!(
+            roots.iter().any(|r| r == wanted),
+            "{wanted} not in {roots:?}"
+        );
+    }
+    assert!(!roots.iter().any(|r| r == "tokio"), "{roots:?}");
+}
