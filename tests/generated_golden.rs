@@ -9,32 +9,20 @@ use omero_sessiond::facade::{
     Identity, InputStream, OperationMode, OutputStream, Proxy, UserException, ValueRef,
 };
 
-macro_rules! slice_struct {
-    ($($t:tt)*) => { omero_sessiond::slice_struct!{$($t)*} };
-}
-macro_rules! slice_enum {
-    ($($t:tt)*) => { omero_sessiond::slice_enum!{$($t)*} };
-}
-macro_rules! slice_class {
-    ($($t:tt)*) => { omero_sessiond::slice_class!{$($t)*} };
-}
-macro_rules! slice_exception {
-    ($($t:tt)*) => { omero_sessiond::slice_exception!{$($t)*} };
-}
-
-/// What the generated code reaches as `crate::facade`.
+/// What the generated code reaches as `crate::facade`: the only name it uses outside itself.
 mod facade {
     pub use omero_sessiond::facade::*;
 }
 
-#[allow(dead_code, clippy::all)]
-mod generated {
-    pub use omero_sessiond::generated::{
-        check_mode, check_throws, empty_reply, end_params, exception_of, is_oneway, no_params,
-        reply_payload, value_of, CallError, Invoker,
-    };
-    include!("../slice/slice2rs/tests/golden/features.expected.rs");
+/// Not at the crate root, as generated code names its own types by relative paths.
+mod fixture {
+    #[allow(dead_code, clippy::all)]
+    pub mod generated {
+        include!("../slice/slice2rs/tests/golden/features.expected.rs");
+    }
 }
+
+use fixture::generated;
 
 use generated::{dep, feat};
 
@@ -269,7 +257,7 @@ async fn dispatch_with_optionals_outs_and_inherited_operations() {
 struct Loopback(feat::TreeDispatcher<Leaf>);
 
 #[omero_sessiond::facade::async_trait]
-impl generated::Invoker for Loopback {
+impl omero_sessiond::facade::Invoker for Loopback {
     async fn invoke(
         &self,
         proxy: &Proxy,
@@ -279,9 +267,8 @@ impl generated::Invoker for Loopback {
         params: Vec<u8>,
         encoding: Encoding,
         _oneway: bool,
-    ) -> Result<omero_sessiond::generated::InvokeReply, omero_sessiond::generated::InvokeError>
-    {
-        use omero_sessiond::generated::InvokeReply;
+    ) -> Result<omero_sessiond::facade::InvokeReply, omero_sessiond::facade::InvokeError> {
+        use omero_sessiond::facade::InvokeReply;
         let mut cur = current(operation);
         cur.id = proxy.identity.clone();
         cur.mode = mode;
@@ -320,7 +307,9 @@ async fn typed_proxies_talk_to_dispatchers() {
             assert_eq!((count, found), (-1, None));
         }
         match prx.lookup("bad".into(), None, &ctx).await {
-            Err(generated::CallError::User(e)) => assert_eq!(e.ice_id(), "::Feat::Problem"),
+            Err(omero_sessiond::facade::CallError::User(e)) => {
+                assert_eq!(e.ice_id(), "::Feat::Problem")
+            }
             other => panic!("{other:?}"),
         }
         prx.current(1, &ctx).await.unwrap();

@@ -216,3 +216,56 @@ fn the_checker_sees_imports() {
     }
     assert!(!roots.iter().any(|r| r == "tokio"), "{roots:?}");
 }
+
+/// The Rust slice2rs writes for the server's own Slice files, as `build.rs` asks for it.
+fn generated_code() -> String {
+    let dir = root().join("slice");
+    let mut files = Vec::new();
+    let mut todo = vec![dir.clone()];
+    while let Some(d) = todo.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+                .path();
+            if path.is_dir() && !path.ends_with("slice2rs") {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "ice") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(!files.is_empty(), "no Slice files under {}", dir.display());
+    files.sort();
+    let opts = slice2rs::Options {
+        include_dirs: vec![dir],
+        files,
+        proxies: vec!["*".to_string()],
+        check_modes: true,
+    };
+    slice2rs::compile(&opts).unwrap_or_else(|d| panic!("slice/ does not compile: {d:#?}"))
+}
+
+#[test]
+fn generated_code_reaches_only_the_facade() {
+    let code = code_only(&generated_code());
+    let mut outside: Vec<String> = path_roots(&code)
+        .into_iter()
+        .filter(|r| r.starts_with("crate::") && r != "crate::facade")
+        .collect();
+    outside.sort();
+    outside.dedup();
+    assert!(outside.is_empty(), "generated code names {outside:?}");
+    let wrapper = code_only(&read(&root().join("src/generated.rs")));
+    let named: Vec<String> = path_roots(&wrapper)
+        .into_iter()
+        .filter(|r| r.starts_with("crate::"))
+        .collect();
+    assert!(named.is_empty(), "src/generated.rs names {named:?}");
+}
+
+#[test]
+fn runtime_does_not_know_generated_code() {
+    let found = violations("src/runtime", &[], |r| r == "crate::generated");
+    assert!(found.is_empty(), "runtime names generated code: {found:#?}");
+}

@@ -2,6 +2,7 @@
 
 pub mod adapter;
 pub mod admission;
+pub mod codegen;
 mod connection;
 pub mod dispatch;
 mod exception;
