@@ -206,8 +206,8 @@ fn reply(data: &[u8], encoding: Encoding) {
     let Some((&shape, payload)) = data.split_first() else {
         return;
     };
-    crate::generated::register();
     let mut r = InputStream::new(payload, encoding);
+    r.set_factories(crate::generated::FACTORIES);
     r.refuse_cycles();
     match shape % 4 {
         0 => drop(values_then(&mut r, |_| Ok(()))),
@@ -224,7 +224,6 @@ pub fn class_graph(data: &[u8]) {
     let Some((&mode, payload)) = data.split_first() else {
         return;
     };
-    crate::generated::register();
     let encoding = if mode & 1 == 0 {
         Encoding::V1_0
     } else {
@@ -253,6 +252,7 @@ fn decode_values(
     encoding: Encoding,
 ) -> Result<Vec<Option<ValueRef>>, crate::encoding::DecodeError> {
     let mut r = InputStream::new(payload, encoding);
+    r.set_factories(crate::generated::FACTORIES);
     r.refuse_cycles();
     let mut values = Vec::new();
     for _ in 0..4 {

@@ -73,6 +73,7 @@ fn round_trip(v: &ValueRef, enc: Encoding) -> ValueRef {
     w.write_pending_values();
     let bytes = w.into_bytes();
     let mut r = InputStream::new(&bytes, enc);
+    r.set_factories(generated::FACTORIES);
     let back = r.read_value().unwrap().unwrap();
     r.read_pending_values().unwrap();
     assert!(r.is_at_end());
@@ -81,7 +82,6 @@ fn round_trip(v: &ValueRef, enc: Encoding) -> ValueRef {
 
 #[test]
 fn classes_with_bases_optionals_and_class_members() {
-    generated::register();
     let v = ValueRef::new(sample());
     let back = round_trip(&v, Encoding::V1_1);
     assert_eq!(back.get::<feat::Base>(), Some(&sample()));
@@ -108,7 +108,6 @@ fn classes_with_bases_optionals_and_class_members() {
 
 #[test]
 fn exceptions_with_bases() {
-    generated::register();
     let e = feat::Problem {
         base: dep::Failure { reason: "r".into() },
         code: 3,
@@ -120,6 +119,7 @@ fn exceptions_with_bases() {
         w.write_exception(&e);
         let bytes = w.into_bytes();
         let mut r = InputStream::new(&bytes, enc);
+        r.set_factories(generated::FACTORIES);
         let back = r.read_exception().unwrap();
         let p = back
             .find("::Feat::Problem")
@@ -212,6 +212,7 @@ async fn dispatch_with_optionals_outs_and_inherited_operations() {
         .await
         .unwrap();
     let mut r = InputStream::new(&reply, Encoding::V1_1);
+    r.set_factories(generated::FACTORIES);
     assert_eq!(i64::decode(&mut r).unwrap(), 7);
     let named = r.read_value().unwrap();
     let found: Option<feat::Points> = r.read_optional(1).unwrap();
@@ -288,7 +289,6 @@ impl omero_sessiond::facade::Invoker for Loopback {
 
 #[tokio::test]
 async fn typed_proxies_talk_to_dispatchers() {
-    generated::register();
     for enc in [Encoding::V1_0, Encoding::V1_1] {
         let mut proxy = Proxy::new(Identity::new("", "leaf"));
         proxy.encoding = enc;

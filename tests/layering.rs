@@ -269,3 +269,27 @@ fn runtime_does_not_know_generated_code() {
     let found = violations("src/runtime", &[], |r| r == "crate::generated");
     assert!(found.is_empty(), "runtime names generated code: {found:#?}");
 }
+
+#[test]
+fn no_process_wide_class_registry() {
+    for dir in ["src/encoding", "src/runtime"] {
+        for path in rust_files(dir) {
+            let code = code_only(&read(&path)).replace("'static", "");
+            for line in code.lines().filter(|l| l.contains("static ")) {
+                assert!(
+                    !line.contains("Factories") && !line.contains("Lookup"),
+                    "{}: a process-wide factory table: {line}",
+                    path.display()
+                );
+            }
+        }
+    }
+    let code = code_only(&generated_code()).replace("'static", "");
+    for banned in ["static ", "OnceLock", "register_factories"] {
+        assert!(!code.contains(banned), "generated code has {banned:?}");
+    }
+    assert!(
+        code.contains("pub const FACTORIES"),
+        "no FACTORIES in generated code"
+    );
+}

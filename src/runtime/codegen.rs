@@ -3,8 +3,8 @@
 //! Generated code reaches these only through [`crate::facade`], which re-exports them.
 
 use crate::encoding::{
-    ClassType, DecodeError, Encoding, ExceptionType, InputStream, OptionalFormat, Proxy, ProxyMode,
-    UserException, Value,
+    ClassType, DecodeError, Encoding, ExceptionType, Factories, InputStream, OptionalFormat, Proxy,
+    ProxyMode, UserException, Value,
 };
 use crate::runtime::dispatch::{DispatchError, OperationMode};
 use crate::runtime::{InvokeError, InvokeReply};
@@ -316,11 +316,17 @@ pub enum CallError {
 }
 
 /// The payload of a successful reply, or the error the reply stands for.
-pub fn reply_payload(reply: InvokeReply, encoding: Encoding) -> Result<Vec<u8>, CallError> {
+/// `factories` are those of the generated code that made the call.
+pub fn reply_payload(
+    reply: InvokeReply,
+    encoding: Encoding,
+    factories: Factories,
+) -> Result<Vec<u8>, CallError> {
     match reply {
         InvokeReply::Ok(payload) => Ok(payload),
         InvokeReply::UserException(payload) => {
             let mut r = InputStream::new(&payload, encoding);
+            r.set_factories(factories);
             // The peer is a client: its replies are as untrusted as its requests.
             r.refuse_cycles();
             Err(CallError::User(r.read_exception()?))

@@ -55,10 +55,12 @@ pub fn generate_with(c: &Checked, settings: &Settings<'_>) -> String {
 }
 
 const ROOT: &str = "
-/// Installs the factories of every generated class and exception (idempotent).
-pub fn register() {
-    crate::facade::register_factories(value_factory_all, compact_id_all, exception_factory_all);
-}
+/// The factories of every generated class and exception, for the streams that decode them.
+pub const FACTORIES: crate::facade::Factories = crate::facade::Factories {
+    value: value_factory_all,
+    compact: compact_id_all,
+    exception: exception_factory_all,
+};
 ";
 
 fn chain(node: &ModNode, call: &str) -> String {
@@ -203,7 +205,7 @@ fn rust_path(abs: &str, from: &[String]) -> String {
     segments.join("::")
 }
 
-/// The path of the generated root (where `FACTORIES` and `register` live) from `from`.
+/// The path of the generated root (where `FACTORIES` lives) from `from`.
 fn root_path(from: &[String]) -> String {
     "super::".repeat(from.len())
 }
@@ -765,7 +767,6 @@ impl<'a> Gen<'a> {
             "    fn most_derived_type_id(&self) -> &'static str {{\n        {abs:?}\n    }}\n"
         );
         out.push_str("    async fn dispatch(\n        &self,\n        current: &crate::facade::Current,\n        params: &[u8],\n    ) -> Result<Vec<u8>, crate::facade::DispatchError> {\n");
-        let _ = writeln!(out, "        {}register();", self.root());
         if flat.ops.is_empty() {
             out.push_str("        let _ = (current, params);\n        Err(crate::facade::DispatchError::OperationNotExist)\n    }\n}\n\n");
         } else {
@@ -862,7 +863,7 @@ impl<'a> Gen<'a> {
         );
         let _ = writeln!(
             s,
-            "{ind}{}register();\n{ind}let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;",
+            "{ind}let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, {}FACTORIES)?;",
             self.root()
         );
         if !returns {
@@ -871,7 +872,8 @@ impl<'a> Gen<'a> {
         }
         let _ = writeln!(
             s,
-            "{ind}let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);\n{ind}ice_r.refuse_cycles();"
+            "{ind}let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);\n{ind}ice_r.set_factories({}FACTORIES);\n{ind}ice_r.refuse_cycles();",
+            self.root()
         );
         // Values in tuple order: return first, then outs; decoded in Ice's wire order.
         let mut values: Vec<(String, &TypeRef, Option<i64>)> = Vec::new();
@@ -988,7 +990,8 @@ impl<'a> Gen<'a> {
         } else {
             let _ = writeln!(
                 out,
-                "{ind}let mut r = crate::facade::InputStream::new(params, current.encoding);"
+                "{ind}let mut r = crate::facade::InputStream::new(params, current.encoding);\n{ind}r.set_factories({}FACTORIES);",
+                self.root()
             );
             // Arc cycles in decoded graphs are never freed, and no servant needs one.
             let _ = writeln!(out, "{ind}r.refuse_cycles();");

@@ -198,7 +198,6 @@ pub mod feat {
             current: &crate::facade::Current,
             params: &[u8],
         ) -> Result<Vec<u8>, crate::facade::DispatchError> {
-            super::register();
             match current.operation.as_str() {
                 "name" => {
                     crate::facade::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
@@ -212,6 +211,7 @@ pub mod feat {
                 "lookup" => {
                     crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
@@ -239,6 +239,7 @@ pub mod feat {
                 "ping" => {
                     crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
@@ -270,9 +271,9 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "name", crate::facade::OperationMode::Idempotent, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
             Ok(ice_v0)
@@ -292,9 +293,9 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "lookup", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
@@ -313,9 +314,9 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "shape", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             ice_r.read_pending_values()?;
@@ -336,8 +337,7 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::facade::is_oneway(&self.proxy))
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let _ = ice_payload;
             Ok(())
         }
@@ -396,11 +396,11 @@ pub mod feat {
             current: &crate::facade::Current,
             params: &[u8],
         ) -> Result<Vec<u8>, crate::facade::DispatchError> {
-            super::register();
             match current.operation.as_str() {
                 "paint" => {
                     crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: inner::Color = crate::facade::Decode::decode(&mut r)?;
                     crate::facade::end_params(&r)?;
@@ -413,6 +413,7 @@ pub mod feat {
                 "current" => {
                     crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: i32 = crate::facade::Decode::decode(&mut r)?;
                     crate::facade::end_params(&r)?;
@@ -432,6 +433,7 @@ pub mod feat {
                 "lookup" => {
                     crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
@@ -459,6 +461,7 @@ pub mod feat {
                 "ping" => {
                     crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
@@ -492,9 +495,9 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "paint", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: Option<inner::Color> = ice_r.read_optional(2)?;
             Ok(ice_v0)
@@ -512,8 +515,7 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "current", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::facade::is_oneway(&self.proxy))
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let _ = ice_payload;
             Ok(())
         }
@@ -528,9 +530,9 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "name", crate::facade::OperationMode::Idempotent, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
             Ok(ice_v0)
@@ -550,9 +552,9 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "lookup", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
@@ -571,9 +573,9 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "shape", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             ice_r.read_pending_values()?;
@@ -594,8 +596,7 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::facade::is_oneway(&self.proxy))
                 .await?;
-            super::register();
-            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let _ = ice_payload;
             Ok(())
         }
@@ -652,10 +653,12 @@ pub mod feat {
 }
 
 
-/// Installs the factories of every generated class and exception (idempotent).
-pub fn register() {
-    crate::facade::register_factories(value_factory_all, compact_id_all, exception_factory_all);
-}
+/// The factories of every generated class and exception, for the streams that decode them.
+pub const FACTORIES: crate::facade::Factories = crate::facade::Factories {
+    value: value_factory_all,
+    compact: compact_id_all,
+    exception: exception_factory_all,
+};
 
 fn value_factory_all(type_id: &str) -> Option<crate::facade::ValueFactory> {
     None
