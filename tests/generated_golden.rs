@@ -138,7 +138,6 @@ fn exceptions_with_bases() {
 
 struct Leaf;
 
-#[omero_sessiond::facade::async_trait]
 impl feat::Tree for Leaf {
     async fn name(&self, _: &Current) -> Result<String, DispatchError> {
         Ok("leaf".into())

@@ -92,7 +92,6 @@ fn omero_rtypes_round_trip_through_their_bases() {
 
 struct Verifier;
 
-#[omero_sessiond::facade::async_trait]
 impl glacier2::PermissionsVerifier for Verifier {
     async fn check_permissions(
         &self,

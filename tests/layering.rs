@@ -293,3 +293,24 @@ fn no_process_wide_class_registry() {
         "no FACTORIES in generated code"
     );
 }
+
+/// Servant traits use native async functions; `async_trait` (a boxed future per call) is
+/// left only where a trait object needs it: the generated `Dispatch` impls.
+#[test]
+fn servant_traits_are_native_async() {
+    let code = code_only(&generated_code());
+    let lines: Vec<&str> = code.lines().map(str::trim).collect();
+    let mut dispatchers = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.contains("async_trait") {
+            continue;
+        }
+        let next = lines.get(i + 1).copied().unwrap_or_default();
+        assert!(
+            next.starts_with("impl<") && next.contains("crate::facade::Dispatch for"),
+            "async_trait on something other than a Dispatch impl: {next}"
+        );
+        dispatchers += 1;
+    }
+    assert!(dispatchers > 0, "no dispatchers in the generated code");
+}

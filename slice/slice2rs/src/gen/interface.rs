@@ -40,10 +40,7 @@ impl<'a> Gen<'a> {
         self.flatten(abs, &mut flat);
         flat.type_ids.insert("::Ice::Object".to_string());
         let name = type_name(&def.name);
-        let _ = writeln!(
-            out,
-            "#[crate::facade::async_trait]\npub trait {name}: Send + Sync + 'static {{"
-        );
+        let _ = writeln!(out, "pub trait {name}: Send + Sync + 'static {{");
         for op in &flat.ops {
             let _ = writeln!(out, "    {};", self.signature(op));
         }
@@ -57,11 +54,13 @@ impl<'a> Gen<'a> {
         );
         let _ = writeln!(
             out,
-            "pub struct {name}Dispatcher<T: {name} + ?Sized>(pub std::sync::Arc<T>);\n"
+            "pub struct {name}Dispatcher<T: {name}>(pub std::sync::Arc<T>);\n"
         );
+        // The adapter holds servants as `Arc<dyn Dispatch>`, so `Dispatch` (unlike the
+        // servant trait, reached only through this generic dispatcher) stays `async_trait`.
         let _ = writeln!(
             out,
-            "#[crate::facade::async_trait]\nimpl<T: {name} + ?Sized> crate::facade::Dispatch for {name}Dispatcher<T> {{"
+            "#[crate::facade::async_trait]\nimpl<T: {name}> crate::facade::Dispatch for {name}Dispatcher<T> {{"
         );
         let _ = writeln!(
             out,
@@ -86,8 +85,11 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// A servant method: implementations write it as a plain `async fn`; the declaration
+    /// spells out the future so it can promise `Send`, which the dispatcher needs and a
+    /// bare `async fn` in a trait cannot say.
     pub(super) fn signature(&self, op: &Operation) -> String {
-        let mut s = format!("async fn {}(\n        &self,\n", field_name(&op.name));
+        let mut s = format!("fn {}(\n        &self,\n", field_name(&op.name));
         for p in op.params.iter().filter(|p| !p.out) {
             let _ = writeln!(
                 s,
@@ -98,7 +100,7 @@ impl<'a> Gen<'a> {
         }
         let _ = write!(
             s,
-            "        current: &crate::facade::Current,\n    ) -> Result<{}, crate::facade::DispatchError>",
+            "        current: &crate::facade::Current,\n    ) -> impl std::future::Future<Output = Result<{}, crate::facade::DispatchError>> + Send",
             self.result_type(op)
         );
         s

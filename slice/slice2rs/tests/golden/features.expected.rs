@@ -155,36 +155,35 @@ pub mod feat {
 
     crate::facade::slice_exception!(Problem, "::Feat::Problem", false, [code], [1 detail], base super::dep::Failure);
 
-    #[crate::facade::async_trait]
     pub trait Node: Send + Sync + 'static {
-        async fn name(
+        fn name(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<String, crate::facade::DispatchError>;
-        async fn lookup(
+        ) -> impl std::future::Future<Output = Result<String, crate::facade::DispatchError>> + Send;
+        fn lookup(
             &self,
             key: String,
             limit: Option<i32>,
             current: &crate::facade::Current,
-        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::DispatchError>;
-        async fn shape(
+        ) -> impl std::future::Future<Output = Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::DispatchError>> + Send;
+        fn shape(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>;
-        async fn ping(
+        ) -> impl std::future::Future<Output = Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>> + Send;
+        fn ping(
             &self,
             peer: Option<crate::facade::Proxy>,
             any: Option<crate::facade::Proxy>,
             current: &crate::facade::Current,
-        ) -> Result<(), crate::facade::DispatchError>;
+        ) -> impl std::future::Future<Output = Result<(), crate::facade::DispatchError>> + Send;
     }
 
     pub const NODE_TYPE_IDS: &[&str] = &["::Feat::Node", "::Ice::Object"];
 
-    pub struct NodeDispatcher<T: Node + ?Sized>(pub std::sync::Arc<T>);
+    pub struct NodeDispatcher<T: Node>(pub std::sync::Arc<T>);
 
     #[crate::facade::async_trait]
-    impl<T: Node + ?Sized> crate::facade::Dispatch for NodeDispatcher<T> {
+    impl<T: Node> crate::facade::Dispatch for NodeDispatcher<T> {
         fn type_ids(&self) -> &'static [&'static str] {
             NODE_TYPE_IDS
         }
@@ -343,46 +342,45 @@ pub mod feat {
         }
     }
 
-    #[crate::facade::async_trait]
     pub trait Tree: Send + Sync + 'static {
-        async fn paint(
+        fn paint(
             &self,
             c: inner::Color,
             current: &crate::facade::Current,
-        ) -> Result<Option<inner::Color>, crate::facade::DispatchError>;
-        async fn current(
+        ) -> impl std::future::Future<Output = Result<Option<inner::Color>, crate::facade::DispatchError>> + Send;
+        fn current(
             &self,
             current_: i32,
             current: &crate::facade::Current,
-        ) -> Result<(), crate::facade::DispatchError>;
-        async fn name(
+        ) -> impl std::future::Future<Output = Result<(), crate::facade::DispatchError>> + Send;
+        fn name(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<String, crate::facade::DispatchError>;
-        async fn lookup(
+        ) -> impl std::future::Future<Output = Result<String, crate::facade::DispatchError>> + Send;
+        fn lookup(
             &self,
             key: String,
             limit: Option<i32>,
             current: &crate::facade::Current,
-        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::DispatchError>;
-        async fn shape(
+        ) -> impl std::future::Future<Output = Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::DispatchError>> + Send;
+        fn shape(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>;
-        async fn ping(
+        ) -> impl std::future::Future<Output = Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>> + Send;
+        fn ping(
             &self,
             peer: Option<crate::facade::Proxy>,
             any: Option<crate::facade::Proxy>,
             current: &crate::facade::Current,
-        ) -> Result<(), crate::facade::DispatchError>;
+        ) -> impl std::future::Future<Output = Result<(), crate::facade::DispatchError>> + Send;
     }
 
     pub const TREE_TYPE_IDS: &[&str] = &["::Feat::Node", "::Feat::Tree", "::Ice::Object"];
 
-    pub struct TreeDispatcher<T: Tree + ?Sized>(pub std::sync::Arc<T>);
+    pub struct TreeDispatcher<T: Tree>(pub std::sync::Arc<T>);
 
     #[crate::facade::async_trait]
-    impl<T: Tree + ?Sized> crate::facade::Dispatch for TreeDispatcher<T> {
+    impl<T: Tree> crate::facade::Dispatch for TreeDispatcher<T> {
         fn type_ids(&self) -> &'static [&'static str] {
             TREE_TYPE_IDS
         }
