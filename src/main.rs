@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
 use omero_sessiond::auth::Directory;
 use omero_sessiond::config::{
-    listener_address, ConnectionConfig, FileConfig, HttpLimitsFileConfig, ServerConfig, TlsSource,
-    DEFAULT_DATA_DIR, DEFAULT_SSL, DEFAULT_TCP,
+    listener_address, FileConfig, HttpLimitsFileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR,
+    DEFAULT_SSL, DEFAULT_TCP,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
 use omero_sessiond::router::RouterConfig;
@@ -187,7 +187,7 @@ fn server_config(args: &ServeArgs, file: &FileConfig, data: &Path) -> Result<Ser
         ws: pick(&args.ws, &file.ws, "off"),
         wss: pick(&args.wss, &file.wss, "off"),
         tls,
-        connection: ConnectionConfig::from_file(&file.connection),
+        connection: file.connection.clone(),
     })
 }
 

@@ -314,3 +314,13 @@ fn servant_traits_are_native_async() {
     }
     assert!(dispatchers > 0, "no dispatchers in the generated code");
 }
+
+/// Configuration flows one way: `main.rs` reads the file and hands each layer its own
+/// settings, so no layer below it names `crate::config`.
+#[test]
+fn lower_layers_take_their_own_settings() {
+    for dir in ["src/encoding", "src/protocol", "src/runtime"] {
+        let found = violations(dir, &[], |r| r == "crate::config");
+        assert!(found.is_empty(), "{dir} imports config: {found:#?}");
+    }
+}

@@ -3,6 +3,7 @@
 pub mod adapter;
 pub mod admission;
 pub mod codegen;
+pub mod config;
 mod connection;
 pub mod dispatch;
 mod exception;
