@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -26,6 +27,20 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("invalid [{section}] section of the config file: {source}")]
+    Section {
+        section: String,
+        source: toml::de::Error,
+    },
+}
+
+/// A section of the file as the settings type of the layer that owns it (which keeps its
+/// defaults and refuses keys it does not know); an absent section is an empty one.
+pub fn section<T: DeserializeOwned>(name: &str, table: &toml::Table) -> Result<T, ConfigError> {
+    T::deserialize(toml::Value::Table(table.clone())).map_err(|source| ConfigError::Section {
+        section: name.to_string(),
+        source,
+    })
 }
 
 /// The config file as written; every key is optional.
@@ -51,15 +66,16 @@ pub struct FileConfig {
     /// The runtime's connection settings, as the runtime reads them.
     #[serde(default)]
     pub connection: ConnectionConfig,
-    /// Glacier2 router settings (`session_timeout_s`, ...).
+    /// Sections that layers above read into their own settings types with [`section`]
+    /// (`main.rs` does): Glacier2 router settings (`session_timeout_s`, ...),
     #[serde(default)]
-    pub router: crate::router::RouterFileConfig,
-    /// Session defaults (`time_to_idle_ms`, `reaper_interval_ms`, ...).
+    pub router: toml::Table,
+    /// session defaults (`time_to_idle_ms`, `reaper_interval_ms`, ...),
     #[serde(default)]
-    pub sessions: crate::services::SessionsFileConfig,
-    /// Login settings (`max_concurrent_password_checks`, ...).
+    pub sessions: toml::Table,
+    /// login settings (`max_concurrent_password_checks`, ...).
     #[serde(default)]
-    pub auth: crate::auth::AuthFileConfig,
+    pub auth: toml::Table,
     /// Limits of the HTTPS/HTTP session endpoint.
     #[serde(default)]
     pub http_limits: HttpLimitsFileConfig,
@@ -163,26 +179,21 @@ mod tests {
     }
 
     #[test]
-    fn auth_section_maps_to_checker_and_throttle_settings() {
-        let f: FileConfig = toml::from_str(
-            r#"
-            [auth]
-            max_concurrent_password_checks = 3
-            password_check_queue = 0
-            password_check_max_wait_ms = 250
-            free_failures_per_addr = 1000
-            "#,
-        )
-        .unwrap();
-        let checker = f.auth.checker_config();
-        assert_eq!(checker.workers, 3);
-        assert_eq!(checker.queue, 0);
-        assert_eq!(checker.max_wait, Duration::from_millis(250));
-        let throttle = f.auth.throttle_config();
-        assert_eq!(throttle.free_failures_per_addr, 1000);
-        assert_eq!(throttle.free_failures_per_user, 5);
-        let defaults = FileConfig::default().auth.checker_config();
-        assert!(defaults.workers >= 1);
-        assert!(toml::from_str::<FileConfig>("[auth]\nbogus = 1").is_err());
+    fn sections_of_upper_layers_deserialize_into_their_own_types() {
+        #[derive(Debug, Default, Deserialize, PartialEq)]
+        #[serde(default, deny_unknown_fields)]
+        struct Router {
+            session_timeout_s: u64,
+        }
+        let f: FileConfig = toml::from_str("[router]\nsession_timeout_s = 30\n").unwrap();
+        let r: Router = section("router", &f.router).unwrap();
+        assert_eq!(r.session_timeout_s, 30);
+        let r: Router = section("router", &FileConfig::default().router).unwrap();
+        assert_eq!(r, Router::default());
+        let f: FileConfig = toml::from_str("[router]\nbogus = 1\n").unwrap();
+        let e = section::<Router>("router", &f.router).unwrap_err();
+        assert!(e.to_string().contains("[router]"), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(toml::from_str::<FileConfig>("router = 1").is_err());
     }
 }

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
-use omero_sessiond::auth::Directory;
+use omero_sessiond::auth::{AuthFileConfig, Directory};
 use omero_sessiond::config::{
-    listener_address, FileConfig, HttpLimitsFileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR,
-    DEFAULT_SSL, DEFAULT_TCP,
+    listener_address, section, FileConfig, HttpLimitsFileConfig, ServerConfig, TlsSource,
+    DEFAULT_DATA_DIR, DEFAULT_SSL, DEFAULT_TCP,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
-use omero_sessiond::router::RouterConfig;
+use omero_sessiond::router::{RouterConfig, RouterFileConfig};
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::open_services_with;
+use omero_sessiond::services::{open_services_with, SessionsFileConfig};
 use omero_sessiond::store::DataDirLock;
 
 #[derive(Parser)]
@@ -222,19 +222,19 @@ async fn run(
     // Before any listener opens: a SIGTERM sent as soon as the server says it listens must
     // find the handler in place, or the process dies without closing its connections.
     let mut shutdown = Shutdown::install()?;
-    let sessions_config = file.sessions.clone();
-    let auth_config = file.auth.clone();
+    let sessions_config: SessionsFileConfig = section("sessions", &file.sessions)?;
+    let auth_config: AuthFileConfig = section("auth", &file.auth)?;
+    let router_config: RouterFileConfig = section("router", &file.router)?;
+    let reaper_interval = sessions_config.reaper_interval();
     let services = tokio::task::spawn_blocking(move || {
         open_services_with(&data, &sessions_config, &auth_config)
     })
     .await??;
-    services
-        .sessions
-        .spawn_reaper(file.sessions.reaper_interval());
+    services.sessions.spawn_reaper(reaper_interval);
     let adapter = ObjectAdapter::new();
     omero_sessiond::router::install(
         &adapter,
-        RouterConfig::from_file(&file.router),
+        RouterConfig::from_file(&router_config),
         services.clone(),
     );
     let http = HttpService::new(

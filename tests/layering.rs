@@ -324,3 +324,19 @@ fn lower_layers_take_their_own_settings() {
         assert!(found.is_empty(), "{dir} imports config: {found:#?}");
     }
 }
+
+/// `config` holds the server's own settings and hands the other sections over as they are,
+/// so it names no layer above the runtime.
+#[test]
+fn config_does_not_know_the_layers_above() {
+    let code = code_only(&read(&root().join("src/config.rs")));
+    let above: Vec<String> = path_roots(&code)
+        .into_iter()
+        .filter(|r| {
+            ["router", "services", "auth", "sessions", "http", "store"]
+                .iter()
+                .any(|layer| *r == format!("crate::{layer}"))
+        })
+        .collect();
+    assert!(above.is_empty(), "src/config.rs names {above:?}");
+}
