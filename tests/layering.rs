@@ -34,46 +34,69 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The code of a Rust file without comments and without the contents of string literals,
-/// so prose and messages never count as imports.
+/// The code of a Rust file without comments and without the contents of string and char
+/// literals (raw strings too), so prose and messages never count as imports.
 fn code_only(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '/' if chars.peek() == Some(&'/') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        out.push('\n');
-                        break;
-                    }
+    let mut i = 0;
+    while i < chars.len() {
+        let at = |k: usize| chars.get(k).copied();
+        match chars[i] {
+            '/' if at(i + 1) == Some('/') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
                 }
+                continue;
             }
-            '/' if chars.peek() == Some(&'*') => {
-                let mut prev = ' ';
-                for c in chars.by_ref() {
-                    if prev == '*' && c == '/' {
-                        break;
-                    }
-                    prev = c;
+            '/' if at(i + 1) == Some('*') => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && at(i + 1) == Some('/')) {
+                    i += 1;
                 }
+                i += 2;
+                continue;
+            }
+            'r' if (i == 0 || !is_ident(chars[i - 1])) && matches!(at(i + 1), Some('"' | '#')) => {
+                let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
+                if at(i + 1 + hashes) != Some('"') {
+                    out.push('r');
+                    i += 1;
+                    continue;
+                }
+                let close: Vec<char> = std::iter::once('"')
+                    .chain(std::iter::repeat_n('#', hashes))
+                    .collect();
+                i += hashes + 2;
+                while i < chars.len() && !chars[i..].starts_with(&close) {
+                    i += 1;
+                }
+                i += close.len();
+                out.push_str("\"\"");
+                continue;
             }
             '"' => {
-                out.push('"');
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    if escaped {
-                        escaped = false;
-                    } else if c == '\\' {
-                        escaped = true;
-                    } else if c == '"' {
-                        break;
-                    }
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
                 }
-                out.push('"');
+                i += 1;
+                out.push_str("\"\"");
+                continue;
             }
-            _ => out.push(c),
+            // A char literal ('x', '\n', '"'), not a lifetime ('a).
+            '\'' if at(i + 1) == Some('\\') || at(i + 2) == Some('\'') => {
+                i += 1;
+                while i < chars.len() && chars[i] != '\'' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+                out.push_str("' '");
+                continue;
+            }
+            c => out.push(c),
         }
+        i += 1;
     }
     out
 }
@@ -199,7 +222,8 @@ fn protocol_reaches_tokio_only_through_its_codec_adapter() {
 fn the_checker_sees_imports() {
     let code = code_only(
         "use tokio_util::codec::Decoder; // crate::config\nuse crate::{config::X, router};\n\
-         let s = \"tokio::spawn\"; super::services::f(); x::y; a.b::<u8>();",
+         let s = \"tokio::spawn\"; super::services::f(); x::y; a.b::<u8>();\n\
+         let q = '\"'; let r = r#\"a \"tokio::x\" b\"#; /* tokio::y */ fn f<'a>(_: &'a str) {}",
     );
     let roots = path_roots(&code);
     for wanted in [
