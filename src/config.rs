@@ -76,26 +76,9 @@ pub struct FileConfig {
     /// login settings (`max_concurrent_password_checks`, ...).
     #[serde(default)]
     pub auth: toml::Table,
-    /// Limits of the HTTPS/HTTP session endpoint.
+    /// and the limits of the HTTPS/HTTP session endpoint.
     #[serde(default)]
-    pub http_limits: HttpLimitsFileConfig,
-}
-
-/// `[http_limits]`: what the session endpoint accepts; every key optional.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpLimitsFileConfig {
-    /// Largest request body in bytes; larger ones get 413.
-    pub max_body_bytes: Option<usize>,
-    /// Seconds a client has to send a request's headers (at least 1).
-    pub header_read_timeout_secs: Option<u64>,
-    /// Seconds a client has to send a request's body (at least 1); slower ones get 408.
-    pub body_read_timeout_secs: Option<u64>,
-    /// Connections served at once per listener; further ones wait in the accept queue.
-    pub max_connections: Option<usize>,
-    /// Connections from one client address (IPv6: one /64) at once; more are closed at
-    /// once. 0 = no cap.
-    pub max_connections_per_address: Option<usize>,
+    pub http_limits: toml::Table,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

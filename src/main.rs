@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
 use omero_sessiond::auth::{AuthFileConfig, Directory};
 use omero_sessiond::config::{
-    listener_address, section, FileConfig, HttpLimitsFileConfig, ServerConfig, TlsSource,
-    DEFAULT_DATA_DIR, DEFAULT_SSL, DEFAULT_TCP,
+    listener_address, section, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR, DEFAULT_SSL,
+    DEFAULT_TCP,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
 use omero_sessiond::router::{RouterConfig, RouterFileConfig};
@@ -242,7 +242,7 @@ async fn run(
             sessions: services.sessions.clone(),
             auth: services.auth.clone(),
         },
-        http_config(&file.http_limits),
+        section::<HttpConfig>("http_limits", &file.http_limits)?,
     );
     let tls = omero_sessiond::runtime::tls::server_config(&config.tls)?;
     let server = Server::bind(config, adapter).await?;
@@ -307,25 +307,6 @@ async fn run(
     http.stop_keep_alives();
     server.shutdown(Duration::from_secs(10)).await;
     Ok(())
-}
-
-fn http_config(f: &HttpLimitsFileConfig) -> HttpConfig {
-    let d = HttpConfig::default();
-    // A zero deadline would refuse every request; one second is the least.
-    let secs =
-        |v: Option<u64>, default: Duration| v.map_or(default, |s| Duration::from_secs(s.max(1)));
-    HttpConfig {
-        body_limit: f.max_body_bytes.unwrap_or(d.body_limit),
-        header_read_timeout: secs(f.header_read_timeout_secs, d.header_read_timeout),
-        body_read_timeout: secs(f.body_read_timeout_secs, d.body_read_timeout),
-        max_connections: f.max_connections.unwrap_or(d.max_connections).max(1),
-        max_connections_per_address: match f.max_connections_per_address {
-            None => d.max_connections_per_address,
-            Some(0) => None,
-            Some(n) => Some(n),
-        },
-        ..d
-    }
 }
 
 /// SIGINT and SIGTERM, caught from the moment `install` returns.

@@ -106,9 +106,10 @@ impl ServerConfig {
     }
 }
 
-/// The file's units and "0 = off" turned into the runtime's types; out-of-range values are
-/// brought into range rather than refused, as before.
-mod de {
+/// The file's units and "0 = off" turned into typed settings; out-of-range values are
+/// brought into range rather than refused. Shared with the layers above, whose sections
+/// follow the same conventions.
+pub mod de {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
@@ -127,6 +128,11 @@ mod de {
 
     pub fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_secs)
+    }
+
+    /// Seconds, at least one (a zero deadline would refuse everything).
+    pub fn secs_at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(|s| Duration::from_secs(s.max(1)))
     }
 
     pub fn secs_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
