@@ -1,10 +1,15 @@
 //! Server configuration: a TOML file, overridden by the command line.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use thiserror::Error;
+
+pub use crate::runtime::config::{
+    ConnectionConfig, ServerConfig, TlsSource, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+};
 
 pub const DEFAULT_TCP: &str = "0.0.0.0:4063";
 pub const DEFAULT_SSL: &str = "0.0.0.0:4064";
@@ -22,6 +27,20 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("invalid [{section}] section of the config file: {source}")]
+    Section {
+        section: String,
+        source: toml::de::Error,
+    },
+}
+
+/// A section of the file as the settings type of the layer that owns it (which keeps its
+/// defaults and refuses keys it does not know); an absent section is an empty one.
+pub fn section<T: DeserializeOwned>(name: &str, table: &toml::Table) -> Result<T, ConfigError> {
+    T::deserialize(toml::Value::Table(table.clone())).map_err(|source| ConfigError::Section {
+        section: name.to_string(),
+        source,
+    })
 }
 
 /// The config file as written; every key is optional.
@@ -44,37 +63,22 @@ pub struct FileConfig {
     pub json_logs: Option<bool>,
     #[serde(default)]
     pub tls: TlsFileConfig,
+    /// The runtime's connection settings, as the runtime reads them.
     #[serde(default)]
-    pub connection: ConnectionFileConfig,
-    /// Glacier2 router settings (`session_timeout_s`, ...).
+    pub connection: ConnectionConfig,
+    /// Sections that layers above read into their own settings types with [`section`]
+    /// (`main.rs` does): Glacier2 router settings (`session_timeout_s`, ...),
     #[serde(default)]
-    pub router: crate::router::RouterFileConfig,
-    /// Session defaults (`time_to_idle_ms`, `reaper_interval_ms`, ...).
+    pub router: toml::Table,
+    /// session defaults (`time_to_idle_ms`, `reaper_interval_ms`, ...),
     #[serde(default)]
-    pub sessions: crate::services::SessionsFileConfig,
-    /// Login settings (`max_concurrent_password_checks`, ...).
+    pub sessions: toml::Table,
+    /// login settings (`max_concurrent_password_checks`, ...).
     #[serde(default)]
-    pub auth: crate::auth::AuthFileConfig,
-    /// Limits of the HTTPS/HTTP session endpoint.
+    pub auth: toml::Table,
+    /// and the limits of the HTTPS/HTTP session endpoint.
     #[serde(default)]
-    pub http_limits: HttpLimitsFileConfig,
-}
-
-/// `[http_limits]`: what the session endpoint accepts; every key optional.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpLimitsFileConfig {
-    /// Largest request body in bytes; larger ones get 413.
-    pub max_body_bytes: Option<usize>,
-    /// Seconds a client has to send a request's headers (at least 1).
-    pub header_read_timeout_secs: Option<u64>,
-    /// Seconds a client has to send a request's body (at least 1); slower ones get 408.
-    pub body_read_timeout_secs: Option<u64>,
-    /// Connections served at once per listener; further ones wait in the accept queue.
-    pub max_connections: Option<usize>,
-    /// Connections from one client address (IPv6: one /64) at once; more are closed at
-    /// once. 0 = no cap.
-    pub max_connections_per_address: Option<usize>,
+    pub http_limits: toml::Table,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -84,33 +88,6 @@ pub struct TlsFileConfig {
     /// directory at first start.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectionFileConfig {
-    /// Like `Ice.MessageSizeMax`, in KiB; 0 = no limit (2 GiB).
-    pub max_message_size_kib: Option<u64>,
-    /// Seconds without any write after which a ValidateConnection heartbeat is sent; 0 = off.
-    pub heartbeat_secs: Option<u64>,
-    /// Seconds without any inbound message after which a connection is dropped; 0 = never.
-    pub idle_timeout_secs: Option<u64>,
-    /// Seconds allowed to finish a message whose first bytes have arrived.
-    pub message_timeout_secs: Option<u64>,
-    pub tls_handshake_timeout_secs: Option<u64>,
-    /// Seconds to wait for the peer's EOF after our CloseConnection, and bound on a write.
-    pub close_timeout_secs: Option<u64>,
-    /// Requests of one connection dispatched at the same time; more wait (backpressure).
-    pub max_dispatches: Option<usize>,
-    /// bzip2 level for compressed replies, 1..9.
-    pub compression_level: Option<u32>,
-    /// Open Ice connections (tcp and ssl together) at most; more are refused. 0 = no cap.
-    pub max_connections: Option<usize>,
-    /// Open Ice connections per client address (IPv6: per /64) at most. 0 = no cap.
-    pub max_connections_per_address: Option<usize>,
-    /// Seconds a connection has to log in (Glacier2 createSession) before it is closed;
-    /// 0 = no deadline.
-    pub login_timeout_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -126,123 +103,6 @@ impl FileConfig {
     }
 }
 
-/// How every connection behaves.
-#[derive(Debug, Clone)]
-pub struct ConnectionConfig {
-    pub max_message_size: usize,
-    pub heartbeat: Option<Duration>,
-    pub idle_timeout: Option<Duration>,
-    pub message_timeout: Duration,
-    pub tls_handshake_timeout: Duration,
-    pub close_timeout: Duration,
-    pub max_dispatches: usize,
-    pub compression_level: u32,
-    /// Caps on open connections; `None` = no cap.
-    pub max_connections: Option<usize>,
-    pub max_connections_per_address: Option<usize>,
-    /// A connection not logged in this long after it opened is closed; `None` = never.
-    pub login_timeout: Option<Duration>,
-}
-
-/// Defaults generous enough for a web front end with many users behind one address.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
-pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
-
-impl Default for ConnectionConfig {
-    fn default() -> Self {
-        ConnectionConfig {
-            max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
-            heartbeat: Some(Duration::from_secs(15)),
-            idle_timeout: None,
-            message_timeout: Duration::from_secs(30),
-            tls_handshake_timeout: Duration::from_secs(10),
-            close_timeout: Duration::from_secs(10),
-            max_dispatches: 100,
-            compression_level: 1,
-            max_connections: Some(DEFAULT_MAX_CONNECTIONS),
-            max_connections_per_address: Some(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
-            login_timeout: Some(DEFAULT_LOGIN_TIMEOUT),
-        }
-    }
-}
-
-impl ConnectionConfig {
-    pub fn from_file(f: &ConnectionFileConfig) -> Self {
-        let d = ConnectionConfig::default();
-        let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
-        let optional = |v: Option<u64>, default: Option<Duration>| match v {
-            None => default,
-            Some(0) => None,
-            Some(s) => Some(Duration::from_secs(s)),
-        };
-        let cap = |v: Option<usize>, default: Option<usize>| match v {
-            None => default,
-            Some(0) => None,
-            Some(n) => Some(n),
-        };
-        ConnectionConfig {
-            max_message_size: match f.max_message_size_kib {
-                None => d.max_message_size,
-                Some(0) => i32::MAX as usize,
-                Some(k) => usize::try_from(k.saturating_mul(1024))
-                    .unwrap_or(i32::MAX as usize)
-                    .min(i32::MAX as usize),
-            },
-            heartbeat: optional(f.heartbeat_secs, d.heartbeat),
-            idle_timeout: optional(f.idle_timeout_secs, d.idle_timeout),
-            message_timeout: secs(f.message_timeout_secs, d.message_timeout),
-            tls_handshake_timeout: secs(f.tls_handshake_timeout_secs, d.tls_handshake_timeout),
-            close_timeout: secs(f.close_timeout_secs, d.close_timeout),
-            max_dispatches: f.max_dispatches.unwrap_or(d.max_dispatches).max(1),
-            compression_level: f.compression_level.unwrap_or(1).clamp(1, 9),
-            max_connections: cap(f.max_connections, d.max_connections),
-            max_connections_per_address: cap(
-                f.max_connections_per_address,
-                d.max_connections_per_address,
-            ),
-            login_timeout: optional(f.login_timeout_secs, d.login_timeout),
-        }
-    }
-}
-
-/// Where the TLS certificate comes from.
-#[derive(Debug, Clone)]
-pub enum TlsSource {
-    /// PEM files given by the operator.
-    Files { cert: PathBuf, key: PathBuf },
-    /// `cert.pem`/`key.pem` in this directory, generated (self-signed) when missing.
-    SelfSigned { dir: PathBuf },
-}
-
-/// Everything [`crate::runtime::Server::bind`] needs.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// host:port; `None` = no such listener.
-    pub tcp: Option<String>,
-    pub ssl: Option<String>,
-    pub ws: Option<String>,
-    pub wss: Option<String>,
-    pub tls: TlsSource,
-    pub connection: ConnectionConfig,
-}
-
-impl ServerConfig {
-    /// A server on 127.0.0.1 with ephemeral ports, for tests.
-    pub fn local(data_dir: &Path) -> Self {
-        ServerConfig {
-            tcp: Some("127.0.0.1:0".into()),
-            ssl: Some("127.0.0.1:0".into()),
-            ws: None,
-            wss: None,
-            tls: TlsSource::SelfSigned {
-                dir: data_dir.to_path_buf(),
-            },
-            connection: ConnectionConfig::default(),
-        }
-    }
-}
-
 /// "" and "off" disable a listener.
 pub fn listener_address(value: &str) -> Option<String> {
     let v = value.trim();
@@ -255,6 +115,8 @@ pub fn listener_address(value: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -277,7 +139,7 @@ mod tests {
         assert_eq!(listener_address(f.ssl.as_deref().unwrap()), None);
         assert_eq!(f.ws.as_deref(), Some("127.0.0.1:4065"));
         assert_eq!(f.wss, None);
-        let c = ConnectionConfig::from_file(&f.connection);
+        let c = &f.connection;
         assert_eq!(c.max_message_size, i32::MAX as usize);
         assert_eq!(c.heartbeat, None);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(60)));
@@ -292,7 +154,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let c = ConnectionConfig::from_file(&f.connection);
+        let c = &f.connection;
         assert_eq!(c.max_connections, None);
         assert_eq!(c.max_connections_per_address, Some(3));
         assert_eq!(c.login_timeout, None);
@@ -300,26 +162,21 @@ mod tests {
     }
 
     #[test]
-    fn auth_section_maps_to_checker_and_throttle_settings() {
-        let f: FileConfig = toml::from_str(
-            r#"
-            [auth]
-            max_concurrent_password_checks = 3
-            password_check_queue = 0
-            password_check_max_wait_ms = 250
-            free_failures_per_addr = 1000
-            "#,
-        )
-        .unwrap();
-        let checker = f.auth.checker_config();
-        assert_eq!(checker.workers, 3);
-        assert_eq!(checker.queue, 0);
-        assert_eq!(checker.max_wait, Duration::from_millis(250));
-        let throttle = f.auth.throttle_config();
-        assert_eq!(throttle.free_failures_per_addr, 1000);
-        assert_eq!(throttle.free_failures_per_user, 5);
-        let defaults = FileConfig::default().auth.checker_config();
-        assert!(defaults.workers >= 1);
-        assert!(toml::from_str::<FileConfig>("[auth]\nbogus = 1").is_err());
+    fn sections_of_upper_layers_deserialize_into_their_own_types() {
+        #[derive(Debug, Default, Deserialize, PartialEq)]
+        #[serde(default, deny_unknown_fields)]
+        struct Router {
+            session_timeout_s: u64,
+        }
+        let f: FileConfig = toml::from_str("[router]\nsession_timeout_s = 30\n").unwrap();
+        let r: Router = section("router", &f.router).unwrap();
+        assert_eq!(r.session_timeout_s, 30);
+        let r: Router = section("router", &FileConfig::default().router).unwrap();
+        assert_eq!(r, Router::default());
+        let f: FileConfig = toml::from_str("[router]\nbogus = 1\n").unwrap();
+        let e = section::<Router>("router", &f.router).unwrap_err();
+        assert!(e.to_string().contains("[router]"), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(toml::from_str::<FileConfig>("router = 1").is_err());
     }
 }

@@ -10,13 +10,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio_util::codec::Decoder;
 
 use crate::encoding::{
     Context, Decode, Encoding, Format, InputStream, OutputStream, Proxy, ValueRef,
 };
 use crate::protocol::{
-    ConnectionState, DispatchDone, EncodingVersion, IceCodec, Limits, Message, MessageType,
+    ConnectionState, DispatchDone, EncodingVersion, FrameDecoder, Limits, Message, MessageType,
     ReplyBody,
 };
 
@@ -69,9 +68,9 @@ pub const TARGETS: &[Target] = &[
 /// Small enough that a fuzzer's inputs can cross it, so the size checks get exercised.
 const FUZZ_MAX_MESSAGE: usize = 64 * 1024;
 
-/// The protocol codec over a byte stream, as a connection reads it.
+/// The protocol's framing over a byte stream, as a connection reads it.
 pub fn framing(data: &[u8]) {
-    let mut codec = IceCodec::new(FUZZ_MAX_MESSAGE);
+    let mut codec = FrameDecoder::new(FUZZ_MAX_MESSAGE);
     let mut buf = BytesMut::from(data);
     while let Ok(Some(_)) = codec.decode(&mut buf) {}
 }
@@ -207,8 +206,8 @@ fn reply(data: &[u8], encoding: Encoding) {
     let Some((&shape, payload)) = data.split_first() else {
         return;
     };
-    crate::generated::register();
     let mut r = InputStream::new(payload, encoding);
+    r.set_factories(crate::generated::FACTORIES);
     r.refuse_cycles();
     match shape % 4 {
         0 => drop(values_then(&mut r, |_| Ok(()))),
@@ -225,7 +224,6 @@ pub fn class_graph(data: &[u8]) {
     let Some((&mode, payload)) = data.split_first() else {
         return;
     };
-    crate::generated::register();
     let encoding = if mode & 1 == 0 {
         Encoding::V1_0
     } else {
@@ -254,6 +252,7 @@ fn decode_values(
     encoding: Encoding,
 ) -> Result<Vec<Option<ValueRef>>, crate::encoding::DecodeError> {
     let mut r = InputStream::new(payload, encoding);
+    r.set_factories(crate::generated::FACTORIES);
     r.refuse_cycles();
     let mut values = Vec::new();
     for _ in 0..4 {

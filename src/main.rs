@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
-use omero_sessiond::auth::Directory;
+use omero_sessiond::auth::{AuthFileConfig, Directory};
 use omero_sessiond::config::{
-    listener_address, ConnectionConfig, FileConfig, HttpLimitsFileConfig, ServerConfig, TlsSource,
-    DEFAULT_DATA_DIR, DEFAULT_SSL, DEFAULT_TCP,
+    listener_address, section, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR, DEFAULT_SSL,
+    DEFAULT_TCP,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
-use omero_sessiond::router::RouterConfig;
+use omero_sessiond::router::{RouterConfig, RouterFileConfig};
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::open_services_with;
+use omero_sessiond::services::{open_services_with, SessionsFileConfig};
 use omero_sessiond::store::DataDirLock;
 
 #[derive(Parser)]
@@ -187,7 +187,7 @@ fn server_config(args: &ServeArgs, file: &FileConfig, data: &Path) -> Result<Ser
         ws: pick(&args.ws, &file.ws, "off"),
         wss: pick(&args.wss, &file.wss, "off"),
         tls,
-        connection: ConnectionConfig::from_file(&file.connection),
+        connection: file.connection.clone(),
     })
 }
 
@@ -222,19 +222,19 @@ async fn run(
     // Before any listener opens: a SIGTERM sent as soon as the server says it listens must
     // find the handler in place, or the process dies without closing its connections.
     let mut shutdown = Shutdown::install()?;
-    let sessions_config = file.sessions.clone();
-    let auth_config = file.auth.clone();
+    let sessions_config: SessionsFileConfig = section("sessions", &file.sessions)?;
+    let auth_config: AuthFileConfig = section("auth", &file.auth)?;
+    let router_config: RouterFileConfig = section("router", &file.router)?;
+    let reaper_interval = sessions_config.reaper_interval();
     let services = tokio::task::spawn_blocking(move || {
         open_services_with(&data, &sessions_config, &auth_config)
     })
     .await??;
-    services
-        .sessions
-        .spawn_reaper(file.sessions.reaper_interval());
+    services.sessions.spawn_reaper(reaper_interval);
     let adapter = ObjectAdapter::new();
     omero_sessiond::router::install(
         &adapter,
-        RouterConfig::from_file(&file.router),
+        RouterConfig::from_file(&router_config),
         services.clone(),
     );
     let http = HttpService::new(
@@ -242,7 +242,7 @@ async fn run(
             sessions: services.sessions.clone(),
             auth: services.auth.clone(),
         },
-        http_config(&file.http_limits),
+        section::<HttpConfig>("http_limits", &file.http_limits)?,
     );
     let tls = omero_sessiond::runtime::tls::server_config(&config.tls)?;
     let server = Server::bind(config, adapter).await?;
@@ -307,25 +307,6 @@ async fn run(
     http.stop_keep_alives();
     server.shutdown(Duration::from_secs(10)).await;
     Ok(())
-}
-
-fn http_config(f: &HttpLimitsFileConfig) -> HttpConfig {
-    let d = HttpConfig::default();
-    // A zero deadline would refuse every request; one second is the least.
-    let secs =
-        |v: Option<u64>, default: Duration| v.map_or(default, |s| Duration::from_secs(s.max(1)));
-    HttpConfig {
-        body_limit: f.max_body_bytes.unwrap_or(d.body_limit),
-        header_read_timeout: secs(f.header_read_timeout_secs, d.header_read_timeout),
-        body_read_timeout: secs(f.body_read_timeout_secs, d.body_read_timeout),
-        max_connections: f.max_connections.unwrap_or(d.max_connections).max(1),
-        max_connections_per_address: match f.max_connections_per_address {
-            None => d.max_connections_per_address,
-            Some(0) => None,
-            Some(n) => Some(n),
-        },
-        ..d
-    }
 }
 
 /// SIGINT and SIGTERM, caught from the moment `install` returns.

@@ -26,7 +26,6 @@ const FORMATS: [(Encoding, Format); 3] = [
 
 /// An ISession dispatcher on a fresh session, and that session's uuid.
 fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, String) {
-    omero_sessiond::generated::register();
     let clock = ManualClock::new(1_700_000_000_000);
     let directory = Directory::open(dir.path()).unwrap();
     let throttle = Throttle::new(ThrottleConfig::default(), Arc::new(clock.clone()));

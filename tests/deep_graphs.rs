@@ -79,8 +79,8 @@ fn encode(encoding: Encoding, format: Format, v: &ValueRef) -> Vec<u8> {
 }
 
 fn decode(wire: &[u8], encoding: Encoding) -> Result<Option<ValueRef>, DecodeError> {
-    omero_sessiond::generated::register();
     let mut r = InputStream::new(wire, encoding);
+    r.set_factories(omero_sessiond::generated::FACTORIES);
     r.refuse_cycles();
     let v = Option::<ValueRef>::decode(&mut r)?;
     r.read_pending_values()?;
@@ -186,7 +186,6 @@ fn a_graph_may_hold_only_so_many_instances() {
         max_instances: 1000,
         ..DecodeLimits::default()
     };
-    omero_sessiond::generated::register();
     for (encoding, format, depth) in [
         (Encoding::V1_0, Format::Compact, 5000),
         (Encoding::V1_1, Format::Compact, 50),
@@ -199,6 +198,7 @@ fn a_graph_may_hold_only_so_many_instances() {
         };
         let wire = encode(encoding, format, &v);
         let mut r = InputStream::with_limits(&wire, encoding, limits);
+        r.set_factories(omero_sessiond::generated::FACTORIES);
         let result =
             Option::<ValueRef>::decode(&mut r).and_then(|_| r.read_pending_values().map(|_| ()));
         assert_eq!(result, Err(DecodeError::TooManyInstances(1000)));
@@ -213,7 +213,6 @@ fn a_graph_may_hold_only_so_many_instances() {
 
 /// An ISession dispatcher on a fresh session, and that session's uuid.
 fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, String) {
-    omero_sessiond::generated::register();
     let clock = ManualClock::new(1_700_000_000_000);
     let directory = Directory::open(dir.path()).unwrap();
     let throttle = Throttle::new(ThrottleConfig::default(), Arc::new(clock.clone()));

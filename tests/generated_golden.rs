@@ -9,32 +9,20 @@ use omero_sessiond::facade::{
     Identity, InputStream, OperationMode, OutputStream, Proxy, UserException, ValueRef,
 };
 
-macro_rules! slice_struct {
-    ($($t:tt)*) => { omero_sessiond::slice_struct!{$($t)*} };
-}
-macro_rules! slice_enum {
-    ($($t:tt)*) => { omero_sessiond::slice_enum!{$($t)*} };
-}
-macro_rules! slice_class {
-    ($($t:tt)*) => { omero_sessiond::slice_class!{$($t)*} };
-}
-macro_rules! slice_exception {
-    ($($t:tt)*) => { omero_sessiond::slice_exception!{$($t)*} };
-}
-
-/// What the generated code reaches as `crate::facade`.
+/// What the generated code reaches as `crate::facade`: the only name it uses outside itself.
 mod facade {
     pub use omero_sessiond::facade::*;
 }
 
-#[allow(dead_code, clippy::all)]
-mod generated {
-    pub use omero_sessiond::generated::{
-        check_mode, check_throws, empty_reply, end_params, exception_of, is_oneway, no_params,
-        reply_payload, value_of, CallError, Invoker,
-    };
-    include!("../slice/slice2rs/tests/golden/features.expected.rs");
+/// Not at the crate root, as generated code names its own types by relative paths.
+mod fixture {
+    #[allow(dead_code, clippy::all)]
+    pub mod generated {
+        include!("../slice/slice2rs/tests/golden/features.expected.rs");
+    }
 }
+
+use fixture::generated;
 
 use generated::{dep, feat};
 
@@ -85,6 +73,7 @@ fn round_trip(v: &ValueRef, enc: Encoding) -> ValueRef {
     w.write_pending_values();
     let bytes = w.into_bytes();
     let mut r = InputStream::new(&bytes, enc);
+    r.set_factories(generated::FACTORIES);
     let back = r.read_value().unwrap().unwrap();
     r.read_pending_values().unwrap();
     assert!(r.is_at_end());
@@ -93,7 +82,6 @@ fn round_trip(v: &ValueRef, enc: Encoding) -> ValueRef {
 
 #[test]
 fn classes_with_bases_optionals_and_class_members() {
-    generated::register();
     let v = ValueRef::new(sample());
     let back = round_trip(&v, Encoding::V1_1);
     assert_eq!(back.get::<feat::Base>(), Some(&sample()));
@@ -120,7 +108,6 @@ fn classes_with_bases_optionals_and_class_members() {
 
 #[test]
 fn exceptions_with_bases() {
-    generated::register();
     let e = feat::Problem {
         base: dep::Failure { reason: "r".into() },
         code: 3,
@@ -132,6 +119,7 @@ fn exceptions_with_bases() {
         w.write_exception(&e);
         let bytes = w.into_bytes();
         let mut r = InputStream::new(&bytes, enc);
+        r.set_factories(generated::FACTORIES);
         let back = r.read_exception().unwrap();
         let p = back
             .find("::Feat::Problem")
@@ -150,7 +138,6 @@ fn exceptions_with_bases() {
 
 struct Leaf;
 
-#[omero_sessiond::facade::async_trait]
 impl feat::Tree for Leaf {
     async fn name(&self, _: &Current) -> Result<String, DispatchError> {
         Ok("leaf".into())
@@ -224,6 +211,7 @@ async fn dispatch_with_optionals_outs_and_inherited_operations() {
         .await
         .unwrap();
     let mut r = InputStream::new(&reply, Encoding::V1_1);
+    r.set_factories(generated::FACTORIES);
     assert_eq!(i64::decode(&mut r).unwrap(), 7);
     let named = r.read_value().unwrap();
     let found: Option<feat::Points> = r.read_optional(1).unwrap();
@@ -269,7 +257,7 @@ async fn dispatch_with_optionals_outs_and_inherited_operations() {
 struct Loopback(feat::TreeDispatcher<Leaf>);
 
 #[omero_sessiond::facade::async_trait]
-impl generated::Invoker for Loopback {
+impl omero_sessiond::facade::Invoker for Loopback {
     async fn invoke(
         &self,
         proxy: &Proxy,
@@ -279,9 +267,8 @@ impl generated::Invoker for Loopback {
         params: Vec<u8>,
         encoding: Encoding,
         _oneway: bool,
-    ) -> Result<omero_sessiond::generated::InvokeReply, omero_sessiond::generated::InvokeError>
-    {
-        use omero_sessiond::generated::InvokeReply;
+    ) -> Result<omero_sessiond::facade::InvokeReply, omero_sessiond::facade::InvokeError> {
+        use omero_sessiond::facade::InvokeReply;
         let mut cur = current(operation);
         cur.id = proxy.identity.clone();
         cur.mode = mode;
@@ -301,7 +288,6 @@ impl generated::Invoker for Loopback {
 
 #[tokio::test]
 async fn typed_proxies_talk_to_dispatchers() {
-    generated::register();
     for enc in [Encoding::V1_0, Encoding::V1_1] {
         let mut proxy = Proxy::new(Identity::new("", "leaf"));
         proxy.encoding = enc;
@@ -320,7 +306,9 @@ async fn typed_proxies_talk_to_dispatchers() {
             assert_eq!((count, found), (-1, None));
         }
         match prx.lookup("bad".into(), None, &ctx).await {
-            Err(generated::CallError::User(e)) => assert_eq!(e.ice_id(), "::Feat::Problem"),
+            Err(omero_sessiond::facade::CallError::User(e)) => {
+                assert_eq!(e.ice_id(), "::Feat::Problem")
+            }
             other => panic!("{other:?}"),
         }
         prx.current(1, &ctx).await.unwrap();

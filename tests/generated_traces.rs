@@ -64,8 +64,8 @@ fn bytes(hex: &[&str]) -> Vec<u8> {
 }
 
 fn decode(payload: &[u8], enc: Encoding) -> ValueRef {
-    omero_sessiond::generated::register();
     let mut r = InputStream::new(payload, enc);
+    r.set_factories(omero_sessiond::generated::FACTORIES);
     let v = r.read_value().unwrap().unwrap();
     r.read_pending_values().unwrap();
     assert!(r.is_at_end(), "{} bytes left", r.remaining());

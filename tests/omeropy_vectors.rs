@@ -100,8 +100,8 @@ enum Param {
 /// Reads parameters shaped like `shape`, then (1.0) the pending instances, as a dispatcher
 /// reads a request encapsulation; every byte must be used.
 fn decode_params(shape: &[Param], bytes: &[u8], enc: Encoding) -> Result<Vec<Param>, DecodeError> {
-    omero_sessiond::generated::register();
     let mut r = InputStream::new(bytes, enc);
+    r.set_factories(omero_sessiond::generated::FACTORIES);
     let mut out = Vec::new();
     for p in shape {
         out.push(match p {

@@ -29,7 +29,6 @@ struct Fixture {
 }
 
 async fn start(router: RouterConfig) -> Fixture {
-    omero_sessiond::generated::register();
     let dir = tempfile::tempdir().unwrap();
     let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
     for (name, pw) in [("alice", "alicepw"), ("bob", "bobpw")] {
@@ -168,9 +167,9 @@ fn exception_of(body: &ReplyBody) -> (String, String) {
     let ReplyBody::UserException { payload, .. } = body else {
         panic!("expected a user exception, got {body:?}");
     };
-    let e = InputStream::new(payload, Encoding::V1_1)
-        .read_exception()
-        .unwrap();
+    let mut r = InputStream::new(payload, Encoding::V1_1);
+    r.set_factories(omero_sessiond::generated::FACTORIES);
+    let e = r.read_exception().unwrap();
     let reason = e
         .find("::Glacier2::PermissionDeniedException")
         .and_then(|a| a.downcast_ref::<omero_sessiond::generated::glacier2::PermissionDeniedException>())

@@ -29,7 +29,6 @@ struct Fixture {
 }
 
 async fn start(edit: impl FnOnce(&mut ConnectionConfig)) -> Fixture {
-    omero_sessiond::generated::register();
     let dir = tempfile::tempdir().unwrap();
     let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
     services

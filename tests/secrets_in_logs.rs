@@ -63,7 +63,6 @@ async fn create_session_passwords_are_not_logged_at_trace() {
     // The test's runtime is single-threaded, so the server's tasks log through it too.
     let (capture, _guard) = log_capture::capture("trace");
 
-    omero_sessiond::generated::register();
     let dir = tempfile::tempdir().unwrap();
     let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
     services

@@ -34,7 +34,6 @@ struct World {
 }
 
 fn world() -> World {
-    omero_sessiond::generated::register();
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
     let directory = Directory::open(dir.path()).unwrap();

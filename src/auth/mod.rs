@@ -301,4 +301,27 @@ mod tests {
             Err(DirectoryError::EmptyPassword)
         ));
     }
+
+    #[test]
+    fn auth_section_maps_to_checker_and_throttle_settings() {
+        let f: AuthFileConfig = toml::from_str(
+            r#"
+            max_concurrent_password_checks = 3
+            password_check_queue = 0
+            password_check_max_wait_ms = 250
+            free_failures_per_addr = 1000
+            "#,
+        )
+        .unwrap();
+        let checker = f.checker_config();
+        assert_eq!(checker.workers, 3);
+        assert_eq!(checker.queue, 0);
+        assert_eq!(checker.max_wait, std::time::Duration::from_millis(250));
+        let throttle = f.throttle_config();
+        assert_eq!(throttle.free_failures_per_addr, 1000);
+        assert_eq!(throttle.free_failures_per_user, 5);
+        let defaults = AuthFileConfig::default().checker_config();
+        assert!(defaults.workers >= 1);
+        assert!(toml::from_str::<AuthFileConfig>("bogus = 1").is_err());
+    }
 }

@@ -36,7 +36,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::value::{registered_factories, SliceInfo, UnknownValue};
+use super::value::{SliceInfo, UnknownValue};
 use super::{DecodeError, Encoding, Factories, InputStream, UserException, Value, ValueRef};
 
 pub(super) const FLAG_TYPE_ID_STRING: u8 = 0x01;
@@ -104,7 +104,7 @@ fn marshal(text: &str) -> DecodeError {
 
 impl InputStream<'_> {
     fn lookups(&self) -> Factories {
-        self.factories.unwrap_or_else(registered_factories)
+        self.factories
     }
 
     /// A class reference (`Option<ValueRef>`); in 1.0 the instance arrives later, with

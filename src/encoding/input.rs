@@ -53,7 +53,7 @@ pub struct InputStream<'a> {
     pub(super) classes: ReadClasses,
     pub(super) saved_classes: Vec<ReadClasses>,
     /// Lookups for this stream only; the process-wide registry when `None`.
-    pub(super) factories: Option<Factories>,
+    pub(super) factories: Factories,
     /// Whether a cyclic class graph is an error (see [`refuse_cycles`](Self::refuse_cycles)).
     pub(super) refuse_cycles: bool,
 }
@@ -80,7 +80,7 @@ impl<'a> InputStream<'a> {
             depth: 0,
             classes: ReadClasses::default(),
             saved_classes: Vec::new(),
-            factories: None,
+            factories: Factories::NONE,
             refuse_cycles: false,
         }
     }
@@ -94,9 +94,10 @@ impl<'a> InputStream<'a> {
         self.refuse_cycles = true;
     }
 
-    /// Uses `factories` instead of the process-wide registry (tests, tools).
+    /// The classes and exceptions this stream can build (none until set: unknown types are
+    /// sliced or refused as Ice does).
     pub fn set_factories(&mut self, factories: Factories) {
-        self.factories = Some(factories);
+        self.factories = factories;
     }
 
     pub fn encoding(&self) -> Encoding {

@@ -49,9 +49,8 @@ pub use output::OutputStream;
 pub use proxy::{Endpoint, Proxy, ProxyMode};
 pub use traits::{Decode, Encode};
 pub use value::{
-    register_factories, registered_factories, ClassType, CompactLookup, ExceptionFactory,
-    ExceptionLookup, Factories, Format, SliceInfo, UnknownValue, Value, ValueFactory, ValueLookup,
-    ValueRef, UNKNOWN_VALUE_ID,
+    ClassType, CompactLookup, ExceptionFactory, ExceptionLookup, Factories, Format, SliceInfo,
+    UnknownValue, Value, ValueFactory, ValueLookup, ValueRef, UNKNOWN_VALUE_ID,
 };
 
 /// The payload encoding of an encapsulation. The protocol header always says 1.0; this is the

@@ -70,7 +70,9 @@ pub type ValueLookup = fn(&str) -> Option<ValueFactory>;
 pub type CompactLookup = fn(i32) -> Option<&'static str>;
 pub type ExceptionLookup = fn(&str) -> Option<ExceptionFactory>;
 
-/// The three lookups the decoder uses to turn type ids into Rust types.
+/// The three lookups the decoder uses to turn type ids into Rust types. A stream carries
+/// its own (generated code passes the generated root's `FACTORIES`), so that nothing
+/// process-wide decides which types a decoder knows and tests with other types can coexist.
 #[derive(Clone, Copy, Debug)]
 pub struct Factories {
     pub value: ValueLookup,
@@ -79,35 +81,17 @@ pub struct Factories {
 }
 
 impl Factories {
+    /// Knows no type at all: every instance is sliced down to what Ice's runtime knows.
+    pub const NONE: Factories = Factories {
+        value: |_| None,
+        compact: |_| None,
+        exception: |_| None,
+    };
+
     /// Knows no type at all.
     pub fn none() -> Self {
-        Factories {
-            value: |_| None,
-            compact: |_| None,
-            exception: |_| None,
-        }
+        Self::NONE
     }
-}
-
-static REGISTRY: OnceLock<Factories> = OnceLock::new();
-
-/// Installs the process-wide lookups (generated code's `register()`). Only the first call
-/// counts, so every dispatcher may call it.
-pub fn register_factories(
-    value_lookup: ValueLookup,
-    compact_lookup: CompactLookup,
-    exception_lookup: ExceptionLookup,
-) {
-    let _ = REGISTRY.set(Factories {
-        value: value_lookup,
-        compact: compact_lookup,
-        exception: exception_lookup,
-    });
-}
-
-/// The process-wide lookups, or none registered yet.
-pub fn registered_factories() -> Factories {
-    REGISTRY.get().copied().unwrap_or_else(Factories::none)
 }
 
 /// A slice the decoder did not know, kept so it can be sent on unchanged.

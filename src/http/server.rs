@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +30,7 @@ use super::request::{parse_request, CreateSessionRequest};
 use crate::auth::context::{check_group_usable, has_user_role, login_group};
 use crate::auth::{AuthError, Authenticator};
 use crate::runtime::admission::{admit, Admission, AdmissionLimits};
+use crate::runtime::config::de;
 use crate::sessions::{short, NewSession, SessionError, SessionManager};
 
 /// The endpoint's path, as in Smuggler.
@@ -38,23 +40,38 @@ pub const DEFAULT_AGENT: &str = "omero-sessiond.rest";
 /// Reason of every failure to make a session for valid input (Smuggler's text).
 pub const CANNOT_CREATE: &str = "cannot create session";
 
-/// Settings of the endpoint; `Default` gives sensible values.
-#[derive(Debug, Clone)]
+/// Settings of the endpoint; `Default` gives sensible values, and the `[http_limits]`
+/// section of the config file deserializes straight into it (keys left out keep them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Largest request body accepted; larger ones get 413.
+    #[serde(rename = "max_body_bytes")]
     pub body_limit: usize,
     /// Stored as the new sessions' agent.
+    #[serde(skip)]
     pub agent: String,
+    #[serde(skip)]
     pub tls_handshake_timeout: Duration,
     /// Time a client has to send a request's headers, also for idle kept-alive connections.
+    #[serde(
+        rename = "header_read_timeout_secs",
+        deserialize_with = "de::secs_at_least_one"
+    )]
     pub header_read_timeout: Duration,
     /// Time a client has to send a request's body once its headers are in; a slower one
     /// gets 408.
+    #[serde(
+        rename = "body_read_timeout_secs",
+        deserialize_with = "de::secs_at_least_one"
+    )]
     pub body_read_timeout: Duration,
     /// Connections served at once per listener; further ones wait in the accept queue.
+    #[serde(deserialize_with = "de::at_least_one")]
     pub max_connections: usize,
     /// Connections from one client address (IPv6: one /64) at once, over both listeners;
-    /// more are closed at once. `None` = no cap.
+    /// more are closed at once. `None` = no cap (0 in the file).
+    #[serde(deserialize_with = "de::cap_or_off")]
     pub max_connections_per_address: Option<usize>,
 }
 
@@ -718,5 +735,29 @@ mod tests {
             .unwrap();
         let config = http1_tls_config(&Arc::new(base));
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn http_limits_section_deserializes_into_the_config() {
+        let c: HttpConfig = toml::from_str("").unwrap();
+        let d = HttpConfig::default();
+        assert_eq!(
+            (c.body_limit, c.max_connections),
+            (d.body_limit, d.max_connections)
+        );
+        assert_eq!(c.agent, DEFAULT_AGENT);
+        assert_eq!(c.tls_handshake_timeout, d.tls_handshake_timeout);
+        let c: HttpConfig = toml::from_str(
+            "max_body_bytes = 100\nheader_read_timeout_secs = 0\nbody_read_timeout_secs = 7\n\
+             max_connections = 0\nmax_connections_per_address = 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.body_limit, 100);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(1));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(7));
+        assert_eq!(c.max_connections, 1);
+        assert_eq!(c.max_connections_per_address, None);
+        assert!(toml::from_str::<HttpConfig>("agent = \"x\"").is_err());
+        assert!(toml::from_str::<HttpConfig>("bogus = 1").is_err());
     }
 }

@@ -8,11 +8,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio_util::codec::Decoder;
 
 use super::{
-    prepare_reply, Batch, IceCodec, Inbound, Message, Reply, ReplyBody, Request, CLOSE_CONNECTION,
-    DEFAULT_MAX_MESSAGE_SIZE, VALIDATE_CONNECTION,
+    prepare_reply, Batch, FrameDecoder, Inbound, Message, Reply, ReplyBody, Request,
+    CLOSE_CONNECTION, DEFAULT_MAX_MESSAGE_SIZE, VALIDATE_CONNECTION,
 };
 
 /// Above this much unwritten output the driver stops reading and stops taking frames from
@@ -127,7 +126,7 @@ pub struct DispatchDone {
 pub struct ConnectionState {
     limits: Limits,
     phase: Phase,
-    codec: IceCodec,
+    codec: FrameDecoder,
     input: BytesMut,
     output: BytesMut,
     /// Bytes handed to the transport but not yet flushed.
@@ -156,7 +155,7 @@ impl ConnectionState {
     /// A freshly accepted connection; the server speaks first with ValidateConnection.
     pub fn new(limits: Limits, now: Instant) -> Self {
         let mut state = ConnectionState {
-            codec: IceCodec::new(limits.max_message_size),
+            codec: FrameDecoder::new(limits.max_message_size),
             limits,
             phase: Phase::Active,
             input: BytesMut::new(),

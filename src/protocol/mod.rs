@@ -1,9 +1,10 @@
 //! Ice protocol 1.0 messages: headers, request/reply/batch bodies and compression. Pure: no
-//! sockets and no clock; [`codec`] is the only adapter to tokio.
+//! sockets and no clock; [`codec`] is the only adapter to tokio (`tests/layering.rs` checks).
 
 pub mod codec;
 mod compress;
 pub mod connection;
+mod frame;
 mod header;
 mod message;
 
@@ -11,11 +12,12 @@ use thiserror::Error;
 
 use crate::encoding::DecodeError;
 
-pub use codec::{IceCodec, Inbound};
+pub use codec::IceCodec;
 pub use compress::{compress_frame, decompress_body, prepare_reply, MIN_COMPRESS_SIZE};
 pub use connection::{
     Action, CloseReason, ConnectionState, DispatchDone, Limits, Phase, OUTPUT_HIGH_WATER,
 };
+pub use frame::{FrameDecoder, Inbound};
 pub use header::{
     parse_header, Header, MessageType, CLOSE_CONNECTION, DEFAULT_MAX_MESSAGE_SIZE, HEADER_SIZE,
     MAGIC, VALIDATE_CONNECTION,

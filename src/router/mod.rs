@@ -109,15 +109,14 @@ mod tests {
 
     #[test]
     fn config_sections_parse() {
-        let file: crate::config::FileConfig = toml::from_str(
-            "[router]\nsession_timeout_s = 30\n[sessions]\ntime_to_idle_ms = 2000\nreaper_interval_ms = 200\n",
-        )
-        .unwrap();
-        let router = RouterConfig::from_file(&file.router);
+        let file: RouterFileConfig = toml::from_str("session_timeout_s = 30\n").unwrap();
+        let router = RouterConfig::from_file(&file);
         assert_eq!(router.session_timeout, Some(Duration::from_secs(30)));
         assert_eq!(router.instance_name, "OMERO.Glacier2");
-        assert_eq!(file.sessions.session_config().default_time_to_idle, 2000);
-        assert_eq!(file.sessions.reaper_interval(), Duration::from_millis(200));
+        let sessions: crate::services::SessionsFileConfig =
+            toml::from_str("time_to_idle_ms = 2000\nreaper_interval_ms = 200\n").unwrap();
+        assert_eq!(sessions.session_config().default_time_to_idle, 2000);
+        assert_eq!(sessions.reaper_interval(), Duration::from_millis(200));
         let never = RouterConfig::from_file(&RouterFileConfig {
             session_timeout_s: Some(0),
             ..RouterFileConfig::default()
@@ -127,6 +126,6 @@ mod tests {
             RouterConfig::from_file(&RouterFileConfig::default()).session_timeout,
             Some(Duration::from_secs(600))
         );
-        assert!(toml::from_str::<crate::config::FileConfig>("[router]\nbogus = 1\n").is_err());
+        assert!(toml::from_str::<RouterFileConfig>("bogus = 1\n").is_err());
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::facade::{async_trait, ConnectionInfo, Current, DispatchError, Identity, Proxy};
+use crate::facade::{ConnectionInfo, Current, DispatchError, Identity, Proxy};
 use crate::generated::glacier2::{
     CannotCreateSessionException, PermissionDeniedException, Router, SessionNotExistException,
 };
@@ -130,7 +130,6 @@ fn session_not_exist() -> DispatchError {
 /// The servant of `<instance>/router`.
 pub struct RouterServant(pub Arc<GlacierRouter>);
 
-#[async_trait]
 impl Router for RouterServant {
     async fn get_client_proxy(
         &self,
@@ -256,7 +255,6 @@ impl Router for RouterServant {
 /// The servant of `Ice/RouterFinder`.
 pub struct FinderServant(pub Arc<GlacierRouter>);
 
-#[async_trait]
 impl RouterFinder for FinderServant {
     async fn get_router(&self, current: &Current) -> Result<Option<Proxy>, DispatchError> {
         Ok(Some(proxy_for(

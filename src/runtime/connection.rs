@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::adapter::ObjectAdapter;
+use super::config::ConnectionConfig;
 use super::dispatch::{ConnectionInfo, Current, OperationMode};
 use super::handle::{CloseRequest, HandleParts, Outgoing};
-use crate::config::ConnectionConfig;
 use crate::protocol::{
     Action, CloseReason, ConnectionState, DispatchDone, Limits, ReplyBody, Request,
 };

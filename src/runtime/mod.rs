@@ -2,6 +2,8 @@
 
 pub mod adapter;
 pub mod admission;
+pub mod codegen;
+pub mod config;
 mod connection;
 pub mod dispatch;
 mod exception;

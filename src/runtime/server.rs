@@ -14,12 +14,12 @@ use tokio_rustls::TlsAcceptor;
 
 use super::adapter::ObjectAdapter;
 use super::admission::{self, Admission, AdmissionLimits, Admitted};
+use super::config::ServerConfig;
 use super::connection::{self, Shared};
 use super::dispatch::ConnectionInfo;
 use super::handle::ConnectionHandle;
 use super::tls::{self, TlsError};
 use super::ws;
-use crate::config::ServerConfig;
 
 #[derive(Debug, Error)]
 pub enum ServerError {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
-use crate::config::TlsSource;
+use super::config::TlsSource;
 
 #[derive(Debug, Error)]
 pub enum TlsError {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::auth::context::event_context;
 use crate::auth::{DirectoryError, ExperimenterInfo, GroupInfo, NewExperimenter, Password};
-use crate::facade::{async_trait, Current, DispatchError, ValueRef};
+use crate::facade::{Current, DispatchError, ValueRef};
 use crate::generated::omero::api::IAdmin;
 use crate::generated::omero::model::{Experimenter, ExperimenterGroup};
 use crate::sessions::SessionError;
@@ -172,7 +172,6 @@ fn directory_error(e: DirectoryError) -> DispatchError {
     }
 }
 
-#[async_trait]
 impl IAdmin for AdminService {
     async fn can_update(&self, _obj: Obj, _c: &Current) -> Outcome<bool> {
         Err(self.refuse("canUpdate"))

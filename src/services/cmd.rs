@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::auth::context::event_context;
-use crate::facade::{async_trait, Current, HashMap, Identity, Proxy, ValueRef};
+use crate::facade::{Current, HashMap, Identity, Proxy, ValueRef};
 use crate::generated::omero::cmd::{
     Chmod2, Chmod2Response, CmdCallbackPrx, CurrentSessionsRequest, CurrentSessionsResponse,
     Handle, HandleDispatcher, State, Status, UpdateSessionTimeoutRequest, ERR, OK,
@@ -304,7 +304,6 @@ impl HandleServant {
     }
 }
 
-#[async_trait]
 impl Handle for HandleServant {
     async fn add_callback(&self, cb: Option<Proxy>, current: &Current) -> Outcome<()> {
         // The command has already finished, so the callback is told at once and need not

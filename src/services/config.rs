@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use crate::facade::{async_trait, Current, DispatchError, HashMap, ValueRef};
+use crate::facade::{Current, DispatchError, HashMap, ValueRef};
 use crate::generated::omero::api::IConfig;
 use crate::sessions::{SessionConfig, SessionError};
 
@@ -195,7 +195,6 @@ impl ConfigService {
 
 type Map = Outcome<HashMap<String, String>>;
 
-#[async_trait]
 impl IConfig for ConfigService {
     async fn get_version(&self, _c: &Current) -> Outcome<String> {
         Ok(OMERO_VERSION.to_string())

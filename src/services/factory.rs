@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::context::rights;
 use crate::auth::{AuthError, Password};
-use crate::facade::{async_trait, Current, Dispatch, DispatchError, Identity, Proxy, ValueRef};
+use crate::facade::{Current, Dispatch, DispatchError, Identity, Proxy, ValueRef};
 use crate::generated::omero::api::{
     IAdminDispatcher, IConfigDispatcher, ISessionDispatcher, ServiceFactory,
     ServiceFactoryDispatcher,
@@ -151,7 +151,6 @@ fn unknown_service(name: &str) -> DispatchError {
     )))
 }
 
-#[async_trait]
 impl ServiceFactory for FactoryServant {
     async fn destroy(&self, _current: &Current) -> Outcome<()> {
         self.factory.destroy(&self.services);

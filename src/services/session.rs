@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::context::login_group;
 use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
 use crate::encoding::{Encoding, OutputStream};
-use crate::facade::{async_trait, Current, ValueRef};
+use crate::facade::{Current, ValueRef};
 use crate::generated::omero::api::ISession;
 use crate::generated::omero::model::Session;
 use crate::generated::omero::sys::Principal;
@@ -116,7 +116,6 @@ impl SessionService {
     }
 }
 
-#[async_trait]
 impl ISession for SessionService {
     async fn create_session(
         &self,

@@ -16,18 +16,18 @@ pub mod dep {
         }
     }
 
-    slice_exception!(Failure, "::Dep::Failure", false, [reason], []);
+    crate::facade::slice_exception!(Failure, "::Dep::Failure", false, [reason], []);
 
     #[derive(Clone, Debug, PartialEq, Default)]
     pub struct Named {
         pub name: String,
     }
 
-    slice_class!(Named, "::Dep::Named", None, [name], []);
+    crate::facade::slice_class!(Named, "::Dep::Named", None, [name], []);
 
     pub fn value_factory(type_id: &str) -> Option<crate::facade::ValueFactory> {
         let f: crate::facade::ValueFactory = match type_id {
-            "::Dep::Named" => crate::generated::value_of::<Named>,
+            "::Dep::Named" => crate::facade::value_of::<Named>,
             _ => return None,
         };
         Some(f)
@@ -40,7 +40,7 @@ pub mod dep {
 
     pub fn exception_factory(type_id: &str) -> Option<crate::facade::ExceptionFactory> {
         let f: crate::facade::ExceptionFactory = match type_id {
-            "::Dep::Failure" => crate::generated::exception_of::<Failure>,
+            "::Dep::Failure" => crate::facade::exception_of::<Failure>,
             _ => return None,
         };
         Some(f)
@@ -65,11 +65,11 @@ pub mod feat {
 
     pub const GREETING: &str = "héllo\t\"you\"";
 
-    pub const FAVOURITE: crate::generated::feat::inner::Color = crate::generated::feat::inner::Color::Blue;
+    pub const FAVOURITE: inner::Color = inner::Color::Blue;
 
-    pub const COPY: i32 = crate::generated::feat::OCTAL as i32;
+    pub const COPY: i32 = OCTAL as i32;
 
-    pub const WIDE: i64 = crate::generated::feat::OCTAL as i64;
+    pub const WIDE: i64 = OCTAL as i64;
 
     #[derive(Clone, Debug, PartialEq, Eq, Hash)]
     pub struct Point {
@@ -86,13 +86,13 @@ pub mod feat {
         }
     }
 
-    slice_struct!(Point, 8, Some(8), [x, y]);
+    crate::facade::slice_struct!(Point, 8, Some(8), [x, y]);
 
     #[derive(Clone, Debug, PartialEq)]
     pub struct Labeled {
         pub label: String,
-        pub r#where: crate::generated::feat::Point,
-        pub color: crate::generated::feat::inner::Color,
+        pub r#where: Point,
+        pub color: inner::Color,
         pub weight: f64,
     }
 
@@ -101,44 +101,44 @@ pub mod feat {
             Self {
                 label: "none".to_string(),
                 r#where: Default::default(),
-                color: crate::generated::feat::inner::Color::Green,
+                color: inner::Color::Green,
                 weight: 2_f64,
             }
         }
     }
 
-    slice_struct!(Labeled, 18, None, [label, r#where, color, weight]);
+    crate::facade::slice_struct!(Labeled, 18, None, [label, r#where, color, weight]);
 
-    pub type Points = Vec<crate::generated::feat::Point>;
+    pub type Points = Vec<Point>;
 
-    pub type ColorMap = std::collections::HashMap<String, crate::generated::feat::inner::Color>;
+    pub type ColorMap = std::collections::HashMap<String, inner::Color>;
 
     pub type Proxies = std::collections::HashMap<i64, Option<crate::facade::Proxy>>;
 
     #[derive(Clone, Debug, PartialEq, Default)]
     pub struct Shape {
         pub module: String,
-        pub corners: crate::generated::feat::Points,
+        pub corners: Points,
         pub depth: Option<i32>,
-        pub label: Option<crate::generated::feat::Labeled>,
+        pub label: Option<Labeled>,
         pub next: Option<crate::facade::ValueRef>,
         pub anything: Option<crate::facade::ValueRef>,
     }
 
-    slice_class!(Shape, "::Feat::Shape", Some(3), [module, corners, next, anything], [1 label, 2 depth]);
+    crate::facade::slice_class!(Shape, "::Feat::Shape", Some(3), [module, corners, next, anything], [1 label, 2 depth]);
 
     #[derive(Clone, Debug, PartialEq, Default)]
     pub struct Base {
-        pub base: crate::generated::feat::Shape,
+        pub base: Shape,
         pub base_: i64,
         pub other: Option<crate::facade::ValueRef>,
     }
 
-    slice_class!(Base, "::Feat::Base", None, [base_, other], [], base crate::generated::feat::Shape);
+    crate::facade::slice_class!(Base, "::Feat::Base", None, [base_, other], [], base Shape);
 
     #[derive(Clone, Debug, PartialEq)]
     pub struct Problem {
-        pub base: crate::generated::dep::Failure,
+        pub base: super::dep::Failure,
         pub code: i32,
         pub detail: Option<String>,
     }
@@ -153,38 +153,37 @@ pub mod feat {
         }
     }
 
-    slice_exception!(Problem, "::Feat::Problem", false, [code], [1 detail], base crate::generated::dep::Failure);
+    crate::facade::slice_exception!(Problem, "::Feat::Problem", false, [code], [1 detail], base super::dep::Failure);
 
-    #[crate::facade::async_trait]
     pub trait Node: Send + Sync + 'static {
-        async fn name(
+        fn name(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<String, crate::facade::DispatchError>;
-        async fn lookup(
+        ) -> impl std::future::Future<Output = Result<String, crate::facade::DispatchError>> + Send;
+        fn lookup(
             &self,
             key: String,
             limit: Option<i32>,
             current: &crate::facade::Current,
-        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<crate::generated::feat::Points>), crate::facade::DispatchError>;
-        async fn shape(
+        ) -> impl std::future::Future<Output = Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::DispatchError>> + Send;
+        fn shape(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>;
-        async fn ping(
+        ) -> impl std::future::Future<Output = Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>> + Send;
+        fn ping(
             &self,
             peer: Option<crate::facade::Proxy>,
             any: Option<crate::facade::Proxy>,
             current: &crate::facade::Current,
-        ) -> Result<(), crate::facade::DispatchError>;
+        ) -> impl std::future::Future<Output = Result<(), crate::facade::DispatchError>> + Send;
     }
 
     pub const NODE_TYPE_IDS: &[&str] = &["::Feat::Node", "::Ice::Object"];
 
-    pub struct NodeDispatcher<T: Node + ?Sized>(pub std::sync::Arc<T>);
+    pub struct NodeDispatcher<T: Node>(pub std::sync::Arc<T>);
 
     #[crate::facade::async_trait]
-    impl<T: Node + ?Sized> crate::facade::Dispatch for NodeDispatcher<T> {
+    impl<T: Node> crate::facade::Dispatch for NodeDispatcher<T> {
         fn type_ids(&self) -> &'static [&'static str] {
             NODE_TYPE_IDS
         }
@@ -198,26 +197,26 @@ pub mod feat {
             current: &crate::facade::Current,
             params: &[u8],
         ) -> Result<Vec<u8>, crate::facade::DispatchError> {
-            crate::generated::register();
             match current.operation.as_str() {
                 "name" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
-                    crate::generated::no_params(params, current.encoding)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
+                    crate::facade::no_params(params, current.encoding)?;
                     let result = self.0.name(current).await;
-                    let v0 = crate::generated::check_throws(result, &[])?;
+                    let v0 = crate::facade::check_throws(result, &[])?;
                     let mut w = crate::facade::OutputStream::new(current.encoding);
                     crate::facade::Encode::encode(&v0, &mut w);
                     Ok(w.into_bytes())
                 }
                 "lookup" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
-                    crate::generated::end_params(&r)?;
+                    crate::facade::end_params(&r)?;
                     let result = self.0.lookup(a0, a1, current).await;
-                    let (v0, v1, v2) = crate::generated::check_throws(result, &["::Feat::Problem"])?;
+                    let (v0, v1, v2) = crate::facade::check_throws(result, &["::Feat::Problem"])?;
                     let mut w = crate::facade::OutputStream::new(current.encoding);
                     crate::facade::Encode::encode(&v1, &mut w);
                     crate::facade::Encode::encode(&v0, &mut w);
@@ -226,10 +225,10 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "shape" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
-                    crate::generated::no_params(params, current.encoding)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::no_params(params, current.encoding)?;
                     let result = self.0.shape(current).await;
-                    let v0 = crate::generated::check_throws(result, &[])?;
+                    let v0 = crate::facade::check_throws(result, &[])?;
                     let mut w = crate::facade::OutputStream::new(current.encoding);
                     w.set_format(crate::facade::Format::Sliced);
                     crate::facade::Encode::encode(&v0, &mut w);
@@ -237,15 +236,16 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "ping" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
-                    crate::generated::end_params(&r)?;
+                    crate::facade::end_params(&r)?;
                     let result = self.0.ping(a0, a1, current).await;
-                    let () = crate::generated::check_throws(result, &[])?;
-                    Ok(crate::generated::empty_reply())
+                    let () = crate::facade::check_throws(result, &[])?;
+                    Ok(crate::facade::empty_reply())
                 }
                 _ => Err(crate::facade::DispatchError::OperationNotExist),
             }
@@ -256,22 +256,23 @@ pub mod feat {
     #[derive(Clone)]
     pub struct NodePrx {
         pub proxy: crate::facade::Proxy,
-        pub invoker: std::sync::Arc<dyn crate::generated::Invoker>,
+        pub invoker: std::sync::Arc<dyn crate::facade::Invoker>,
     }
 
     impl NodePrx {
         pub async fn name(
             &self,
             ctx: &crate::facade::Context,
-        ) -> Result<String, crate::generated::CallError> {
+        ) -> Result<String, crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let ice_w = crate::facade::OutputStream::new(ice_enc);
             let ice_reply = self
                 .invoker
                 .invoke(&self.proxy, "name", crate::facade::OperationMode::Idempotent, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
             Ok(ice_v0)
@@ -282,7 +283,7 @@ pub mod feat {
             key: String,
             limit: Option<i32>,
             ctx: &crate::facade::Context,
-        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<crate::generated::feat::Points>), crate::generated::CallError> {
+        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let mut ice_w = crate::facade::OutputStream::new(ice_enc);
             crate::facade::Encode::encode(&key, &mut ice_w);
@@ -291,12 +292,13 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "lookup", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
-            let ice_v2: Option<crate::generated::feat::Points> = ice_r.read_optional(1)?;
+            let ice_v2: Option<Points> = ice_r.read_optional(1)?;
             ice_r.read_pending_values()?;
             Ok((ice_v0, ice_v1, ice_v2))
         }
@@ -304,15 +306,16 @@ pub mod feat {
         pub async fn shape(
             &self,
             ctx: &crate::facade::Context,
-        ) -> Result<Option<crate::facade::ValueRef>, crate::generated::CallError> {
+        ) -> Result<Option<crate::facade::ValueRef>, crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let ice_w = crate::facade::OutputStream::new(ice_enc);
             let ice_reply = self
                 .invoker
                 .invoke(&self.proxy, "shape", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             ice_r.read_pending_values()?;
@@ -324,61 +327,60 @@ pub mod feat {
             peer: Option<crate::facade::Proxy>,
             any: Option<crate::facade::Proxy>,
             ctx: &crate::facade::Context,
-        ) -> Result<(), crate::generated::CallError> {
+        ) -> Result<(), crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let mut ice_w = crate::facade::OutputStream::new(ice_enc);
             crate::facade::Encode::encode(&peer, &mut ice_w);
             crate::facade::Encode::encode(&any, &mut ice_w);
             let ice_reply = self
                 .invoker
-                .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::generated::is_oneway(&self.proxy))
+                .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::facade::is_oneway(&self.proxy))
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let _ = ice_payload;
             Ok(())
         }
     }
 
-    #[crate::facade::async_trait]
     pub trait Tree: Send + Sync + 'static {
-        async fn paint(
+        fn paint(
             &self,
-            c: crate::generated::feat::inner::Color,
+            c: inner::Color,
             current: &crate::facade::Current,
-        ) -> Result<Option<crate::generated::feat::inner::Color>, crate::facade::DispatchError>;
-        async fn current(
+        ) -> impl std::future::Future<Output = Result<Option<inner::Color>, crate::facade::DispatchError>> + Send;
+        fn current(
             &self,
             current_: i32,
             current: &crate::facade::Current,
-        ) -> Result<(), crate::facade::DispatchError>;
-        async fn name(
+        ) -> impl std::future::Future<Output = Result<(), crate::facade::DispatchError>> + Send;
+        fn name(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<String, crate::facade::DispatchError>;
-        async fn lookup(
+        ) -> impl std::future::Future<Output = Result<String, crate::facade::DispatchError>> + Send;
+        fn lookup(
             &self,
             key: String,
             limit: Option<i32>,
             current: &crate::facade::Current,
-        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<crate::generated::feat::Points>), crate::facade::DispatchError>;
-        async fn shape(
+        ) -> impl std::future::Future<Output = Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::DispatchError>> + Send;
+        fn shape(
             &self,
             current: &crate::facade::Current,
-        ) -> Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>;
-        async fn ping(
+        ) -> impl std::future::Future<Output = Result<Option<crate::facade::ValueRef>, crate::facade::DispatchError>> + Send;
+        fn ping(
             &self,
             peer: Option<crate::facade::Proxy>,
             any: Option<crate::facade::Proxy>,
             current: &crate::facade::Current,
-        ) -> Result<(), crate::facade::DispatchError>;
+        ) -> impl std::future::Future<Output = Result<(), crate::facade::DispatchError>> + Send;
     }
 
     pub const TREE_TYPE_IDS: &[&str] = &["::Feat::Node", "::Feat::Tree", "::Ice::Object"];
 
-    pub struct TreeDispatcher<T: Tree + ?Sized>(pub std::sync::Arc<T>);
+    pub struct TreeDispatcher<T: Tree>(pub std::sync::Arc<T>);
 
     #[crate::facade::async_trait]
-    impl<T: Tree + ?Sized> crate::facade::Dispatch for TreeDispatcher<T> {
+    impl<T: Tree> crate::facade::Dispatch for TreeDispatcher<T> {
         fn type_ids(&self) -> &'static [&'static str] {
             TREE_TYPE_IDS
         }
@@ -392,48 +394,50 @@ pub mod feat {
             current: &crate::facade::Current,
             params: &[u8],
         ) -> Result<Vec<u8>, crate::facade::DispatchError> {
-            crate::generated::register();
             match current.operation.as_str() {
                 "paint" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
-                    let a0: crate::generated::feat::inner::Color = crate::facade::Decode::decode(&mut r)?;
-                    crate::generated::end_params(&r)?;
+                    let a0: inner::Color = crate::facade::Decode::decode(&mut r)?;
+                    crate::facade::end_params(&r)?;
                     let result = self.0.paint(a0, current).await;
-                    let v0 = crate::generated::check_throws(result, &["::Dep::Failure"])?;
+                    let v0 = crate::facade::check_throws(result, &["::Dep::Failure"])?;
                     let mut w = crate::facade::OutputStream::new(current.encoding);
                     w.write_optional(2, v0.as_ref());
                     Ok(w.into_bytes())
                 }
                 "current" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: i32 = crate::facade::Decode::decode(&mut r)?;
-                    crate::generated::end_params(&r)?;
+                    crate::facade::end_params(&r)?;
                     let result = self.0.current(a0, current).await;
-                    let () = crate::generated::check_throws(result, &[])?;
-                    Ok(crate::generated::empty_reply())
+                    let () = crate::facade::check_throws(result, &[])?;
+                    Ok(crate::facade::empty_reply())
                 }
                 "name" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
-                    crate::generated::no_params(params, current.encoding)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Idempotent, current.mode)?;
+                    crate::facade::no_params(params, current.encoding)?;
                     let result = self.0.name(current).await;
-                    let v0 = crate::generated::check_throws(result, &[])?;
+                    let v0 = crate::facade::check_throws(result, &[])?;
                     let mut w = crate::facade::OutputStream::new(current.encoding);
                     crate::facade::Encode::encode(&v0, &mut w);
                     Ok(w.into_bytes())
                 }
                 "lookup" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: String = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<i32> = r.read_optional(3)?;
-                    crate::generated::end_params(&r)?;
+                    crate::facade::end_params(&r)?;
                     let result = self.0.lookup(a0, a1, current).await;
-                    let (v0, v1, v2) = crate::generated::check_throws(result, &["::Feat::Problem"])?;
+                    let (v0, v1, v2) = crate::facade::check_throws(result, &["::Feat::Problem"])?;
                     let mut w = crate::facade::OutputStream::new(current.encoding);
                     crate::facade::Encode::encode(&v1, &mut w);
                     crate::facade::Encode::encode(&v0, &mut w);
@@ -442,10 +446,10 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "shape" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
-                    crate::generated::no_params(params, current.encoding)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::no_params(params, current.encoding)?;
                     let result = self.0.shape(current).await;
-                    let v0 = crate::generated::check_throws(result, &[])?;
+                    let v0 = crate::facade::check_throws(result, &[])?;
                     let mut w = crate::facade::OutputStream::new(current.encoding);
                     w.set_format(crate::facade::Format::Sliced);
                     crate::facade::Encode::encode(&v0, &mut w);
@@ -453,15 +457,16 @@ pub mod feat {
                     Ok(w.into_bytes())
                 }
                 "ping" => {
-                    crate::generated::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
+                    crate::facade::check_mode(crate::facade::OperationMode::Normal, current.mode)?;
                     let mut r = crate::facade::InputStream::new(params, current.encoding);
+                    r.set_factories(super::FACTORIES);
                     r.refuse_cycles();
                     let a0: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
                     let a1: Option<crate::facade::Proxy> = crate::facade::Decode::decode(&mut r)?;
-                    crate::generated::end_params(&r)?;
+                    crate::facade::end_params(&r)?;
                     let result = self.0.ping(a0, a1, current).await;
-                    let () = crate::generated::check_throws(result, &[])?;
-                    Ok(crate::generated::empty_reply())
+                    let () = crate::facade::check_throws(result, &[])?;
+                    Ok(crate::facade::empty_reply())
                 }
                 _ => Err(crate::facade::DispatchError::OperationNotExist),
             }
@@ -472,15 +477,15 @@ pub mod feat {
     #[derive(Clone)]
     pub struct TreePrx {
         pub proxy: crate::facade::Proxy,
-        pub invoker: std::sync::Arc<dyn crate::generated::Invoker>,
+        pub invoker: std::sync::Arc<dyn crate::facade::Invoker>,
     }
 
     impl TreePrx {
         pub async fn paint(
             &self,
-            c: crate::generated::feat::inner::Color,
+            c: inner::Color,
             ctx: &crate::facade::Context,
-        ) -> Result<Option<crate::generated::feat::inner::Color>, crate::generated::CallError> {
+        ) -> Result<Option<inner::Color>, crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let mut ice_w = crate::facade::OutputStream::new(ice_enc);
             crate::facade::Encode::encode(&c, &mut ice_w);
@@ -488,10 +493,11 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "paint", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
-            let ice_v0: Option<crate::generated::feat::inner::Color> = ice_r.read_optional(2)?;
+            let ice_v0: Option<inner::Color> = ice_r.read_optional(2)?;
             Ok(ice_v0)
         }
 
@@ -499,15 +505,15 @@ pub mod feat {
             &self,
             current: i32,
             ctx: &crate::facade::Context,
-        ) -> Result<(), crate::generated::CallError> {
+        ) -> Result<(), crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let mut ice_w = crate::facade::OutputStream::new(ice_enc);
             crate::facade::Encode::encode(&current, &mut ice_w);
             let ice_reply = self
                 .invoker
-                .invoke(&self.proxy, "current", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::generated::is_oneway(&self.proxy))
+                .invoke(&self.proxy, "current", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::facade::is_oneway(&self.proxy))
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let _ = ice_payload;
             Ok(())
         }
@@ -515,15 +521,16 @@ pub mod feat {
         pub async fn name(
             &self,
             ctx: &crate::facade::Context,
-        ) -> Result<String, crate::generated::CallError> {
+        ) -> Result<String, crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let ice_w = crate::facade::OutputStream::new(ice_enc);
             let ice_reply = self
                 .invoker
                 .invoke(&self.proxy, "name", crate::facade::OperationMode::Idempotent, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: String = crate::facade::Decode::decode(&mut ice_r)?;
             Ok(ice_v0)
@@ -534,7 +541,7 @@ pub mod feat {
             key: String,
             limit: Option<i32>,
             ctx: &crate::facade::Context,
-        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<crate::generated::feat::Points>), crate::generated::CallError> {
+        ) -> Result<(Option<crate::facade::ValueRef>, i64, Option<Points>), crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let mut ice_w = crate::facade::OutputStream::new(ice_enc);
             crate::facade::Encode::encode(&key, &mut ice_w);
@@ -543,12 +550,13 @@ pub mod feat {
                 .invoker
                 .invoke(&self.proxy, "lookup", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v1: i64 = crate::facade::Decode::decode(&mut ice_r)?;
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
-            let ice_v2: Option<crate::generated::feat::Points> = ice_r.read_optional(1)?;
+            let ice_v2: Option<Points> = ice_r.read_optional(1)?;
             ice_r.read_pending_values()?;
             Ok((ice_v0, ice_v1, ice_v2))
         }
@@ -556,15 +564,16 @@ pub mod feat {
         pub async fn shape(
             &self,
             ctx: &crate::facade::Context,
-        ) -> Result<Option<crate::facade::ValueRef>, crate::generated::CallError> {
+        ) -> Result<Option<crate::facade::ValueRef>, crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let ice_w = crate::facade::OutputStream::new(ice_enc);
             let ice_reply = self
                 .invoker
                 .invoke(&self.proxy, "shape", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, false)
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let mut ice_r = crate::facade::InputStream::new(&ice_payload, ice_enc);
+            ice_r.set_factories(super::FACTORIES);
             ice_r.refuse_cycles();
             let ice_v0: Option<crate::facade::ValueRef> = crate::facade::Decode::decode(&mut ice_r)?;
             ice_r.read_pending_values()?;
@@ -576,23 +585,23 @@ pub mod feat {
             peer: Option<crate::facade::Proxy>,
             any: Option<crate::facade::Proxy>,
             ctx: &crate::facade::Context,
-        ) -> Result<(), crate::generated::CallError> {
+        ) -> Result<(), crate::facade::CallError> {
             let ice_enc = self.proxy.encoding;
             let mut ice_w = crate::facade::OutputStream::new(ice_enc);
             crate::facade::Encode::encode(&peer, &mut ice_w);
             crate::facade::Encode::encode(&any, &mut ice_w);
             let ice_reply = self
                 .invoker
-                .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::generated::is_oneway(&self.proxy))
+                .invoke(&self.proxy, "ping", crate::facade::OperationMode::Normal, ctx, ice_w.into_bytes(), ice_enc, crate::facade::is_oneway(&self.proxy))
                 .await?;
-            let ice_payload = crate::generated::reply_payload(ice_reply, ice_enc)?;
+            let ice_payload = crate::facade::reply_payload(ice_reply, ice_enc, super::FACTORIES)?;
             let _ = ice_payload;
             Ok(())
         }
     }
 
     pub mod inner {
-        slice_enum!(Color, 6, [Red = 0, Green = 5, Blue = 6]);
+        crate::facade::slice_enum!(Color, 6, [Red = 0, Green = 5, Blue = 6]);
 
         pub fn value_factory(type_id: &str) -> Option<crate::facade::ValueFactory> {
             let _ = type_id;
@@ -613,8 +622,8 @@ pub mod feat {
 
     pub fn value_factory(type_id: &str) -> Option<crate::facade::ValueFactory> {
         let f: crate::facade::ValueFactory = match type_id {
-            "::Feat::Shape" => crate::generated::value_of::<Shape>,
-            "::Feat::Base" => crate::generated::value_of::<Base>,
+            "::Feat::Shape" => crate::facade::value_of::<Shape>,
+            "::Feat::Base" => crate::facade::value_of::<Base>,
             _ => return None
             .or_else(|| inner::value_factory(type_id)),
         };
@@ -632,7 +641,7 @@ pub mod feat {
 
     pub fn exception_factory(type_id: &str) -> Option<crate::facade::ExceptionFactory> {
         let f: crate::facade::ExceptionFactory = match type_id {
-            "::Feat::Problem" => crate::generated::exception_of::<Problem>,
+            "::Feat::Problem" => crate::facade::exception_of::<Problem>,
             _ => return None
             .or_else(|| inner::exception_factory(type_id)),
         };
@@ -642,10 +651,12 @@ pub mod feat {
 }
 
 
-/// Installs the factories of every generated class and exception (idempotent).
-pub fn register() {
-    crate::facade::register_factories(value_factory_all, compact_id_all, exception_factory_all);
-}
+/// The factories of every generated class and exception, for the streams that decode them.
+pub const FACTORIES: crate::facade::Factories = crate::facade::Factories {
+    value: value_factory_all,
+    compact: compact_id_all,
+    exception: exception_factory_all,
+};
 
 fn value_factory_all(type_id: &str) -> Option<crate::facade::ValueFactory> {
     None
