@@ -20,6 +20,7 @@
 
 pub mod contract;
 pub mod memory;
+pub mod sqlite;
 
 use std::fmt;
 use std::path::Path;
@@ -30,6 +31,10 @@ use super::{read_json, write_json, StoreError};
 
 /// File name of the directory document inside the data directory.
 pub const DIRECTORY_FILE: &str = "directory.json";
+/// Suffix `directory.json` gets once it has been imported into a database.
+pub const IMPORTED_SUFFIX: &str = ".imported";
+/// The embedded database inside the data directory.
+pub const DATABASE_FILE: &str = "omero-sessiond.db";
 /// Format version written by this program.
 pub const DIRECTORY_VERSION: u32 = 1;
 
@@ -323,6 +328,9 @@ pub enum BackendError {
     /// The database cannot be reached (yet): callers fail fast and may try again later.
     #[error("directory database {location} is unavailable: {reason}")]
     Unavailable { location: String, reason: String },
+    /// A `database` setting this build cannot use.
+    #[error("{0}")]
+    Unsupported(String),
     /// Stored rows that this program cannot make sense of.
     #[error("directory database {location} holds invalid data: {detail}")]
     Invalid { location: String, detail: String },
@@ -338,6 +346,35 @@ impl BackendError {
             source: Box::new(source),
         }
     }
+}
+
+/// The one place where the `database` setting (`--database`, config key `database`) chooses
+/// the backend: none means the embedded database in `data_dir`, `postgres://...` PostgreSQL.
+pub fn open_backend(
+    data_dir: &Path,
+    database: Option<&str>,
+) -> Result<Box<dyn DirectoryBackend>, BackendError> {
+    match database.map(str::trim).filter(|d| !d.is_empty()) {
+        None => Ok(Box::new(sqlite::SqliteDirectory::open(
+            &data_dir.join(DATABASE_FILE),
+        )?)),
+        Some(url) if is_postgres_url(url) => Err(BackendError::Unsupported(
+            "PostgreSQL support not built: this omero-sessiond keeps users only in its \
+             embedded database (leave `database` unset)"
+                .to_string(),
+        )),
+        // The setting may hold a password: name only what it starts with.
+        Some(url) => Err(BackendError::Unsupported(format!(
+            "unknown database {:?}...: expected postgres://USER@HOST:PORT/DB, or no setting \
+             for the embedded database in the data directory",
+            url.chars().take(12).collect::<String>()
+        ))),
+    }
+}
+
+/// Whether a `database` setting names PostgreSQL.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Where the directory lives. Implementations: the embedded SQLite database, PostgreSQL
