@@ -23,6 +23,7 @@ use crate::store::directory::{
 use crate::store::{ensure_dir, write_private_new, FileLock, StoreError, DIRECTORY_LOCK_FILE};
 
 use super::checker::HashMemory;
+use super::context::ADMIN_PRIVILEGES;
 use super::password::{generate_password, hash_password, Password, DUMMY_HASH};
 use super::permissions;
 use super::AuthError;
@@ -77,6 +78,9 @@ pub struct ExperimenterInfo {
     /// Ids of groups this user owns (leads).
     pub leader_of: Vec<i64>,
     pub has_password: bool,
+    /// Light-admin privileges withheld from this user while in `system` (see
+    /// [`ExperimenterInfo::admin_privileges`]).
+    pub admin_restrictions: Vec<String>,
 }
 
 impl ExperimenterInfo {
@@ -95,6 +99,18 @@ impl ExperimenterInfo {
 
     pub fn leads(&self, group_id: i64) -> bool {
         self.leader_of.contains(&group_id)
+    }
+
+    /// OMERO's getAdminPrivileges: every privilege not restricted for a member of `system`,
+    /// none for anyone else.
+    pub fn admin_privileges(&self) -> Vec<&'static str> {
+        if !self.is_admin() {
+            return Vec::new();
+        }
+        ADMIN_PRIVILEGES
+            .into_iter()
+            .filter(|p| !self.admin_restrictions.iter().any(|r| r == p))
+            .collect()
     }
 }
 
@@ -418,6 +434,7 @@ impl Directory {
                 password_hash: Some(hash.clone()),
                 member_of,
                 leader_of,
+                admin_restrictions: Vec::new(),
             };
             data.next_experimenter_id += 1;
             data.experimenters.push(record.clone());
@@ -594,6 +611,32 @@ impl Directory {
             } else {
                 user.leader_of.retain(|g| *g != group_id);
             }
+            Ok(())
+        })
+    }
+
+    /// setAdminPrivileges: the user holds exactly `privileges` while in `system`; every
+    /// other privilege is recorded as a restriction. Unknown names are refused.
+    pub fn set_admin_privileges(
+        &self,
+        user_id: i64,
+        privileges: &[String],
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        if let Some(unknown) = privileges
+            .iter()
+            .find(|p| !ADMIN_PRIVILEGES.contains(&p.as_str()))
+        {
+            return Err(DirectoryError::Refused(format!(
+                "unknown admin privilege {unknown:?}"
+            )));
+        }
+        let restrictions = ADMIN_PRIVILEGES
+            .into_iter()
+            .filter(|p| !privileges.iter().any(|q| q == p))
+            .map(str::to_string)
+            .collect();
+        self.change_user(user_id, |_, user| {
+            user.admin_restrictions = restrictions;
             Ok(())
         })
     }
@@ -780,6 +823,7 @@ fn experimenter_info(r: &ExperimenterRecord) -> ExperimenterInfo {
         member_of: r.member_of.clone(),
         leader_of: r.leader_of.clone(),
         has_password: r.password_hash.is_some(),
+        admin_restrictions: r.admin_restrictions.clone(),
     }
 }
 
@@ -1233,5 +1277,38 @@ mod tests {
         // Ids are never reused.
         let next = d.add_experimenter(new_user("next", &[])).unwrap();
         assert_eq!(next.id, 3);
+    }
+
+    #[test]
+    fn admin_privileges_are_stored_as_restrictions_of_system_members() {
+        let (tmp, d) = open();
+        assert_eq!(
+            d.experimenter(ROOT_USER_ID)
+                .unwrap()
+                .admin_privileges()
+                .len(),
+            15
+        );
+        let a = d.add_experimenter(new_user("a", &[])).unwrap().id;
+        let wanted = vec!["Sudo".to_string(), "ModifyUser".to_string()];
+        let got = d.set_admin_privileges(a, &wanted).unwrap();
+        assert_eq!(got.admin_restrictions.len(), 13);
+        // Not in system: restrictions are kept but no privilege is held.
+        assert!(got.admin_privileges().is_empty());
+        let got = d.add_memberships(a, &[SYSTEM_GROUP_ID]).unwrap();
+        assert_eq!(got.admin_privileges(), vec!["ModifyUser", "Sudo"]);
+        let again = Directory::open(&tmp.path().join("data")).unwrap();
+        let user = again.experimenter(a).unwrap();
+        assert_eq!(user.admin_privileges(), vec!["ModifyUser", "Sudo"]);
+        let none = d.set_admin_privileges(a, &[]).unwrap();
+        assert!(none.is_admin() && none.admin_privileges().is_empty());
+        assert!(matches!(
+            d.set_admin_privileges(a, &["Dance".to_string()]),
+            Err(DirectoryError::Refused(_))
+        ));
+        assert!(matches!(
+            d.set_admin_privileges(99, &wanted),
+            Err(DirectoryError::UnknownUser(_))
+        ));
     }
 }

@@ -79,6 +79,11 @@ pub struct ExperimenterRecord {
     pub member_of: Vec<i64>,
     #[serde(default)]
     pub leader_of: Vec<i64>,
+    /// Light-admin privileges this member of `system` does not hold (OMERO keeps them as
+    /// `AdminPrivilege:X=false` in `Experimenter.config`): empty means a full administrator.
+    /// No effect while the user is not in `system`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_restrictions: Vec<String>,
 }
 
 impl fmt::Debug for ExperimenterRecord {
@@ -96,6 +101,7 @@ impl fmt::Debug for ExperimenterRecord {
             )
             .field("member_of", &self.member_of)
             .field("leader_of", &self.leader_of)
+            .field("admin_restrictions", &self.admin_restrictions)
             .finish()
     }
 }
@@ -137,6 +143,7 @@ impl DirectoryData {
             password_hash: None,
             member_of,
             leader_of: Vec::new(),
+            admin_restrictions: Vec::new(),
         };
         DirectoryData {
             version: DIRECTORY_VERSION,
@@ -442,6 +449,19 @@ mod tests {
             DirectoryData::load(&path),
             Err(StoreError::Version { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn files_without_admin_restrictions_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DIRECTORY_FILE);
+        let mut d = DirectoryData::with_builtins();
+        d.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("admin_restrictions"), "{text}");
+        d.experimenters[0].admin_restrictions = vec!["Sudo".into()];
+        d.save(&path).unwrap();
+        assert_eq!(DirectoryData::load(&path).unwrap(), Some(d));
     }
 
     #[test]
