@@ -630,13 +630,13 @@ impl Directory {
                 "unknown admin privilege {unknown:?}"
             )));
         }
-        let restrictions = ADMIN_PRIVILEGES
+        let restrictions: Vec<String> = ADMIN_PRIVILEGES
             .into_iter()
             .filter(|p| !privileges.iter().any(|q| q == p))
             .map(str::to_string)
             .collect();
         self.change_user(user_id, |_, user| {
-            user.admin_restrictions = restrictions;
+            user.admin_restrictions = restrictions.clone();
             Ok(())
         })
     }

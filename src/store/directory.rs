@@ -33,8 +33,6 @@ use super::{read_json, write_json, StoreError};
 pub const DIRECTORY_FILE: &str = "directory.json";
 /// Suffix `directory.json` gets once it has been imported into a database.
 pub const IMPORTED_SUFFIX: &str = ".imported";
-/// The embedded database inside the data directory.
-pub const DATABASE_FILE: &str = "omero-sessiond.db";
 /// Format version written by this program.
 pub const DIRECTORY_VERSION: u32 = 1;
 
@@ -363,7 +361,7 @@ pub fn open_backend(
 ) -> Result<Box<dyn DirectoryBackend>, BackendError> {
     match database.map(str::trim).filter(|d| !d.is_empty()) {
         None => Ok(Box::new(sqlite::SqliteDirectory::open(
-            &data_dir.join(DATABASE_FILE),
+            &crate::store::sqlite::database_path(data_dir),
         )?)),
         Some(url) if is_postgres_url(url) => Err(BackendError::Unsupported(
             "PostgreSQL support not built: this omero-sessiond keeps users only in its \

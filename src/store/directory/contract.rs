@@ -87,6 +87,7 @@ fn round_trips_every_field(a: &dyn DirectoryBackend, b: &dyn DirectoryBackend, v
         member_of: vec![4, 3, 1, 0],
         // Owned groups come in membership order (an owner flag on each membership).
         leader_of: vec![4, 3],
+        admin_restrictions: vec!["Sudo".to_string(), "ModifyUser".to_string()],
     });
     next.next_group_id = 5;
     next.next_experimenter_id = 3;
@@ -106,6 +107,7 @@ fn round_trips_every_field(a: &dyn DirectoryBackend, b: &dyn DirectoryBackend, v
         ann.leader_of = vec![4];
         ann.email = None;
         ann.password_hash = None;
+        ann.admin_restrictions = vec!["Chown".to_string()];
     }
     if let Some(lab) = changed.groups.iter_mut().find(|g| g.id == 3) {
         lab.name = "lab".to_string();

@@ -1,7 +1,8 @@
 //! The directory in the embedded SQLite database `<data>/omero-sessiond.db`.
 //!
 //! Proper tables (experimenters, groups, memberships with an owner flag and the position that
-//! makes the first one the default group) and one meta row holding the id counters and the
+//! makes the first one the default group, the light-admin privileges a member of `system` does
+//! not hold) and one meta row holding the id counters and the
 //! version that optimistic commits check. A commit runs in a `BEGIN IMMEDIATE` transaction, so
 //! the version check and the writes are one step for every process on the file (WAL lets
 //! readers go on meanwhile); another process's commit shows as a new version on the next
@@ -11,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
+
+use crate::store::sqlite;
 
 use super::{
     BackendError, Commit, DirectoryBackend, DirectoryChanges, DirectoryData, ExperimenterRecord,
@@ -47,6 +50,12 @@ CREATE TABLE group_memberships (
     PRIMARY KEY (experimenter_id, group_id)
 );
 CREATE INDEX group_memberships_by_group ON group_memberships (group_id);
+CREATE TABLE admin_restrictions (
+    experimenter_id INTEGER NOT NULL REFERENCES experimenters (id) ON DELETE CASCADE,
+    privilege TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (experimenter_id, privilege)
+);
 "#];
 
 /// Component name of these tables in the migrations bookkeeping.
@@ -63,10 +72,8 @@ impl SqliteDirectory {
     /// Opens (creating when missing) the database file and brings the directory tables up to
     /// date. A file that is not a database, or that cannot be read, is an error naming it.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
-        let location = path.display().to_string();
-        let mut conn = stub::open(path).map_err(|e| BackendError::database(&location, e))?;
-        stub::migrate(&mut conn, COMPONENT, MIGRATIONS)
-            .map_err(|e| BackendError::database(&location, e))?;
+        let mut conn = sqlite::open(path)?;
+        sqlite::migrate(&mut conn, path, COMPONENT, MIGRATIONS)?;
         Ok(SqliteDirectory {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
@@ -148,6 +155,10 @@ fn write_changes(tx: &Transaction<'_>, changes: &DirectoryChanges) -> rusqlite::
             "DELETE FROM group_memberships WHERE experimenter_id = ?1",
             [id],
         )?;
+        tx.execute(
+            "DELETE FROM admin_restrictions WHERE experimenter_id = ?1",
+            [id],
+        )?;
         tx.execute("DELETE FROM experimenters WHERE id = ?1", [id])?;
     }
     for g in &changes.groups_upserted {
@@ -192,6 +203,18 @@ fn write_experimenter(tx: &Transaction<'_>, e: &ExperimenterRecord) -> rusqlite:
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         insert.execute(params![e.id, gid, position, e.leader_of.contains(gid)])?;
     }
+    tx.execute(
+        "DELETE FROM admin_restrictions WHERE experimenter_id = ?1",
+        [e.id],
+    )?;
+    let mut restrict = tx.prepare_cached(
+        "INSERT INTO admin_restrictions (experimenter_id, privilege, position) \
+         VALUES (?1, ?2, ?3)",
+    )?;
+    for (position, privilege) in e.admin_restrictions.iter().enumerate() {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        restrict.execute(params![e.id, privilege, position])?;
+    }
     Ok(())
 }
 
@@ -228,6 +251,7 @@ fn read_all(tx: &Transaction<'_>) -> rusqlite::Result<Result<Versioned, String>>
                 password_hash: r.get(5)?,
                 member_of: Vec::new(),
                 leader_of: Vec::new(),
+                admin_restrictions: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -252,6 +276,21 @@ fn read_all(tx: &Transaction<'_>) -> rusqlite::Result<Result<Versioned, String>>
             record.leader_of.push(group);
         }
     }
+    let mut restrictions_query = tx.prepare(
+        "SELECT experimenter_id, privilege FROM admin_restrictions \
+         ORDER BY experimenter_id, position",
+    )?;
+    let rows = restrictions_query
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for (user, privilege) in rows {
+        let Some(record) = experimenters.iter_mut().find(|e| e.id == user) else {
+            return Ok(Err(format!(
+                "admin restriction of unknown experimenter {user}"
+            )));
+        };
+        record.admin_restrictions.push(privilege);
+    }
     Ok(Ok(Versioned {
         version,
         data: DirectoryData {
@@ -262,53 +301,6 @@ fn read_all(tx: &Transaction<'_>) -> rusqlite::Result<Result<Versioned, String>>
             ..DirectoryData::empty()
         },
     }))
-}
-
-/// Stand-in for the shared opener of the sessions database (`store::sqlite`) until it lands.
-mod stub {
-    use std::path::Path;
-    use std::time::Duration;
-
-    use rusqlite::{params, Connection, OptionalExtension};
-
-    pub fn open(path: &Path) -> rusqlite::Result<Connection> {
-        let conn = Connection::open(path)?;
-        // Other processes hold the write lock for one short transaction at a time.
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        Ok(conn)
-    }
-
-    pub fn migrate(conn: &mut Connection, component: &str, steps: &[&str]) -> rusqlite::Result<()> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS schema_migrations \
-             (component TEXT PRIMARY KEY, version INTEGER NOT NULL)",
-        )?;
-        let done: i64 = tx
-            .query_row(
-                "SELECT version FROM schema_migrations WHERE component = ?1",
-                [component],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        for (n, step) in steps
-            .iter()
-            .enumerate()
-            .skip(usize::try_from(done).unwrap_or(0))
-        {
-            tx.execute_batch(step)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (component, version) VALUES (?1, ?2) \
-                 ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                params![component, i64::try_from(n + 1).unwrap_or(i64::MAX)],
-            )?;
-        }
-        tx.commit()
-    }
 }
 
 #[cfg(test)]
