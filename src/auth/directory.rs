@@ -1213,6 +1213,84 @@ mod tests {
     }
 
     #[test]
+    fn an_old_directory_json_is_imported_once_and_kept_renamed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let fixture = include_str!("../../tests/data/directory-v1/directory.json");
+        std::fs::write(data.join(DIRECTORY_FILE), fixture).unwrap();
+        let d = Directory::open(&data).unwrap();
+        assert!(!data.join(DIRECTORY_FILE).exists());
+        let kept = std::fs::read_to_string(data.join("directory.json.imported")).unwrap();
+        assert_eq!(kept, fixture);
+        let alice = d.experimenter_by_name("alice").unwrap();
+        assert_eq!(
+            (
+                alice.id,
+                alice.first_name.as_str(),
+                alice.last_name.as_str()
+            ),
+            (2, "Alice", "O'Neil")
+        );
+        assert_eq!(alice.email.as_deref(), Some("alice@example.org"));
+        assert_eq!((alice.member_of, alice.leader_of), (vec![3, 4, 1], vec![3]));
+        let bob = d.experimenter_by_name("bob").unwrap();
+        assert_eq!(bob.member_of, vec![4, 1, 0]);
+        assert!(d.experimenter_by_name("temp").is_none());
+        assert_eq!(d.group_by_name("lab").unwrap().permissions, "rwra--");
+        assert!(d.group_by_name("gone").is_some());
+        for (user, pw) in [
+            ("root", "root-pw"),
+            ("alice", "alice-pw"),
+            ("carol", "carol-pw"),
+        ] {
+            assert!(
+                d.verify_password(user, &Password::new(pw)).is_ok(),
+                "{user}"
+            );
+        }
+        // Root has a password: no initial password file.
+        assert_eq!(d.ensure_root_password().unwrap(), None);
+        // Ids go on where the old file left them.
+        assert_eq!(d.add_experimenter(new_user("dan", &[])).unwrap().id, 6);
+        assert_eq!(d.add_group("new", "rw----").unwrap().id, 6);
+        // A second open neither imports again nor needs the file.
+        std::fs::write(data.join(DIRECTORY_FILE), fixture).unwrap();
+        let again = Directory::open(&data).unwrap();
+        assert!(again.experimenter_by_name("dan").is_some());
+        assert!(data.join(DIRECTORY_FILE).exists(), "left alone");
+    }
+
+    #[test]
+    fn a_broken_directory_json_stops_the_import_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(DIRECTORY_FILE), b"{oops").unwrap();
+        let err = Directory::open(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains(DIRECTORY_FILE), "{err}");
+        // Nothing was committed: a fixed file is imported on the next try.
+        let fixture = include_str!("../../tests/data/directory-v1/directory.json");
+        std::fs::write(tmp.path().join(DIRECTORY_FILE), fixture).unwrap();
+        let d = Directory::open(tmp.path()).unwrap();
+        assert!(d.experimenter_by_name("alice").is_some());
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_together_seed_it_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let opened: Vec<Directory> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| Directory::open(&data).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for d in &opened {
+            assert_eq!(d.groups().len(), 3);
+            assert_eq!(d.experimenters().len(), 2);
+        }
+    }
+
+    #[test]
     fn initial_root_password_lifecycle() {
         let (tmp, d) = open();
         let path = d.ensure_root_password().unwrap().unwrap();

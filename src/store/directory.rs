@@ -368,11 +368,11 @@ pub fn open_backend(
              embedded database (leave `database` unset)"
                 .to_string(),
         )),
-        // The setting may hold a password: name only what it starts with.
+        // The setting may hold a password: name only its scheme.
         Some(url) => Err(BackendError::Unsupported(format!(
-            "unknown database {:?}...: expected postgres://USER@HOST:PORT/DB, or no setting \
-             for the embedded database in the data directory",
-            url.chars().take(12).collect::<String>()
+            "unsupported database scheme {:?}: expected postgres://USER@HOST:PORT/DB, or no \
+             setting for the embedded database in the data directory",
+            url.split_once("://").map_or("", |(scheme, _)| scheme)
         ))),
     }
 }
