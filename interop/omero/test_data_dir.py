@@ -1,5 +1,5 @@
 """The data directory is shared safely: one server per directory, and the command line and the
-server never lose each other's changes to directory.json."""
+server never lose each other's changes to the user directory."""
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
