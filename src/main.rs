@@ -15,7 +15,7 @@ use omero_sessiond::config::{
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
 use omero_sessiond::router::RouterConfig;
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::open_services_on;
+use omero_sessiond::services::setup::open_services_on;
 use omero_sessiond::store::DataDirLock;
 
 #[derive(Parser)]
