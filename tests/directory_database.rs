@@ -104,3 +104,12 @@ fn the_user_command_and_a_running_directory_share_the_database() {
     assert!(tmp.path().join(DATABASE_FILE).exists());
     assert!(!tmp.path().join("directory.json").exists());
 }
+
+#[test]
+fn the_backend_contract_is_reachable_from_integration_tests() {
+    use omero_sessiond::store::directory::contract::check_backend;
+    use omero_sessiond::store::directory::sqlite::SqliteDirectory;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(DATABASE_FILE);
+    check_backend(&|| Box::new(SqliteDirectory::open(&path).unwrap()));
+}
