@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_omero-sessiond");
 /// (a bound against hanging, not a speed requirement).
 const EXIT_BOUND: Duration = Duration::from_secs(300);
 
-fn serve_until_exit(data: &Path) -> (bool, String) {
+fn serve_until_exit(data: &Path, extra: &[&str]) -> (bool, String) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -27,6 +27,7 @@ fn serve_until_exit(data: &Path) -> (bool, String) {
         ])
         .arg("--data")
         .arg(data)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -55,11 +56,34 @@ fn a_damaged_database_stops_the_server_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join(DATABASE_FILE);
     std::fs::write(&db, vec![0x5a; 16 * 1024]).unwrap();
-    let (ok, stderr) = serve_until_exit(tmp.path());
+    let (ok, stderr) = serve_until_exit(tmp.path(), &[]);
     assert!(!ok, "the server must refuse a damaged database");
     assert!(stderr.contains(&db.display().to_string()), "{stderr}");
     // Never a silent reset: the damaged file is still there as it was.
     assert_eq!(std::fs::read(&db).unwrap(), vec![0x5a; 16 * 1024]);
+}
+
+#[test]
+fn the_database_config_key_and_flag_choose_the_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.toml");
+    std::fs::write(&config, "database = \"mysql://u:secret@127.0.0.1/db\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let data = tmp.path().join("data");
+    let (ok, stderr) = serve_until_exit(&data, &["--config", config]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unsupported database scheme \"mysql\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "{stderr}");
+    // The flag wins over the file.
+    let (ok, stderr) = serve_until_exit(&data, &["--config", config, "--database", "nope://x"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unsupported database scheme \"nope\""),
+        "{stderr}"
+    );
 }
 
 #[test]
