@@ -7,6 +7,7 @@
 //! loses the other's change, and a running server holds [`DataDirLock`] for its whole life.
 
 pub mod directory;
+pub mod sqlite;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -42,6 +43,27 @@ pub enum StoreError {
         found: u32,
         expected: u32,
     },
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {path} is damaged ({detail}); restore it from a backup or move it away")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "database {path} holds {component} schema version {found}, newer than the {known} this \
+         program knows; run a newer omero-sessiond"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        component: String,
+        found: i64,
+        known: i64,
+    },
+    /// The database cannot be reached or its worker is gone (a server, a stopped writer).
+    #[error("the session database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -59,8 +81,8 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     set_private(dir, 0o700)
 }
 
-/// Lock file taken around every read-modify-write of `directory.json`. The document itself is
-/// replaced by rename, so a lock on it would guard a file that is no longer current.
+/// Lock file taken while a new directory store is seeded (or `directory.json` imported), so
+/// that a server and a command line starting together do it once.
 pub const DIRECTORY_LOCK_FILE: &str = "directory.json.lock";
 /// Lock file a running server holds for its whole life.
 pub const SERVER_LOCK_FILE: &str = "server.lock";
