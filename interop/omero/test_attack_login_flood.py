@@ -1,6 +1,6 @@
 """A login storm from one address must not grow the server's memory nor stall open sessions.
 
-Every argon2id check needs 19 MiB. The server runs at most a few at once on long-lived
+Every argon2id check needs 12 MiB. The server runs at most a few at once on long-lived
 workers that reuse their memory; the rest are refused as throttled (the failure is reserved
 before the hash) or as busy (the bounded queue is full or its deadline passed).
 """
@@ -17,7 +17,7 @@ from conftest import PASSWORDS, make_server
 
 FLOOD = 200
 MIB = 1024 * 1024
-# Generous: two idle workers hold 19 MiB each; a storm without admission grew by ~1 GiB.
+# Generous: two idle workers hold 12 MiB each; a storm without admission grew by ~1 GiB.
 MAX_FLOOD_GROWTH = 300 * MIB
 MAX_SEQUENTIAL_GROWTH = 100 * MIB
 THROTTLED = "too many failed logins"

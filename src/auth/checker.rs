@@ -1,8 +1,9 @@
 //! Admission for password checks: a fixed set of worker threads, each owning one argon2 memory
 //! block that it reuses for every check.
 //!
-//! An argon2id check with the default parameters needs 19 MiB. Running every request's check at
-//! once (on tokio's blocking pool) let unauthenticated callers grow the process by gigabytes, and
+//! An argon2id check needs 12 MiB (19 MiB for hashes made with the crate's defaults). Running
+//! every request's check at once (on tokio's blocking pool) let unauthenticated callers grow the
+//! process by gigabytes, and
 //! freshly allocated blocks of that size stay with the process after they are freed. Here at most
 //! `workers` checks run at a time, at most `queue` more wait, and a waiting check that is not
 //! started before its deadline is refused as busy.
@@ -17,7 +18,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use tokio::sync::{oneshot, Semaphore};
 
-use super::password::Password;
+use super::password::{hash_params, Password};
 
 /// How many checks run at once, how many wait, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub enum CheckError {
 /// tampered or foreign directory must not make each worker hold gigabytes.
 pub const MAX_M_COST_KIB: u32 = 256 * 1024;
 
-/// Bounds on the configuration: each worker is a thread holding 19 MiB, each queue place a
+/// Bounds on the configuration: each worker is a thread holding 12 MiB, each queue place a
 /// waiting request.
 pub const MAX_WORKERS: usize = 256;
 pub const MAX_QUEUE: usize = 100_000;
@@ -83,10 +84,10 @@ impl HashMemory {
         }
     }
 
-    /// Hashes with argon2id and the crate's default parameters into a PHC string.
+    /// Hashes with argon2id and [`hash_params`] into a PHC string.
     pub fn hash(&mut self, password: &Password) -> Result<String, String> {
         let salt = SaltString::generate(&mut OsRng);
-        let params = Params::default();
+        let params = hash_params();
         let mut salt_bytes = [0u8; 64];
         let salt_raw = salt
             .decode_b64(&mut salt_bytes)
@@ -289,7 +290,7 @@ mod tests {
         assert!(memory.verify(&by_crate, &pw));
         assert!(!memory.verify(&by_crate, &Password::new("wrong")));
         let own = memory.hash(&pw).unwrap();
-        assert!(own.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{own}");
+        assert!(own.starts_with("$argon2id$v=19$m=12288,t=3,p=1$"), "{own}");
         assert!(verify_hash(&own, &pw), "the crate accepts our hash");
         assert!(memory.verify(&own, &pw));
         assert!(!memory.verify("garbage", &pw));

@@ -3,7 +3,7 @@
 //! [`Directory`] is the user directory (in the embedded database by default);
 //! [`Authenticator`] joins it with the [`Throttle`] for logins; [`cli`] holds the
 //! `user`/`group` administration commands.
-//! Password checks cost tens of milliseconds and 19 MiB (argon2id): every login, whether the
+//! Password checks cost tens of milliseconds and 12 MiB (argon2id): every login, whether the
 //! Glacier2 router, the HTTPS endpoint, ISession.createSession or setSecurityPassword, goes
 //! through [`Authenticator::login`], which throttles first and then admits the check to the
 //! bounded [`PasswordChecker`].
@@ -56,7 +56,7 @@ pub enum AuthError {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthFileConfig {
-    /// argon2id checks running at once, each holding 19 MiB (default: the number of cores).
+    /// argon2id checks running at once, each holding 12 MiB (default: the number of cores).
     pub max_concurrent_password_checks: Option<usize>,
     /// Checks allowed to wait for a free worker; more are refused as busy (default 32).
     pub password_check_queue: Option<usize>,
