@@ -8,6 +8,7 @@ pub mod clock;
 pub mod error;
 pub mod manager;
 pub mod rowlog;
+pub mod sqlite_store;
 pub mod store;
 pub mod store_contract;
 
@@ -19,6 +20,7 @@ pub use manager::{
     TimeoutUpdateError,
 };
 pub use rowlog::{JsonlSessionStore, MemoryRowLog, RowLog};
+pub use sqlite_store::SqliteSessionStore;
 pub use store::{
     ClosedFeed, EncodedEnv, MemorySessionStore, OpenRow, SessionRow, SessionStore, StoredSession,
 };

@@ -260,6 +260,15 @@ impl RowLog for JsonlSessionStore {
     }
 }
 
+/// Everything a session log holds, for an import: the next id it would have given and its
+/// rows (open and kept closed ones), oldest first. A missing file reads as empty.
+pub fn read_session_log(path: &Path) -> Result<(i64, Vec<SessionRow>), StoreError> {
+    let rows = read_log(path)?;
+    let mut all: Vec<SessionRow> = rows.by_uuid.into_values().collect();
+    all.sort_by_key(|r| r.id);
+    Ok((rows.next_id, all))
+}
+
 fn read_log(path: &Path) -> Result<Rows, StoreError> {
     let mut rows = Rows {
         next_id: 1,
