@@ -1,6 +1,5 @@
-//! The JSON-lines session log of earlier versions (`sessions.jsonl`), kept to import a data
-//! directory written by them and, until the manager moves to [`super::store::SessionStore`],
-//! as its row log.
+//! The JSON-lines session log of earlier versions (`sessions.jsonl`), kept only to import a
+//! data directory written by them (see `sqlite_store.rs`); the server no longer writes it.
 //!
 //! The in-memory cache decides liveness; rows exist so that every session gets a unique,
 //! increasing id across restarts and so that a closed session can still be described
@@ -260,6 +259,15 @@ impl RowLog for JsonlSessionStore {
     }
 }
 
+/// Everything a session log holds, for an import: the next id it would have given and its
+/// rows (open and kept closed ones), oldest first. A missing file reads as empty.
+pub fn read_session_log(path: &Path) -> Result<(i64, Vec<SessionRow>), StoreError> {
+    let rows = read_log(path)?;
+    let mut all: Vec<SessionRow> = rows.by_uuid.into_values().collect();
+    all.sort_by_key(|r| r.id);
+    Ok((rows.next_id, all))
+}
+
 fn read_log(path: &Path) -> Result<Rows, StoreError> {
     let mut rows = Rows {
         next_id: 1,
@@ -386,6 +394,7 @@ mod tests {
             ip: None,
             event_type: "User".into(),
             sudoer_id: None,
+            group_sudo: false,
         }
     }
 
