@@ -12,6 +12,7 @@ pub mod facade;
 pub mod fuzzing;
 pub mod generated;
 pub mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod router;
 pub mod runtime;

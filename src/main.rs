@@ -67,6 +67,9 @@ struct ServeArgs {
     /// off unless given.
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    /// Prometheus metrics (GET /metrics, plain HTTP), host:port; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     json_logs: bool,
@@ -134,6 +137,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             .http
             .as_deref()
             .or(file.http.as_deref())
+            .and_then(listener_address),
+        metrics: args
+            .metrics
+            .as_deref()
+            .or(file.metrics.as_deref())
             .and_then(listener_address),
     };
     match runtime.block_on(run(config, file, data, endpoints)) {
@@ -209,6 +217,7 @@ fn init_logging(json: bool) {
 struct HttpEndpoints {
     https: Option<String>,
     http: Option<String>,
+    metrics: Option<String>,
 }
 
 const DEFAULT_HTTPS: &str = "0.0.0.0:4080";
@@ -232,6 +241,9 @@ async fn run(
         .sessions
         .spawn_reaper(file.sessions.reaper_interval());
     let adapter = ObjectAdapter::new();
+    if let Some(addr) = endpoints.metrics.as_deref() {
+        serve_metrics(addr, &services, &adapter).await?;
+    }
     omero_sessiond::router::install(
         &adapter,
         RouterConfig::from_file(&file.router),
@@ -306,6 +318,25 @@ async fn run(
     tracing::info!("shutting down");
     http.stop_keep_alives();
     server.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+/// Wires the metrics into the adapter and the session feed and serves them on `addr`.
+async fn serve_metrics(
+    addr: &str,
+    services: &omero_sessiond::services::Services,
+    adapter: &ObjectAdapter,
+) -> anyhow::Result<()> {
+    let metrics = services.metrics.clone();
+    omero_sessiond::metrics::attach(&metrics, adapter, services.sessions.clone());
+    let listener = omero_sessiond::http::bind(addr).await?;
+    let a = listener.local_addr()?;
+    println!("omero-sessiond: listening on metrics {a}");
+    tokio::spawn(async move {
+        if let Err(e) = omero_sessiond::metrics::serve(listener, metrics).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
     Ok(())
 }
 
