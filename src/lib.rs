@@ -18,4 +18,5 @@ pub mod router;
 pub mod runtime;
 pub mod services;
 pub mod sessions;
+pub mod sessions_cli;
 pub mod store;

@@ -36,6 +36,9 @@ enum Command {
     /// Manage experimenters and groups in the data directory.
     #[command(flatten)]
     Auth(AuthCommand),
+    /// List or close the sessions of the data directory.
+    #[command(subcommand)]
+    Sessions(omero_sessiond::sessions_cli::SessionsCommand),
 }
 
 #[derive(Args)]
@@ -80,6 +83,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Auth(cmd) => match auth_cli::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("omero-sessiond: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Sessions(cmd) => match omero_sessiond::sessions_cli::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("omero-sessiond: {e:#}");
