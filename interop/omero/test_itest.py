@@ -182,3 +182,26 @@ def test_light_admin_sudo_needs_the_sudo_privilege(harness):
     ec = as_root.sf.getAdminService().getEventContext()
     assert ec.userName == "root" and ec.isAdmin
     assert list(ec.adminPrivileges) == ["Sudo"]
+
+
+def test_create_restricted_system_user(harness):
+    admin = harness.root.sf.getAdminService()
+    name = harness.uuid()
+    e = omero.model.ExperimenterI()
+    e.omeName = omero.rtypes.rstring(name)
+    e.firstName = omero.rtypes.rstring("Light")
+    e.lastName = omero.rtypes.rstring("Admin")
+    uid = admin.createRestrictedSystemUserWithPassword(
+        e, [privilege("Sudo"), privilege("ReadSession")], omero.rtypes.rstring(name))
+    user = admin.getExperimenter(uid)
+    assert 0 in admin.getMemberOfGroupIds(user)
+    assert privilege_names(admin.getAdminPrivileges(user)) == ["ReadSession", "Sudo"]
+    client = harness().new_client(user=user)
+    assert sorted(client.sf.getAdminService().getEventContext().adminPrivileges) == [
+        "ReadSession", "Sudo"]
+    # A light admin cannot create one holding a privilege it lacks.
+    light = harness().new_client(privileges=["ModifyUser"]).sf.getAdminService()
+    e.omeName = omero.rtypes.rstring(harness.uuid())
+    with pytest.raises(omero.SecurityViolation):
+        light.createRestrictedSystemUserWithPassword(
+            e, [privilege("Sudo")], omero.rtypes.rstring("pw"))
