@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use crate::auth::AuthError;
 use crate::runtime::{ConnectionInfo, ObjectAdapter, Observer};
 use crate::sessions::manager::CloseReason;
-use crate::sessions::{SessionEvent, SessionManager};
+use crate::sessions::{EnvValue, SessionEvent, SessionManager};
 
 /// The transports the runtime names; anything else is counted as "other".
 const TRANSPORTS: [&str; 5] = ["tcp", "ssl", "ws", "wss", "other"];
@@ -349,7 +349,7 @@ fn escape_label(value: &str) -> String {
 }
 
 /// Makes `metrics` count what `adapter` dispatches and what `sessions` live and end.
-pub fn attach<V: Clone + Send + Sync + 'static>(
+pub fn attach<V: EnvValue>(
     metrics: &Arc<Metrics>,
     adapter: &ObjectAdapter,
     sessions: Arc<SessionManager<V>>,

@@ -208,6 +208,7 @@ mod tests {
             ip: Some("127.0.0.1".into()),
             event_type: "User".into(),
             sudoer_id: None,
+            group_sudo: false,
         }
     }
 

@@ -9,15 +9,6 @@ import pytest
 
 from conftest import BIN, join, login, wait_until
 
-# The command line works on the session database (wip/sqlite's SqliteSessionStore); the
-# server learns of closes made there only once its session manager runs on that store and
-# follows its closed_since feed. Until then this end-to-end test cannot pass, and says so.
-pytestmark = pytest.mark.xfail(
-    strict=True,
-    reason="the running server still keeps sessions in sessions.jsonl, not the session "
-           "database the command line closes in (waits for the manager's move to SessionStore)")
-
-
 def sessions_cli(srv, *args):
     res = subprocess.run([str(BIN), "sessions", *args, "--data", str(srv.data)],
                          capture_output=True, text=True, timeout=60)
