@@ -63,6 +63,8 @@ pub struct FileConfig {
     /// The same endpoint over plain HTTP (loopback behind a TLS-terminating proxy); off
     /// unless given.
     pub http: Option<String>,
+    /// Prometheus text endpoint (`GET /metrics`), host:port; off unless given.
+    pub metrics: Option<String>,
     pub json_logs: Option<bool>,
     #[serde(default)]
     pub tls: TlsFileConfig,

@@ -37,6 +37,9 @@ enum Command {
     /// Manage experimenters and groups in the data directory.
     #[command(flatten)]
     Auth(AuthCommand),
+    /// List or close the sessions of the data directory.
+    #[command(subcommand)]
+    Sessions(omero_sessiond::sessions_cli::SessionsCommand),
 }
 
 #[derive(Args)]
@@ -72,6 +75,9 @@ struct ServeArgs {
     /// off unless given.
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    /// Prometheus metrics (GET /metrics, plain HTTP), host:port; off unless given.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     json_logs: bool,
@@ -82,6 +88,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Auth(cmd) => match auth_cli::run(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("omero-sessiond: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Sessions(cmd) => match omero_sessiond::sessions_cli::run(cmd) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("omero-sessiond: {e:#}");
@@ -140,6 +153,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             .http
             .as_deref()
             .or(file.http.as_deref())
+            .and_then(listener_address),
+        metrics: args
+            .metrics
+            .as_deref()
+            .or(file.metrics.as_deref())
             .and_then(listener_address),
     };
     match runtime.block_on(run(config, file, data, endpoints)) {
@@ -215,6 +233,7 @@ fn init_logging(json: bool) {
 struct HttpEndpoints {
     https: Option<String>,
     http: Option<String>,
+    metrics: Option<String>,
 }
 
 const DEFAULT_HTTPS: &str = "0.0.0.0:4080";
@@ -241,6 +260,9 @@ async fn run(
     println!("omero-sessiond: {live} sessions restored");
     services.sessions.spawn_tasks(reaper_interval);
     let adapter = ObjectAdapter::new();
+    if let Some(addr) = endpoints.metrics.as_deref() {
+        serve_metrics(addr, &services, &adapter).await?;
+    }
     omero_sessiond::router::install(
         &adapter,
         RouterConfig::from_file(&router_config),
@@ -320,6 +342,25 @@ async fn run(
     if let Err(e) = services.sessions.flush_accesses().await {
         tracing::warn!(error = %e, "last session access times not written");
     }
+    Ok(())
+}
+
+/// Wires the metrics into the adapter and the session feed and serves them on `addr`.
+async fn serve_metrics(
+    addr: &str,
+    services: &omero_sessiond::services::Services,
+    adapter: &ObjectAdapter,
+) -> anyhow::Result<()> {
+    let metrics = services.metrics.clone();
+    omero_sessiond::metrics::attach(&metrics, adapter, services.sessions.clone());
+    let listener = omero_sessiond::http::bind(addr).await?;
+    let a = listener.local_addr()?;
+    println!("omero-sessiond: listening on metrics {a}");
+    tokio::spawn(async move {
+        if let Err(e) = omero_sessiond::metrics::serve(listener, metrics).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
     Ok(())
 }
 

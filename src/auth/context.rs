@@ -81,14 +81,18 @@ pub fn check_group_usable(user: &ExperimenterInfo, group: &GroupInfo) -> Result<
     Roles::of(user).check_usable(user.id, group)
 }
 
-/// Group memberships and the admin flag: what OMERO's security system reads to decide.
+/// Group memberships, the admin flag and light-admin privileges: what OMERO's security
+/// system reads to decide.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Roles {
-    /// Member of `system`, holding every light-admin privilege.
+    /// Member of `system` (a full or a light administrator).
     pub is_admin: bool,
     /// Membership order; index 0 is the default group.
     pub member_of: Vec<i64>,
     pub leader_of: Vec<i64>,
+    /// The light-admin privileges held: all of them for a full administrator, a subset for
+    /// a light one, none for anyone outside `system`.
+    pub privileges: Vec<&'static str>,
 }
 
 impl Roles {
@@ -98,13 +102,17 @@ impl Roles {
             is_admin: user.is_admin(),
             member_of: user.member_of.clone(),
             leader_of: user.leader_of.clone(),
+            privileges: user.admin_privileges(),
         }
     }
 
-    /// What is left of `self` that `sudoer` also holds. An administrator holds every right,
-    /// so an admin's sudo keeps the target's roles whole; anyone else's keeps only the
-    /// memberships and ownerships both have (and never `system`).
+    /// What is left of `self` that `sudoer` also holds. An administrator's sudo keeps the
+    /// target's memberships whole; anyone else's keeps only the memberships and ownerships
+    /// both have (and never `system`). Privileges are always those both hold, so a light
+    /// administrator cannot shed a restriction by becoming a fuller administrator (OMERO's
+    /// session privileges are the user's limited to the sudoer's).
     fn limited_to(mut self, sudoer: &Roles) -> Self {
+        self.privileges.retain(|p| sudoer.privileges.contains(p));
         if sudoer.is_admin {
             return self;
         }
@@ -133,17 +141,13 @@ impl Roles {
         }
     }
 
-    /// Light-admin privileges: all of them for administrators, none for anyone else.
+    /// The light-admin privileges held, as the event context lists them.
     pub fn privileges(&self) -> Vec<String> {
-        if self.is_admin {
-            ADMIN_PRIVILEGES.iter().map(|p| p.to_string()).collect()
-        } else {
-            Vec::new()
-        }
+        self.privileges.iter().map(|p| p.to_string()).collect()
     }
 
     pub fn has_privilege(&self, privilege: &str) -> bool {
-        self.is_admin && ADMIN_PRIVILEGES.contains(&privilege)
+        self.is_admin && self.privileges.contains(&privilege)
     }
 
     /// Whether a session with these roles may work in `group` (spec §1.3): members, admins,
@@ -203,10 +207,11 @@ impl Rights {
         self.roles.has_privilege("ModifyUser")
     }
 
-    /// createSessionWithTimeouts (spec §1.3): an administrator with Sudo may create a session
-    /// for anyone in any group. Anybody else only for a non-admin member of a group the
-    /// caller owns, in that group; such a session is marked group-sudo and never has more
-    /// rights than its sudoer.
+    /// createSessionWithTimeouts (spec §1.3): an administrator with Sudo (full, or light with
+    /// that privilege) may create a session for anyone in any group; the session never holds
+    /// a privilege its sudoer lacks (see [`rights`]). Anybody else only for a non-admin member
+    /// of a group the caller owns, in that group; such a session is marked group-sudo and
+    /// never has more rights than its sudoer.
     pub fn authorize_sudo(
         &self,
         target: &ExperimenterInfo,
@@ -628,5 +633,76 @@ mod tests {
                 lead.id
             )))
         );
+    }
+
+    /// `name`, an admin in lab, restricted to `privileges`.
+    fn light_admin(dir: &Directory, name: &str, privileges: &[&str]) -> ExperimenterInfo {
+        let id = dir
+            .add_experimenter(NewExperimenter {
+                ome_name: name.into(),
+                first_name: None,
+                last_name: None,
+                email: None,
+                password: Password::new("pw"),
+                admin: true,
+                groups: vec!["lab".into()],
+                owner_of: Vec::new(),
+            })
+            .unwrap()
+            .id;
+        let privileges: Vec<String> = privileges.iter().map(|p| p.to_string()).collect();
+        dir.set_admin_privileges(id, &privileges).unwrap()
+    }
+
+    #[test]
+    fn light_admin_holds_only_its_privileges() {
+        let (_t, dir) = rights_setup();
+        let light = light_admin(&dir, "light", &["ModifyUser", "ModifyGroup"]);
+        let ec = event_context(&dir, &session(light.id, 3)).unwrap();
+        assert!(ec.is_admin);
+        assert_eq!(ec.admin_privileges, vec!["ModifyGroup", "ModifyUser"]);
+        let r = rights_of(&dir, "light", None);
+        assert!(r.may_modify_users() && r.roles.has_privilege("ModifyGroup"));
+        assert!(!r.roles.has_privilege("ModifyGroupMembership"));
+        assert!(!r.reads_all_own_sessions());
+        // Still a member of system: may work in any group.
+        assert!(r.may_switch_to(4));
+        // Without Sudo it is judged as anyone else: no group owned, no sudo.
+        let lab = group(&dir, "lab");
+        refused(r.authorize_sudo(&user(&dir, "alice"), &lab), &lab);
+    }
+
+    #[test]
+    fn light_admin_with_sudo_may_sudo_but_keeps_its_limits() {
+        let (_t, dir) = rights_setup();
+        let light = light_admin(&dir, "light", &["Sudo", "ReadSession"]);
+        let r = rights_of(&dir, "light", None);
+        let system = group(&dir, "system");
+        let grant = r.authorize_sudo(&user(&dir, "root"), &system).unwrap();
+        assert_eq!(
+            grant,
+            SudoGrant {
+                sudoer_id: light.id,
+                group_sudo: false
+            }
+        );
+        // Become root: still an admin, but only with the sudoer's privileges.
+        let as_root = rights_of(&dir, "root", Some("light"));
+        assert!(as_root.roles.is_admin);
+        assert_eq!(as_root.roles.privileges(), vec!["ReadSession", "Sudo"]);
+        assert!(!as_root.may_modify_users());
+        // A full admin acting as the light admin gets the light admin's privileges.
+        let as_light = rights_of(&dir, "light", Some("root"));
+        assert_eq!(as_light.roles.privileges(), vec!["ReadSession", "Sudo"]);
+    }
+
+    #[test]
+    fn privileges_without_system_membership_count_for_nothing() {
+        let (_t, dir) = rights_setup();
+        let bob = user(&dir, "bob");
+        dir.set_admin_privileges(bob.id, &["Sudo".to_string()])
+            .unwrap();
+        let r = rights_of(&dir, "bob", None);
+        assert!(!r.roles.has_privilege("Sudo") && r.roles.privileges().is_empty());
     }
 }

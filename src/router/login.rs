@@ -78,11 +78,12 @@ async fn verify(
         }
     }
     let addr = current.connection.remote.map(|a| a.ip());
-    match services
+    let checked = services
         .auth
         .login(user, Password::new(password), addr)
-        .await
-    {
+        .await;
+    services.metrics.record_login(&checked);
+    match checked {
         Ok(found) => Ok(Verified::Password(found)),
         Err(AuthError::BadCredentials) => Err(password_check_failed(services, user, "").await),
         Err(AuthError::Throttled(delay)) => Err(password_check_failed(
@@ -151,6 +152,9 @@ pub async fn login(
             "No omero.client.uuid key provided in context.",
         ));
     };
+    if matches!(verified, Verified::Joined(_)) {
+        services.metrics.record_join();
+    }
     let (info, joined) = match verified {
         Verified::Joined(info) => (info, true),
         Verified::Password(found) => (create(services, &found, current).await?, false),

@@ -35,6 +35,14 @@ pub trait Locator: Send + Sync {
     fn heartbeat(&self, _connection: &ConnectionInfo) {}
 }
 
+/// Told of every connection and dispatch, for metrics; called inline, so it must be cheap.
+pub trait Observer: Send + Sync {
+    fn connection_opened(&self, _connection: &ConnectionInfo) {}
+    fn connection_closed(&self, _connection: &ConnectionInfo) {}
+    /// A request on `operation` got its reply body after `elapsed`.
+    fn dispatched(&self, _operation: &str, _elapsed: std::time::Duration) {}
+}
+
 #[derive(Default)]
 struct Table {
     /// (identity, facet) → servant.
@@ -42,6 +50,7 @@ struct Table {
     /// Category → servant for every identity of that category; "" serves any category.
     defaults: HashMap<String, Arc<dyn Dispatch>>,
     locator: Option<Arc<dyn Locator>>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 /// Identity (+ facet) → servant, default servants per category, and an optional locator.
@@ -97,7 +106,24 @@ impl ObjectAdapter {
         }
     }
 
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        self.write().observer = Some(observer);
+    }
+
+    fn observer(&self) -> Option<Arc<dyn Observer>> {
+        self.read().observer.clone()
+    }
+
+    pub(crate) fn connection_opened(&self, info: &ConnectionInfo) {
+        if let Some(observer) = self.observer() {
+            observer.connection_opened(info);
+        }
+    }
+
     pub(crate) fn connection_closed(&self, info: &ConnectionInfo) {
+        if let Some(observer) = self.observer() {
+            observer.connection_closed(info);
+        }
         let locator = self.read().locator.clone();
         if let Some(locator) = locator {
             locator.connection_closed(info);
@@ -107,6 +133,16 @@ impl ObjectAdapter {
     /// Finds the servant, answers built-ins or dispatches, and maps every outcome (panics
     /// included) to a reply body in the request's encoding.
     pub async fn dispatch(&self, current: &Current, params: &[u8]) -> ReplyBody {
+        let Some(observer) = self.observer() else {
+            return self.dispatch_unobserved(current, params).await;
+        };
+        let started = std::time::Instant::now();
+        let body = self.dispatch_unobserved(current, params).await;
+        observer.dispatched(&current.operation, started.elapsed());
+        body
+    }
+
+    async fn dispatch_unobserved(&self, current: &Current, params: &[u8]) -> ReplyBody {
         let servant = match self.lookup(current) {
             Lookup::Found(s) => s,
             Lookup::NoObject => return ReplyBody::ObjectNotExist(not_exist(current)),

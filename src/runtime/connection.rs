@@ -40,6 +40,7 @@ pub(crate) async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    shared.adapter.connection_opened(&info);
     let (rd, wr) = tokio::io::split(stream);
     let mut driver = Driver {
         state: ConnectionState::new(limits(&shared.config), now()),

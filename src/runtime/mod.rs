@@ -14,7 +14,7 @@ mod server;
 pub mod tls;
 mod ws;
 
-pub use adapter::{Located, Locator, ObjectAdapter};
+pub use adapter::{Located, Locator, ObjectAdapter, Observer};
 pub use admission::{Admission, AdmissionLimits, Admitted, Refusal};
 pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
 pub use handle::{ConnectionHandle, InvokeError};

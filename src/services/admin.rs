@@ -1,12 +1,13 @@
 //! The IAdmin servant: the event context, experimenter and group lookups (with their
 //! memberships), password changes, and the user and group administration omero-py's `user`
 //! and `group` commands and omero.testlib call. Changes go to the directory at once, so the
-//! `user`/`group` commands of this server and new logins see them. The rest (photos, light
-//! admins, deletions, LDAP) is refused with a clear message.
+//! `user`/`group` commands of this server and new logins see them. Light administrators
+//! (OMERO 5.4's restricted members of `system`) are managed here too. The rest (photos,
+//! deletions, LDAP) is refused with a clear message.
 
 use std::sync::Arc;
 
-use crate::auth::context::event_context;
+use crate::auth::context::{event_context, ADMIN_PRIVILEGES};
 use crate::auth::{DirectoryError, ExperimenterInfo, GroupInfo, NewExperimenter, Password};
 use crate::facade::{Current, DispatchError, ValueRef};
 use crate::generated::omero::api::IAdmin;
@@ -15,7 +16,7 @@ use crate::sessions::SessionError;
 
 use super::context::{Factory, Services};
 use super::errors::{not_provided, to_dispatch, OrOmero, Outcome};
-use super::guard::{caller, require_password, Caller};
+use super::guard::{caller, require_password, require_role, Caller};
 use super::model;
 
 type Obj = Option<ValueRef>;
@@ -56,6 +57,9 @@ impl AdminService {
             .ok_or_else(|| api_usage(format!("Argument 1 to {operation} may not be null.")))?;
         require_membership_rights(&who, &[gid])?;
         for uid in ids(owners) {
+            if owner {
+                check_system_membership(&self.services.directory, &who, uid, &[gid])?;
+            }
             let changed = self.services.directory.set_group_owner(uid, gid, owner);
             changed.map_err(directory_error)?;
         }
@@ -157,6 +161,85 @@ fn require_membership_rights(who: &Caller, group_ids: &[i64]) -> Outcome<()> {
         "User {} may not change the members of groups {group_ids:?}",
         who.info.owner_id
     ))))
+}
+
+/// The privilege names a client sent; a missing or unknown one is refused as OMERO's enum
+/// lookup would refuse it.
+fn privilege_names(objs: &[Obj]) -> Outcome<Vec<String>> {
+    objs.iter()
+        .map(|o| {
+            let name = model::privilege_name(o)
+                .ok_or_else(|| api_usage("An AdminPrivilege needs a value.".into()))?;
+            if ADMIN_PRIVILEGES.contains(&name.as_str()) {
+                Ok(name)
+            } else {
+                Err(api_usage(format!("No such AdminPrivilege: {name}")))
+            }
+        })
+        .collect()
+}
+
+fn privilege_objects<S: AsRef<str>>(names: &[S]) -> Objs {
+    names
+        .iter()
+        .map(|n| Some(model::admin_privilege(n.as_ref())))
+        .collect()
+}
+
+/// setAdminPrivileges (OMERO 5.4): for members of `system` with ModifyUser. Nobody lifts a
+/// restriction they are under themselves (OMERO's database refuses that), so a light
+/// administrator never makes another one mightier than itself; and root stays a full
+/// administrator.
+fn check_may_set_privileges(
+    who: &Caller,
+    target: &ExperimenterInfo,
+    wanted: &[String],
+) -> Outcome<()> {
+    require_role(who, &["system"])?;
+    require_privilege(who, "ModifyUser")?;
+    let refuse = |message: String| Err(to_dispatch(SessionError::SecurityViolation(message)));
+    if target.id == crate::store::directory::ROOT_USER_ID {
+        return refuse("root's privileges cannot be restricted".into());
+    }
+    let lifted = wanted
+        .iter()
+        .filter(|p| target.admin_restrictions.contains(p));
+    for privilege in lifted {
+        if !who.rights.roles.has_privilege(privilege) {
+            return refuse(format!(
+                "Current user lacks privilege {privilege} and so may not grant it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Putting someone into `system` gives them every privilege they are not restricted from:
+/// only a caller holding all of those may, so no light administrator makes a mightier one.
+fn check_system_membership(
+    directory: &crate::auth::Directory,
+    who: &Caller,
+    user_id: i64,
+    group_ids: &[i64],
+) -> Outcome<()> {
+    if !group_ids.contains(&crate::store::directory::SYSTEM_GROUP_ID) {
+        return Ok(());
+    }
+    let Some(user) = directory.experimenter(user_id) else {
+        return Ok(()); // the directory reports the unknown user
+    };
+    let would_hold = ADMIN_PRIVILEGES
+        .into_iter()
+        .filter(|p| !user.admin_restrictions.iter().any(|r| r == p));
+    for privilege in would_hold {
+        if !who.rights.roles.has_privilege(privilege) {
+            return Err(to_dispatch(SessionError::SecurityViolation(format!(
+                "Current user lacks privilege {privilege} and so may not make {} an administrator holding it",
+                user.ome_name
+            ))));
+        }
+    }
+    Ok(())
 }
 
 fn ids(objs: &[Obj]) -> Vec<i64> {
@@ -265,15 +348,30 @@ impl IAdmin for AdminService {
     }
 
     async fn get_current_admin_privileges(&self, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("getCurrentAdminPrivileges (see getEventContext().adminPrivileges)"))
+        let who = self.caller()?;
+        Ok(privilege_objects(&who.rights.roles.privileges))
     }
 
-    async fn get_admin_privileges(&self, _user: Obj, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("getAdminPrivileges"))
+    async fn get_admin_privileges(&self, user: Obj, _c: &Current) -> Outcome<Objs> {
+        self.caller()?;
+        let id = self.experimenter_id(&user, "getAdminPrivileges")?;
+        let user = self.services.directory.experimenter(id);
+        let user = user.ok_or_else(|| api_usage(format!("No such experimenter: {id}")))?;
+        Ok(privilege_objects(&user.admin_privileges()))
     }
 
-    async fn get_admins_with_privileges(&self, _privileges: Objs, _c: &Current) -> Outcome<Objs> {
-        Err(self.refuse("getAdminsWithPrivileges"))
+    async fn get_admins_with_privileges(&self, privileges: Objs, _c: &Current) -> Outcome<Objs> {
+        self.caller()?;
+        let wanted = privilege_names(&privileges)?;
+        let users = self.services.directory.experimenters();
+        Ok(users
+            .iter()
+            .filter(|u| {
+                let held = u.admin_privileges();
+                u.is_admin() && wanted.iter().all(|p| held.contains(&p.as_str()))
+            })
+            .map(|u| Some(self.with_groups(u)))
+            .collect())
     }
 
     async fn update_self(&self, _experimenter: Obj, _c: &Current) -> Outcome<()> {
@@ -352,12 +450,30 @@ impl IAdmin for AdminService {
 
     async fn create_restricted_system_user_with_password(
         &self,
-        _experimenter: Obj,
-        _privileges: Objs,
-        _password: Obj,
+        experimenter: Obj,
+        privileges: Objs,
+        password: Obj,
         _c: &Current,
     ) -> Outcome<i64> {
-        Err(self.refuse("createRestrictedSystemUserWithPassword"))
+        let who = self.caller()?;
+        require_role(&who, &["system"])?;
+        require_privilege(&who, "ModifyUser")?;
+        let wanted = privilege_names(&privileges)?;
+        for privilege in &wanted {
+            require_privilege(&who, privilege)?;
+        }
+        let plain = model::string_of(&password).unwrap_or_default();
+        let id = self
+            .create_experimenter_as(&experimenter, Password::new(plain), &None, &Vec::new())
+            .await?;
+        // Restricted before joining system, so it is never a full administrator meanwhile.
+        let dir = &self.services.directory;
+        dir.set_admin_privileges(id, &wanted)
+            .map_err(directory_error)?;
+        dir.add_memberships(id, &[crate::store::directory::SYSTEM_GROUP_ID])
+            .map_err(directory_error)?;
+        tracing::info!(user = id, by = who.info.owner_id, privileges = ?wanted, "light administrator created");
+        Ok(id)
     }
 
     async fn create_experimenter(
@@ -380,6 +496,16 @@ impl IAdmin for AdminService {
     ) -> Outcome<i64> {
         let who = self.caller()?;
         require_privilege(&who, "ModifyUser")?;
+        let all_groups: Vec<i64> = model::id_of(&default_group)
+            .into_iter()
+            .chain(ids(&groups))
+            .collect();
+        if all_groups.contains(&crate::store::directory::SYSTEM_GROUP_ID) {
+            // A new member of system is a full administrator.
+            for privilege in ADMIN_PRIVILEGES {
+                require_privilege(&who, privilege)?;
+            }
+        }
         let plain = model::string_of(&password).unwrap_or_default();
         self.create_experimenter_as(&user, Password::new(plain), &default_group, &groups)
             .await
@@ -407,6 +533,7 @@ impl IAdmin for AdminService {
         let uid = self.experimenter_id(&user, "addGroups")?;
         let gids = ids(&groups);
         require_membership_rights(&who, &gids)?;
+        check_system_membership(&self.services.directory, &who, uid, &gids)?;
         let changed = self.services.directory.add_memberships(uid, &gids);
         changed.map(|_| ()).map_err(directory_error)
     }
@@ -470,13 +597,17 @@ impl IAdmin for AdminService {
         Err(self.refuse("moveToCommonSpace"))
     }
 
-    async fn set_admin_privileges(
-        &self,
-        _user: Obj,
-        _privileges: Objs,
-        _c: &Current,
-    ) -> Outcome<()> {
-        Err(self.refuse("setAdminPrivileges"))
+    async fn set_admin_privileges(&self, user: Obj, privileges: Objs, _c: &Current) -> Outcome<()> {
+        let who = self.caller()?;
+        let uid = self.experimenter_id(&user, "setAdminPrivileges")?;
+        let target = self.services.directory.experimenter(uid);
+        let target = target.ok_or_else(|| api_usage(format!("No such experimenter: {uid}")))?;
+        let wanted = privilege_names(&privileges)?;
+        check_may_set_privileges(&who, &target, &wanted)?;
+        let changed = self.services.directory.set_admin_privileges(uid, &wanted);
+        changed.map_err(directory_error)?;
+        tracing::info!(user = uid, by = who.info.owner_id, privileges = ?wanted, "admin privileges set");
+        Ok(())
     }
 
     async fn change_password(&self, new_password: Obj, _c: &Current) -> Outcome<()> {

@@ -107,12 +107,13 @@ async fn run(services: &Services, who: &Caller, request: Option<&ValueRef>) -> F
     )
 }
 
-/// OMERO 5.x: an admin sees every session in full; anyone else sees their own sessions in
-/// full and, for sessions of others whose current group they are a member of, only who and
-/// which group (no Session object, no data).
+/// OMERO 5.x: an admin holding ReadSession sees every session in full; anyone else (a light
+/// admin without it too, since a Session carries its uuid, with which one joins it as its
+/// owner) sees their own sessions in full and, for sessions of others whose current group
+/// they are a member of, only who and which group (no Session object, no data).
 fn current_sessions(services: &Services, who: &Caller) -> Finished {
     let dir = &services.directory;
-    let admin = who.rights.roles.is_admin;
+    let admin = who.rights.roles.has_privilege("ReadSession");
     let me = who.info.owner_id;
     // Everyone is in "user": sharing it says nothing, so it shows nobody's sessions.
     let shares = |g: i64| g != USER_GROUP_ID && who.rights.roles.is_member(g);
@@ -453,6 +454,27 @@ mod tests {
         let (full, names) = sessions_seen(&svc, &c).await;
         assert_eq!(full, vec![true, false]);
         assert_eq!(names, vec!["carol".to_string(), "dave".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn light_admins_see_others_sessions_only_with_read_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let svc = services(tmp.path());
+        let alice = user(&svc, "alice");
+        session(&svc, alice).await;
+        let light = user(&svc, "light");
+        svc.directory.add_memberships(light, &[0]).unwrap();
+        svc.directory
+            .set_admin_privileges(light, &["Sudo".to_string()])
+            .unwrap();
+        let l = session(&svc, light).await;
+        let (full, names) = sessions_seen(&svc, &l).await;
+        assert_eq!((full, names), (vec![true], vec!["light".to_string()]));
+        svc.directory
+            .set_admin_privileges(light, &["ReadSession".to_string()])
+            .unwrap();
+        let (full, _) = sessions_seen(&svc, &l).await;
+        assert_eq!(full, vec![true, true]);
     }
 
     #[tokio::test]

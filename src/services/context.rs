@@ -23,6 +23,8 @@ pub struct Services {
     pub registry: Arc<Registry>,
     /// What IConfig serves.
     pub config: Arc<ConfigValues>,
+    /// Counters the login path moves (the server exposes them with `--metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Services {
@@ -35,6 +37,7 @@ impl Services {
             sessions,
             registry: Arc::new(Registry::default()),
             config: Arc::new(config),
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 }

@@ -5,7 +5,8 @@ use crate::auth::context::EventContextData;
 use crate::auth::{Directory, ExperimenterInfo, GroupInfo};
 use crate::facade::ValueRef;
 use crate::generated::omero::model::{
-    Details, Experimenter, ExperimenterGroup, GroupExperimenterMap, IObject, Permissions, Session,
+    AdminPrivilege, Details, Experimenter, ExperimenterGroup, GroupExperimenterMap, IObject,
+    Permissions, Session,
 };
 use crate::generated::omero::sys::{EventContext, Roles};
 use crate::generated::omero::{RBool, RInt, RLong, RString, RTime, RType};
@@ -252,6 +253,24 @@ pub fn event_context(ec: EventContextData) -> ValueRef {
         leader_of_groups: ec.leader_of_groups,
         group_permissions: permissions(ec.group_permissions_perm1),
     })
+}
+
+/// A loaded `AdminPrivilege` enumeration value. Its id is its place in OMERO's list of
+/// privileges (1-based), stable because the list is.
+pub fn admin_privilege(name: &str) -> ValueRef {
+    let place = crate::auth::context::ADMIN_PRIVILEGES
+        .iter()
+        .position(|p| *p == name)
+        .map_or(-1, |i| i as i64 + 1);
+    ValueRef::new(AdminPrivilege {
+        base: iobject(place, None, true),
+        value: rstring(name),
+    })
+}
+
+/// The name an `AdminPrivilege` a client sent carries, if any.
+pub fn privilege_name(v: &Option<ValueRef>) -> Option<String> {
+    string_of(&v.as_ref()?.get::<AdminPrivilege>()?.value)
 }
 
 /// IAdmin.getSecurityRoles: the built-in accounts.
