@@ -126,7 +126,6 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn counters_move_with_logins_joins_and_calls() {
-    omero_sessiond::generated::register();
     let dir = tempfile::tempdir().unwrap();
     let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
     services
