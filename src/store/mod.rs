@@ -7,6 +7,7 @@
 //! loses the other's change, and a running server holds [`DataDirLock`] for its whole life.
 
 pub mod directory;
+pub mod postgres;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
