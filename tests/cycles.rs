@@ -15,7 +15,7 @@ use omero_sessiond::services::model::rlong;
 use omero_sessiond::services::session::SessionService;
 use omero_sessiond::services::{Factory, Services};
 use omero_sessiond::sessions::{
-    ManualClock, MemorySessionStore, NewSession, SessionConfig, SessionManager,
+    ManualClock, MemoryRowLog, NewSession, SessionConfig, SessionManager,
 };
 
 const FORMATS: [(Encoding, Format); 3] = [
@@ -34,7 +34,7 @@ fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, Stri
     let sessions = SessionManager::new(
         SessionConfig::default(),
         Arc::new(clock),
-        Arc::new(MemorySessionStore::default()),
+        Arc::new(MemoryRowLog::default()),
     );
     let services = Services::new(auth, Arc::new(sessions));
     let uuid = services

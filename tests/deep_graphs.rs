@@ -17,7 +17,7 @@ use omero_sessiond::services::model::rlong;
 use omero_sessiond::services::session::SessionService;
 use omero_sessiond::services::{Factory, Services};
 use omero_sessiond::sessions::{
-    ManualClock, MemorySessionStore, NewSession, SessionConfig, SessionManager,
+    ManualClock, MemoryRowLog, NewSession, SessionConfig, SessionManager,
 };
 
 /// Far below what a recursion of 20 000 levels needs, enough for everything else.
@@ -221,7 +221,7 @@ fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, Stri
     let sessions = SessionManager::new(
         SessionConfig::default(),
         Arc::new(clock),
-        Arc::new(MemorySessionStore::default()),
+        Arc::new(MemoryRowLog::default()),
     );
     let services = Services::new(auth, Arc::new(sessions));
     let uuid = services

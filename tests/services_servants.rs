@@ -21,7 +21,7 @@ use omero_sessiond::services::model::{rlong, rstring};
 use omero_sessiond::services::session::SessionService;
 use omero_sessiond::services::{Factory, FactoryServant, Services};
 use omero_sessiond::sessions::{
-    ManualClock, MemorySessionStore, NewSession, SessionConfig, SessionManager,
+    ManualClock, MemoryRowLog, NewSession, SessionConfig, SessionManager,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -60,7 +60,7 @@ fn world() -> World {
     let sessions = SessionManager::new(
         config,
         Arc::new(clock.clone()),
-        Arc::new(MemorySessionStore::default()),
+        Arc::new(MemoryRowLog::default()),
     );
     World {
         services: Services::new(auth, Arc::new(sessions)),

@@ -155,9 +155,7 @@ fn next_pause(time_to_idle: i64, until_deadline: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sessions::{
-        MemorySessionStore, NewSession, SessionConfig, SessionError, SystemClock,
-    };
+    use crate::sessions::{MemoryRowLog, NewSession, SessionConfig, SessionError, SystemClock};
 
     // Real time (tokio's test clock is not enabled in this crate): timeouts are short but
     // leave room for a busy machine.
@@ -169,7 +167,7 @@ mod tests {
         Arc::new(SessionManager::new(
             config,
             Arc::new(SystemClock),
-            Arc::new(MemorySessionStore::default()),
+            Arc::new(MemoryRowLog::default()),
         ))
     }
 

@@ -508,7 +508,7 @@ pub async fn bind(addr: &str) -> Result<TcpListener, HttpError> {
 mod tests {
     use super::*;
     use crate::auth::{Directory, NewExperimenter, Password, Throttle, ThrottleConfig};
-    use crate::sessions::{MemorySessionStore, SessionConfig, SystemClock};
+    use crate::sessions::{MemoryRowLog, SessionConfig, SystemClock};
     use axum::http::header::{ACCEPT, CONTENT_TYPE};
 
     fn service(tmp: &std::path::Path) -> HttpService<()> {
@@ -533,7 +533,7 @@ mod tests {
         let sessions = Arc::new(SessionManager::new(
             config,
             clock,
-            Arc::new(MemorySessionStore::default()),
+            Arc::new(MemoryRowLog::default()),
         ));
         HttpService::new(
             HttpDeps {

@@ -263,7 +263,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::auth::{Throttle, ThrottleConfig};
     use crate::facade::{async_trait, Current, DispatchError};
-    use crate::sessions::{ManualClock, MemorySessionStore, NewSession, SessionConfig};
+    use crate::sessions::{ManualClock, MemoryRowLog, NewSession, SessionConfig};
 
     struct Nothing;
 
@@ -290,7 +290,7 @@ pub(crate) mod tests {
         let sessions = SessionManager::new(
             SessionConfig::default(),
             clock,
-            Arc::new(MemorySessionStore::default()),
+            Arc::new(MemoryRowLog::default()),
         );
         Services::new(auth, Arc::new(sessions))
     }

@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use super::clock::{java_timestamp, Clock};
 use super::error::SessionError;
-use super::store::{SessionRow, SessionStore};
+use super::rowlog::{RowLog, SessionRow};
+pub use super::store::Env;
 
 /// `omero.sessions.timeout`: default timeToIdle of a new session.
 pub const DEFAULT_TIME_TO_IDLE: i64 = 600_000;
@@ -145,22 +146,6 @@ pub struct SessionInfo {
     pub event_type: String,
     pub sudoer_id: Option<i64>,
     pub group_sudo: bool,
-}
-
-/// Which environment map of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Env {
-    Input,
-    Output,
-}
-
-impl Env {
-    fn name(self) -> &'static str {
-        match self {
-            Env::Input => "input",
-            Env::Output => "output",
-        }
-    }
 }
 
 /// A ServiceFactory's mode when destroyed (§2.3); OMERO's default is `Close`.
@@ -392,7 +377,7 @@ pub struct SessionManager<V> {
     /// Sessions per owner in `sessions`, for the per-user cap.
     per_owner: Mutex<HashMap<i64, usize>>,
     clock: Arc<dyn Clock>,
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn RowLog>,
     config: SessionConfig,
     events: broadcast::Sender<SessionEvent>,
 }
@@ -412,7 +397,7 @@ fn lock<V>(entry: &Shared<V>) -> MutexGuard<'_, Entry<V>> {
 }
 
 impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
-    pub fn new(config: SessionConfig, clock: Arc<dyn Clock>, store: Arc<dyn SessionStore>) -> Self {
+    pub fn new(config: SessionConfig, clock: Arc<dyn Clock>, store: Arc<dyn RowLog>) -> Self {
         let (events, _) = broadcast::channel(1024);
         SessionManager {
             sessions: RwLock::new(HashMap::new()),
@@ -987,27 +972,19 @@ fn touch(info: &mut SessionInfo, now: i64) {
 mod tests {
     use super::*;
     use crate::sessions::clock::ManualClock;
-    use crate::sessions::store::MemorySessionStore;
+    use crate::sessions::rowlog::MemoryRowLog;
 
     const T0: i64 = 1_700_000_000_000;
 
-    fn setup() -> (
-        Arc<SessionManager<String>>,
-        ManualClock,
-        Arc<MemorySessionStore>,
-    ) {
+    fn setup() -> (Arc<SessionManager<String>>, ManualClock, Arc<MemoryRowLog>) {
         setup_with(SessionConfig::default())
     }
 
     fn setup_with(
         config: SessionConfig,
-    ) -> (
-        Arc<SessionManager<String>>,
-        ManualClock,
-        Arc<MemorySessionStore>,
-    ) {
+    ) -> (Arc<SessionManager<String>>, ManualClock, Arc<MemoryRowLog>) {
         let clock = ManualClock::new(T0);
-        let store = Arc::new(MemorySessionStore::default());
+        let store = Arc::new(MemoryRowLog::default());
         let m = SessionManager::new(config, Arc::new(clock.clone()), store.clone());
         (Arc::new(m), clock, store)
     }

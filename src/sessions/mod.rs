@@ -7,7 +7,10 @@
 pub mod clock;
 pub mod error;
 pub mod manager;
+pub mod rowlog;
+pub mod sqlite_store;
 pub mod store;
+pub mod store_contract;
 
 pub use clock::{java_timestamp, Clock, ManualClock, SystemClock};
 pub use error::SessionError;
@@ -16,7 +19,11 @@ pub use manager::{
     ReleaseOutcome, SessionConfig, SessionEvent, SessionInfo, SessionManager, SudoerFilter,
     TimeoutUpdateError,
 };
-pub use store::{JsonlSessionStore, MemorySessionStore, SessionRow, SessionStore};
+pub use rowlog::{JsonlSessionStore, MemoryRowLog, RowLog};
+pub use sqlite_store::SqliteSessionStore;
+pub use store::{
+    ClosedFeed, EncodedEnv, MemorySessionStore, OpenRow, SessionRow, SessionStore, StoredSession,
+};
 
 /// The first eight characters of a session uuid, for logs at INFO and above: enough to tell
 /// sessions apart, useless as the bearer token the whole uuid is.

@@ -1,30 +1,37 @@
-//! Session rows: the durable side of sessions (ids, creation, closing, timeout changes).
+//! The durable side of sessions: the [`SessionStore`] trait, its row types, and an in-memory
+//! implementation for unit tests.
 //!
-//! The in-memory cache decides liveness; rows exist so that every session gets a unique,
-//! increasing id across restarts and so that a closed session can still be described
-//! ("created=…, closed=…") when someone tries to join it.
+//! The session manager keeps a cache that answers every routed call; the store is the truth it
+//! falls back to. A session that a node's cache lacks (made on another node, or before a
+//! restart) is loaded by [`SessionStore::join`]; reference counts live in the store so they are
+//! global across nodes; closes made elsewhere (another node, the `sessions close` command line)
+//! come back through [`SessionStore::closed_since`].
 //!
-//! The embedded implementation is an append-only JSON-lines log, compacted at open and again
-//! whenever the lines appended since the last compaction outnumber the rows kept, so the file
-//! stays proportional to the live state however long the server runs. Appends are not fsynced
-//! one by one (a login must not wait for the disk); compaction is atomic.
+//! # Contract of every implementation
+//! - When a future of a *change* (`insert`, `join`, `detach`, `close`, `set_timeouts`,
+//!   `set_group`, `set_env`, `touch_many`) resolves `Ok`, the change is committed: a crash
+//!   (`kill -9`, power loss) of this process or the database afterwards does not undo it. The
+//!   manager awaits it before answering the client.
+//! - Changes on one uuid are atomic and serialised with every other process or node sharing the
+//!   store: two joins on two nodes add two references.
+//! - A closed row never reopens: `join`, `detach`, `set_*` on it change nothing and say so.
+//! - Last access never moves backwards (`touch_many` and `join` keep the later time).
+//! - Ids are unique and increase in creation order, also across restarts.
+//! - `find` answers closed rows for a while (at least the last [`CLOSED_ROWS_KEPT`] closes),
+//!   so a refused join can say when the session was closed.
+//! - Environment values are opaque bytes (the services layer encodes Ice values); the store
+//!   never looks inside.
 
-use std::collections::{HashMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{write_atomic, StoreError};
+use crate::store::StoreError;
 
-/// File name of the session log inside the data directory.
-pub const SESSION_LOG_FILE: &str = "sessions.jsonl";
-/// How many closed rows are remembered (for "closed=…" join-refusal messages).
+/// How many closed rows a store must still describe through [`SessionStore::find`].
 pub const CLOSED_ROWS_KEPT: usize = 1000;
-/// Appended lines before a running server compacts the log (more when many rows are kept).
-pub const COMPACT_AFTER_LINES: usize = 10_000;
 
 /// One session as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,342 +50,349 @@ pub struct SessionRow {
     pub sudoer_id: Option<i64>,
 }
 
-/// Durable storage of session rows. Methods do blocking IO of a few microseconds (a buffered
-/// append); the session manager calls them outside its locks.
+/// Which environment map of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Env {
+    Input,
+    Output,
+}
+
+impl Env {
+    /// `input` or `output`, as stored and as said in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Env::Input => "input",
+            Env::Output => "output",
+        }
+    }
+}
+
+/// An environment map as stored: key to encoded value, sorted by key.
+pub type EncodedEnv = BTreeMap<String, Vec<u8>>;
+
+/// An open session with everything a cache needs to serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub row: SessionRow,
+    pub refcount: i64,
+    /// Latest written access (ms); the idle clock restarts from here.
+    pub last_access: i64,
+    pub input: EncodedEnv,
+    pub output: EncodedEnv,
+}
+
+/// An open row as listed (for `omero-sessiond sessions list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRow {
+    pub row: SessionRow,
+    pub refcount: i64,
+    pub last_access: i64,
+}
+
+/// Sessions closed after a cursor, and the cursor to ask with next time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClosedFeed {
+    pub uuids: Vec<String>,
+    pub cursor: i64,
+}
+
+/// Durable storage of sessions; see the module documentation for the contract.
+#[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Stores a new row, assigning and returning it with a fresh id (the given id is ignored).
-    fn insert(&self, row: SessionRow) -> Result<SessionRow, StoreError>;
-    /// Marks a row closed.
-    fn close(&self, uuid: &str, closed_ms: i64) -> Result<(), StoreError>;
-    /// Records new timeouts of a live session.
-    fn set_timeouts(
+    /// Stores a new open row with reference count 1 and last access `row.started`, assigning a
+    /// fresh id (the given one is ignored); returns the row as stored.
+    async fn insert(&self, row: SessionRow) -> Result<SessionRow, StoreError>;
+
+    /// Adds one reference to an open row and moves its last access to `now_ms` (if later);
+    /// returns the session after the change, or `None` when it is unknown or closed.
+    async fn join(&self, uuid: &str, now_ms: i64) -> Result<Option<StoredSession>, StoreError>;
+
+    /// Removes one reference (never below 0) from an open row and returns what remains, or
+    /// `None` when it is unknown or closed. With `close_at_zero`, a row left with no reference
+    /// is closed at that time in the same atomic step.
+    async fn detach(
+        &self,
+        uuid: &str,
+        close_at_zero: Option<i64>,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Closes an open row at `closed_ms` and drops its environment; `false` when it was
+    /// unknown or already closed.
+    async fn close(&self, uuid: &str, closed_ms: i64) -> Result<bool, StoreError>;
+
+    /// New timeouts of an open row (ms).
+    async fn set_timeouts(
         &self,
         uuid: &str,
         time_to_live: i64,
         time_to_idle: i64,
     ) -> Result<(), StoreError>;
-    /// A row by uuid, open or recently closed.
-    fn find(&self, uuid: &str) -> Option<SessionRow>;
-}
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum LogRecord {
-    Counter {
-        next_id: i64,
-    },
-    Open {
-        row: SessionRow,
-    },
-    Close {
-        uuid: String,
-        closed: i64,
-    },
-    Timeouts {
-        uuid: String,
-        time_to_live: i64,
-        time_to_idle: i64,
-    },
-}
+    /// The current group of an open row (setSecurityContext).
+    async fn set_group(&self, uuid: &str, group_id: i64) -> Result<(), StoreError>;
 
-/// Rows in memory: open ones plus a bounded tail of closed ones.
-#[derive(Debug, Default)]
-struct Rows {
-    next_id: i64,
-    by_uuid: HashMap<String, SessionRow>,
-    closed_order: VecDeque<String>,
-}
-
-impl Rows {
-    fn apply(&mut self, record: LogRecord) {
-        match record {
-            LogRecord::Counter { next_id } => self.next_id = self.next_id.max(next_id),
-            LogRecord::Open { row } => {
-                self.next_id = self.next_id.max(row.id.saturating_add(1));
-                if let Some(closed) = row.closed {
-                    self.mark_closed(row.clone(), closed);
-                } else {
-                    self.by_uuid.insert(row.uuid.clone(), row);
-                }
-            }
-            LogRecord::Close { uuid, closed } => {
-                if let Some(row) = self.by_uuid.get(&uuid).cloned() {
-                    if row.closed.is_none() {
-                        self.mark_closed(row, closed);
-                    }
-                }
-            }
-            LogRecord::Timeouts {
-                uuid,
-                time_to_live,
-                time_to_idle,
-            } => {
-                if let Some(row) = self.by_uuid.get_mut(&uuid) {
-                    row.time_to_live = time_to_live;
-                    row.time_to_idle = time_to_idle;
-                }
-            }
-        }
-    }
-
-    fn mark_closed(&mut self, mut row: SessionRow, closed: i64) {
-        row.closed = Some(closed);
-        self.closed_order.push_back(row.uuid.clone());
-        self.by_uuid.insert(row.uuid.clone(), row);
-        while self.closed_order.len() > CLOSED_ROWS_KEPT {
-            if let Some(old) = self.closed_order.pop_front() {
-                self.by_uuid.remove(&old);
-            }
-        }
-    }
-
-    fn open_uuids(&self) -> Vec<String> {
-        let mut open: Vec<&SessionRow> = self
-            .by_uuid
-            .values()
-            .filter(|r| r.closed.is_none())
-            .collect();
-        open.sort_by_key(|r| r.id);
-        open.into_iter().map(|r| r.uuid.clone()).collect()
-    }
-}
-
-/// The embedded session store: `<data>/sessions.jsonl`.
-#[derive(Debug)]
-pub struct JsonlSessionStore {
-    path: PathBuf,
-    compact_after: usize,
-    state: Mutex<LogState>,
-}
-
-#[derive(Debug)]
-struct LogState {
-    rows: Rows,
-    file: File,
-    /// Lines appended since the file was last compacted.
-    appended: usize,
-}
-
-impl JsonlSessionStore {
-    /// Opens (or creates) the log. Sessions do not survive a restart, so rows still open from a
-    /// previous run are closed at `now_ms`; then the log is compacted.
-    pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, StoreError> {
-        Self::open_with(data_dir, now_ms, COMPACT_AFTER_LINES)
-    }
-
-    /// [`Self::open`], compacting after `compact_after` appended lines at the least.
-    pub fn open_with(
-        data_dir: &Path,
-        now_ms: i64,
-        compact_after: usize,
-    ) -> Result<Self, StoreError> {
-        let path = data_dir.join(SESSION_LOG_FILE);
-        let mut rows = read_log(&path)?;
-        for uuid in rows.open_uuids() {
-            rows.apply(LogRecord::Close {
-                uuid,
-                closed: now_ms,
-            });
-        }
-        compact(&path, &rows)?;
-        let file = open_append(&path)?;
-        Ok(JsonlSessionStore {
-            path,
-            compact_after: compact_after.max(1),
-            state: Mutex::new(LogState {
-                rows,
-                file,
-                appended: 0,
-            }),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, LogState> {
-        // A panic while holding the lock leaves rows consistent enough: each step is one insert.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Appends `record`, applies it, and compacts the file when it has grown enough.
-    fn record(&self, state: &mut LogState, record: LogRecord) -> Result<(), StoreError> {
-        let mut line = serde_json::to_vec(&record).map_err(|e| StoreError::Format {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        line.push(b'\n');
-        state
-            .file
-            .write_all(&line)
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        state.rows.apply(record);
-        state.appended += 1;
-        let threshold = self.compact_after.max(state.rows.by_uuid.len());
-        if state.appended >= threshold {
-            // The append succeeded; a failed compaction only means a longer file.
-            if let Err(e) = self.compact_now(state) {
-                tracing::warn!(path = %self.path.display(), error = %e, "session log compaction failed");
-            }
-        }
-        Ok(())
-    }
-
-    fn compact_now(&self, state: &mut LogState) -> Result<(), StoreError> {
-        compact(&self.path, &state.rows)?;
-        // The old handle points at the replaced file; appends must go to the new one.
-        state.file = open_append(&self.path)?;
-        state.appended = 0;
-        Ok(())
-    }
-}
-
-fn open_append(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| StoreError::io(path, e))
-}
-
-impl SessionStore for JsonlSessionStore {
-    fn insert(&self, mut row: SessionRow) -> Result<SessionRow, StoreError> {
-        let mut state = self.lock();
-        row.id = state.rows.next_id.max(1);
-        self.record(&mut state, LogRecord::Open { row: row.clone() })?;
-        Ok(row)
-    }
-
-    fn close(&self, uuid: &str, closed_ms: i64) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        let record = LogRecord::Close {
-            uuid: uuid.to_string(),
-            closed: closed_ms,
-        };
-        self.record(&mut state, record)
-    }
-
-    fn set_timeouts(
+    /// Sets (`Some`) or removes (`None`) one key of an environment map of an open row.
+    async fn set_env(
         &self,
         uuid: &str,
-        time_to_live: i64,
-        time_to_idle: i64,
-    ) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        let record = LogRecord::Timeouts {
-            uuid: uuid.to_string(),
-            time_to_live,
-            time_to_idle,
+        env: Env,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), StoreError>;
+
+    /// Write-behind of last accesses; each time only ever moves a row's last access forward.
+    async fn touch_many(&self, accesses: &[(String, i64)]) -> Result<(), StoreError>;
+
+    /// The latest last access written by anyone, `None` when unknown or closed.
+    async fn last_access(&self, uuid: &str) -> Result<Option<i64>, StoreError>;
+
+    /// A row by uuid, open or recently closed.
+    async fn find(&self, uuid: &str) -> Result<Option<SessionRow>, StoreError>;
+
+    /// Every open row, oldest id first.
+    async fn list_open(&self) -> Result<Vec<OpenRow>, StoreError>;
+
+    /// Every open session with its maps (a server loading its cache at start), oldest first.
+    async fn load_open(&self) -> Result<Vec<StoredSession>, StoreError>;
+
+    /// The position of the closed feed now: closes before it are never reported.
+    async fn close_cursor(&self) -> Result<i64, StoreError>;
+
+    /// Rows closed after `cursor`, by anyone (this process included), in closing order.
+    async fn closed_since(&self, cursor: i64) -> Result<ClosedFeed, StoreError>;
+}
+
+#[derive(Debug, Clone)]
+struct MemoryRow {
+    row: SessionRow,
+    refcount: i64,
+    last_access: i64,
+    input: EncodedEnv,
+    output: EncodedEnv,
+}
+
+impl MemoryRow {
+    fn stored(&self) -> StoredSession {
+        StoredSession {
+            row: self.row.clone(),
+            refcount: self.refcount,
+            last_access: self.last_access,
+            input: self.input.clone(),
+            output: self.output.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    next_id: i64,
+    rows: HashMap<String, MemoryRow>,
+    /// (close sequence, uuid), oldest first; bounded by [`CLOSED_ROWS_KEPT`].
+    closes: VecDeque<(i64, String)>,
+    close_seq: i64,
+}
+
+impl MemoryState {
+    fn open_mut(&mut self, uuid: &str) -> Option<&mut MemoryRow> {
+        self.rows.get_mut(uuid).filter(|r| r.row.closed.is_none())
+    }
+
+    fn close(&mut self, uuid: &str, closed_ms: i64) -> bool {
+        let Some(row) = self.open_mut(uuid) else {
+            return false;
         };
-        self.record(&mut state, record)
-    }
-
-    fn find(&self, uuid: &str) -> Option<SessionRow> {
-        self.lock().rows.by_uuid.get(uuid).cloned()
-    }
-}
-
-fn read_log(path: &Path) -> Result<Rows, StoreError> {
-    let mut rows = Rows {
-        next_id: 1,
-        ..Rows::default()
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(rows),
-        Err(e) => return Err(StoreError::io(path, e)),
-    };
-    for (number, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| StoreError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
+        row.row.closed = Some(closed_ms);
+        row.input.clear();
+        row.output.clear();
+        self.close_seq += 1;
+        self.closes.push_back((self.close_seq, uuid.to_string()));
+        while self.closes.len() > CLOSED_ROWS_KEPT {
+            if let Some((_, old)) = self.closes.pop_front() {
+                self.rows.remove(&old);
+            }
         }
-        match serde_json::from_str::<LogRecord>(&line) {
-            Ok(record) => rows.apply(record),
-            // A crash can tear the last append; everything before it is still good.
-            Err(e) => tracing::warn!(
-                path = %path.display(),
-                line = number + 1,
-                error = %e,
-                "skipping unreadable session log line"
-            ),
-        }
+        true
     }
-    Ok(rows)
+
+    fn open_rows(&self) -> Vec<&MemoryRow> {
+        let mut open: Vec<&MemoryRow> = self
+            .rows
+            .values()
+            .filter(|r| r.row.closed.is_none())
+            .collect();
+        open.sort_by_key(|r| r.row.id);
+        open
+    }
 }
 
-fn compact(path: &Path, rows: &Rows) -> Result<(), StoreError> {
-    let mut kept: Vec<&SessionRow> = rows.by_uuid.values().collect();
-    kept.sort_by_key(|r| r.id);
-    let mut out = Vec::new();
-    let mut push = |record: &LogRecord| -> Result<(), StoreError> {
-        serde_json::to_writer(&mut out, record).map_err(|e| StoreError::Format {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-        out.push(b'\n');
-        Ok(())
-    };
-    push(&LogRecord::Counter {
-        next_id: rows.next_id,
-    })?;
-    for row in kept {
-        push(&LogRecord::Open { row: row.clone() })?;
-    }
-    write_atomic(path, &out)
-}
-
-/// A store kept only in memory, for tests and for running without a data directory.
+/// A store kept only in memory: for unit tests and for running without a data directory.
 #[derive(Debug)]
 pub struct MemorySessionStore {
-    rows: Mutex<Rows>,
+    state: Mutex<MemoryState>,
 }
 
 impl Default for MemorySessionStore {
     fn default() -> Self {
         MemorySessionStore {
-            rows: Mutex::new(Rows {
+            state: Mutex::new(MemoryState {
                 next_id: 1,
-                ..Rows::default()
+                ..MemoryState::default()
             }),
         }
     }
 }
 
 impl MemorySessionStore {
-    fn lock(&self) -> MutexGuard<'_, Rows> {
-        self.rows.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, MemoryState> {
+        // Every change is a few assignments on one row: a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+#[async_trait]
 impl SessionStore for MemorySessionStore {
-    fn insert(&self, mut row: SessionRow) -> Result<SessionRow, StoreError> {
-        let mut rows = self.lock();
-        row.id = rows.next_id;
-        rows.apply(LogRecord::Open { row: row.clone() });
+    async fn insert(&self, mut row: SessionRow) -> Result<SessionRow, StoreError> {
+        let mut state = self.lock();
+        row.id = state.next_id;
+        row.closed = None;
+        state.next_id += 1;
+        let stored = MemoryRow {
+            row: row.clone(),
+            refcount: 1,
+            last_access: row.started,
+            input: EncodedEnv::new(),
+            output: EncodedEnv::new(),
+        };
+        state.rows.insert(row.uuid.clone(), stored);
         Ok(row)
     }
 
-    fn close(&self, uuid: &str, closed_ms: i64) -> Result<(), StoreError> {
-        self.lock().apply(LogRecord::Close {
-            uuid: uuid.to_string(),
-            closed: closed_ms,
-        });
-        Ok(())
+    async fn join(&self, uuid: &str, now_ms: i64) -> Result<Option<StoredSession>, StoreError> {
+        let mut state = self.lock();
+        Ok(state.open_mut(uuid).map(|r| {
+            r.refcount = r.refcount.saturating_add(1);
+            r.last_access = r.last_access.max(now_ms);
+            r.stored()
+        }))
     }
 
-    fn set_timeouts(
+    async fn detach(
+        &self,
+        uuid: &str,
+        close_at_zero: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut state = self.lock();
+        let Some(row) = state.open_mut(uuid) else {
+            return Ok(None);
+        };
+        row.refcount = (row.refcount - 1).max(0);
+        let remaining = row.refcount;
+        if let (0, Some(at)) = (remaining, close_at_zero) {
+            state.close(uuid, at);
+        }
+        Ok(Some(remaining))
+    }
+
+    async fn close(&self, uuid: &str, closed_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.lock().close(uuid, closed_ms))
+    }
+
+    async fn set_timeouts(
         &self,
         uuid: &str,
         time_to_live: i64,
         time_to_idle: i64,
     ) -> Result<(), StoreError> {
-        self.lock().apply(LogRecord::Timeouts {
-            uuid: uuid.to_string(),
-            time_to_live,
-            time_to_idle,
-        });
+        if let Some(r) = self.lock().open_mut(uuid) {
+            r.row.time_to_live = time_to_live;
+            r.row.time_to_idle = time_to_idle;
+        }
         Ok(())
     }
 
-    fn find(&self, uuid: &str) -> Option<SessionRow> {
-        self.lock().by_uuid.get(uuid).cloned()
+    async fn set_group(&self, uuid: &str, group_id: i64) -> Result<(), StoreError> {
+        if let Some(r) = self.lock().open_mut(uuid) {
+            r.row.group_id = group_id;
+        }
+        Ok(())
+    }
+
+    async fn set_env(
+        &self,
+        uuid: &str,
+        env: Env,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        if let Some(r) = self.lock().open_mut(uuid) {
+            let map = match env {
+                Env::Input => &mut r.input,
+                Env::Output => &mut r.output,
+            };
+            match value {
+                Some(v) => map.insert(key.to_string(), v),
+                None => map.remove(key),
+            };
+        }
+        Ok(())
+    }
+
+    async fn touch_many(&self, accesses: &[(String, i64)]) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for (uuid, at) in accesses {
+            if let Some(r) = state.open_mut(uuid) {
+                r.last_access = r.last_access.max(*at);
+            }
+        }
+        Ok(())
+    }
+
+    async fn last_access(&self, uuid: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().open_mut(uuid).map(|r| r.last_access))
+    }
+
+    async fn find(&self, uuid: &str) -> Result<Option<SessionRow>, StoreError> {
+        Ok(self.lock().rows.get(uuid).map(|r| r.row.clone()))
+    }
+
+    async fn list_open(&self) -> Result<Vec<OpenRow>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .open_rows()
+            .into_iter()
+            .map(|r| OpenRow {
+                row: r.row.clone(),
+                refcount: r.refcount,
+                last_access: r.last_access,
+            })
+            .collect())
+    }
+
+    async fn load_open(&self) -> Result<Vec<StoredSession>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .open_rows()
+            .into_iter()
+            .map(MemoryRow::stored)
+            .collect())
+    }
+
+    async fn close_cursor(&self) -> Result<i64, StoreError> {
+        Ok(self.lock().close_seq)
+    }
+
+    async fn closed_since(&self, cursor: i64) -> Result<ClosedFeed, StoreError> {
+        let state = self.lock();
+        let uuids = state
+            .closes
+            .iter()
+            .filter(|(seq, _)| *seq > cursor)
+            .map(|(_, uuid)| uuid.clone())
+            .collect();
+        Ok(ClosedFeed {
+            uuids,
+            cursor: state.close_seq.max(cursor),
+        })
     }
 }
 
@@ -386,113 +400,9 @@ impl SessionStore for MemorySessionStore {
 mod tests {
     use super::*;
 
-    fn row(uuid: &str) -> SessionRow {
-        SessionRow {
-            id: 0,
-            uuid: uuid.to_string(),
-            owner_id: 2,
-            group_id: 3,
-            started: 100,
-            closed: None,
-            time_to_idle: 600_000,
-            time_to_live: 0,
-            agent: Some("OMERO.py".into()),
-            ip: None,
-            event_type: "User".into(),
-            sudoer_id: None,
-        }
-    }
-
-    #[test]
-    fn the_log_is_compacted_while_running() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = JsonlSessionStore::open_with(dir.path(), 0, 50).unwrap();
-        let lines = || {
-            std::fs::read_to_string(dir.path().join(SESSION_LOG_FILE))
-                .unwrap()
-                .lines()
-                .count()
-        };
-        for i in 0..2000 {
-            let uuid = format!("u{i}");
-            store.insert(row(&uuid)).unwrap();
-            store.close(&uuid, 1).unwrap();
-        }
-        // 4000 appends; what is left is bounded by the kept rows plus one batch of appends.
-        assert!(
-            lines() <= 1 + CLOSED_ROWS_KEPT + CLOSED_ROWS_KEPT + 1,
-            "{}",
-            lines()
-        );
-        let kept = store.insert(row("kept")).unwrap();
-        assert_eq!(kept.id, 2001);
-        assert_eq!(store.find("u1999").unwrap().closed, Some(1));
-        drop(store);
-        // What the compacted file holds reads back the same.
-        let store = JsonlSessionStore::open(dir.path(), 5).unwrap();
-        assert_eq!(store.find("u1999").unwrap().closed, Some(1));
-        assert_eq!(store.find("kept").unwrap().closed, Some(5));
-        assert_eq!(store.insert(row("next")).unwrap().id, 2002);
-    }
-
-    #[test]
-    fn ids_increase_across_restarts_and_open_rows_are_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = JsonlSessionStore::open(dir.path(), 0).unwrap();
-        let a = store.insert(row("a")).unwrap();
-        let b = store.insert(row("b")).unwrap();
-        assert_eq!((a.id, b.id), (1, 2));
-        store.close("a", 500).unwrap();
-        store.set_timeouts("b", 7, 8).unwrap();
-        drop(store);
-
-        let store = JsonlSessionStore::open(dir.path(), 900).unwrap();
-        assert_eq!(store.find("a").unwrap().closed, Some(500));
-        let b = store.find("b").unwrap();
-        assert_eq!(
-            (b.closed, b.time_to_live, b.time_to_idle),
-            (Some(900), 7, 8)
-        );
-        assert_eq!(store.insert(row("c")).unwrap().id, 3);
-    }
-
-    #[test]
-    fn counter_survives_eviction_of_old_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = JsonlSessionStore::open(dir.path(), 0).unwrap();
-        for i in 0..(CLOSED_ROWS_KEPT + 5) {
-            let uuid = format!("u{i}");
-            store.insert(row(&uuid)).unwrap();
-            store.close(&uuid, 1).unwrap();
-        }
-        assert!(store.find("u0").is_none());
-        drop(store);
-        let store = JsonlSessionStore::open(dir.path(), 0).unwrap();
-        let next = store.insert(row("new")).unwrap();
-        assert_eq!(next.id, (CLOSED_ROWS_KEPT + 6) as i64);
-    }
-
-    #[test]
-    fn torn_last_line_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = JsonlSessionStore::open(dir.path(), 0).unwrap();
-        store.insert(row("a")).unwrap();
-        drop(store);
-        let path = dir.path().join(SESSION_LOG_FILE);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"op\":\"open\",\"row\":{\"id\":9").unwrap();
-        drop(f);
-        let store = JsonlSessionStore::open(dir.path(), 5).unwrap();
-        assert_eq!(store.find("a").unwrap().closed, Some(5));
-        assert_eq!(store.insert(row("b")).unwrap().id, 2);
-    }
-
-    #[test]
-    fn memory_store_assigns_ids() {
+    #[tokio::test]
+    async fn memory_store_meets_the_contract() {
         let store = MemorySessionStore::default();
-        assert_eq!(store.insert(row("a")).unwrap().id, 1);
-        assert_eq!(store.insert(row("b")).unwrap().id, 2);
-        store.close("a", 3).unwrap();
-        assert_eq!(store.find("a").unwrap().closed, Some(3));
+        crate::sessions::store_contract::check_all(&store).await;
     }
 }

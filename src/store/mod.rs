@@ -8,6 +8,7 @@
 
 pub mod directory;
 pub mod postgres;
+pub mod sqlite;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -43,6 +44,27 @@ pub enum StoreError {
         found: u32,
         expected: u32,
     },
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {path} is damaged ({detail}); restore it from a backup or move it away")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "database {path} holds {component} schema version {found}, newer than the {known} this \
+         program knows; run a newer omero-sessiond"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        component: String,
+        found: i64,
+        known: i64,
+    },
+    /// The database cannot be reached or its worker is gone (a server, a stopped writer).
+    #[error("the session database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
