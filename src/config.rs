@@ -29,6 +29,9 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data: Option<PathBuf>,
+    /// Where users, groups and sessions live: unset for the embedded database in the data
+    /// directory, `postgres://USER@HOST:PORT/DB` for PostgreSQL shared by several nodes.
+    pub database: Option<String>,
     /// host:port, or "" / "off" to disable the listener.
     pub tcp: Option<String>,
     pub ssl: Option<String>,

@@ -15,7 +15,7 @@ use omero_sessiond::config::{
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
 use omero_sessiond::router::RouterConfig;
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::open_services_with;
+use omero_sessiond::services::open_services_on;
 use omero_sessiond::store::DataDirLock;
 
 #[derive(Parser)]
@@ -46,6 +46,10 @@ struct ServeArgs {
     /// Data directory (default ./omero-sessiond-data).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Database for users, groups and sessions: postgres://USER@HOST:PORT/DB (default: the
+    /// embedded database in the data directory).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Plain Ice listener, host:port (default 0.0.0.0:4063); "off" disables it.
     #[arg(long, value_name = "ADDR")]
     tcp: Option<String>,
@@ -87,7 +91,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let file = match args.config.as_deref().map(FileConfig::load).transpose() {
+    let mut file = match args.config.as_deref().map(FileConfig::load).transpose() {
         Ok(f) => f.unwrap_or_default(),
         Err(e) => {
             eprintln!("omero-sessiond: {e}");
@@ -95,6 +99,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(args.json_logs || file.json_logs.unwrap_or(false));
+    file.database = args.database.clone().or(file.database.take());
     let data = data_dir(&args, &file);
     // Held until the process exits: a second server on the same directory would overwrite
     // the session log and race this one's directory writes.
@@ -119,7 +124,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = announce_root_password(&data) {
+    if let Err(e) = announce_root_password(&data, file.database.as_deref()) {
         eprintln!("omero-sessiond: {e}");
         return ExitCode::FAILURE;
     }
@@ -155,8 +160,8 @@ fn data_dir(args: &ServeArgs, file: &FileConfig) -> PathBuf {
 
 /// Opens (or creates) the directory and, at the very first start, gives `root` a random
 /// password and says where to find it: the newcomer's way in.
-fn announce_root_password(data: &Path) -> anyhow::Result<()> {
-    let directory = Directory::open(data)?;
+fn announce_root_password(data: &Path, database: Option<&str>) -> anyhow::Result<()> {
+    let directory = Directory::open_database(data, database)?;
     if let Some(path) = directory.ensure_root_password()? {
         tracing::info!(path = %path.display(), "created the administrator root");
         println!(
@@ -224,8 +229,9 @@ async fn run(
     let mut shutdown = Shutdown::install()?;
     let sessions_config = file.sessions.clone();
     let auth_config = file.auth.clone();
+    let database = file.database.clone();
     let services = tokio::task::spawn_blocking(move || {
-        open_services_with(&data, &sessions_config, &auth_config)
+        open_services_on(&data, database.as_deref(), &sessions_config, &auth_config)
     })
     .await??;
     services

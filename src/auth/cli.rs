@@ -4,7 +4,7 @@
 //! changes up on its next login check. Passwords are only ever read from standard input.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -26,12 +26,16 @@ pub enum AuthCommand {
     Group(GroupCommand),
 }
 
-/// The data directory option shared by every command.
+/// Where the server keeps its users: the options shared by every command.
 #[derive(Debug, Clone, Args)]
 pub struct DataDir {
     /// Data directory of the server.
     #[arg(long = "data", value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     pub data: PathBuf,
+    /// The server's database, as given to `serve --database` (default: the embedded
+    /// database in the data directory).
+    #[arg(long = "database", value_name = "URL")]
+    pub database: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -135,7 +139,7 @@ fn run_user(cmd: UserCommand, input: &mut dyn BufRead, out: &mut dyn Write) -> a
             password_stdin: _,
             data,
         } => {
-            let dir = open(&data.data)?;
+            let dir = open(&data)?;
             let password = read_password(input)?;
             let info = dir.add_experimenter(NewExperimenter {
                 ome_name: name,
@@ -166,14 +170,14 @@ fn run_user(cmd: UserCommand, input: &mut dyn BufRead, out: &mut dyn Write) -> a
             )?;
         }
         UserCommand::Passwd { name, data, .. } => {
-            let dir = open(&data.data)?;
+            let dir = open(&data)?;
             let password = read_password(input)?;
             dir.set_password(&name, &password)?;
             writeln!(out, "password of {name} changed")?;
         }
-        UserCommand::List { data } => list_users(&open(&data.data)?, out)?,
+        UserCommand::List { data } => list_users(&open(&data)?, out)?,
         UserCommand::Remove { name, data } => {
-            open(&data.data)?.remove_experimenter(&name)?;
+            open(&data)?.remove_experimenter(&name)?;
             writeln!(out, "removed user {name}")?;
         }
     }
@@ -183,7 +187,7 @@ fn run_user(cmd: UserCommand, input: &mut dyn BufRead, out: &mut dyn Write) -> a
 fn run_group(cmd: GroupCommand, out: &mut dyn Write) -> anyhow::Result<()> {
     match cmd {
         GroupCommand::Add { name, perms, data } => {
-            let group = open(&data.data)?.add_group(&name, &perms)?;
+            let group = open(&data)?.add_group(&name, &perms)?;
             writeln!(
                 out,
                 "added group {} (id {}, permissions {})",
@@ -191,7 +195,7 @@ fn run_group(cmd: GroupCommand, out: &mut dyn Write) -> anyhow::Result<()> {
             )?;
         }
         GroupCommand::List { data } => {
-            let dir = open(&data.data)?;
+            let dir = open(&data)?;
             writeln!(out, "ID\tNAME\tPERMISSIONS")?;
             for g in dir.groups() {
                 writeln!(out, "{}\t{}\t{}", g.id, g.name, g.permissions)?;
@@ -237,8 +241,9 @@ fn list_users(dir: &Directory, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(data: &Path) -> anyhow::Result<Directory> {
-    Directory::open(data).with_context(|| format!("cannot open data directory {}", data.display()))
+fn open(data: &DataDir) -> anyhow::Result<Directory> {
+    Directory::open_database(&data.data, data.database.as_deref())
+        .with_context(|| format!("cannot open data directory {}", data.data.display()))
 }
 
 /// One line from `input` without its line ending; an empty password is refused.
@@ -261,6 +266,7 @@ fn read_password(input: &mut dyn BufRead) -> anyhow::Result<Password> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::path::Path;
 
     #[derive(Debug, Parser)]
     struct TestCli {
@@ -421,6 +427,34 @@ mod tests {
         .unwrap();
         assert!(!path.exists());
         assert!(dir.verify_password("root", &Password::new("mine")).is_ok());
+    }
+
+    #[test]
+    fn database_flag_chooses_the_backend() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().to_str().unwrap();
+        let pg = [
+            "--data",
+            data,
+            "--database",
+            "postgres://u:secret@127.0.0.1:1/db",
+        ];
+        let err = exec(&[&["user", "list"][..], &pg[..]].concat(), "").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("PostgreSQL support not built"), "{text}");
+        let other = ["--data", data, "--database", "mysql://u:secret@h/db"];
+        let err = exec(&[&["group", "list"][..], &other[..]].concat(), "").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("unsupported database scheme \"mysql\""),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        // No flag: the embedded database, which the next command sees.
+        exec(&["group", "add", "lab", "--data", data], "").unwrap();
+        assert!(exec(&["group", "list", "--data", data], "")
+            .unwrap()
+            .contains("lab"));
     }
 
     #[test]

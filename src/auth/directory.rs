@@ -1,24 +1,29 @@
-//! The user directory: experimenters and groups from `<data>/directory.json`.
+//! The user directory: experimenters, groups and memberships, kept in a
+//! [`DirectoryBackend`] (the embedded database in the data directory by default).
 //!
-//! The server and the command line are separate processes. Writers (either) take an in-process
-//! lock and the OS lock on `directory.json.lock`, re-read the file, apply their change and
-//! replace the file atomically, so no process loses another's update; the server notices
-//! changes made by the command line through the file's stamp (mtime, length, inode), checked on
-//! every password verification and on [`Directory::refresh`].
+//! Readers use an in-memory copy of the whole directory, so logins and rights checks never
+//! wait for a database. The server and the command line (or several nodes) write the same
+//! store: a writer applies its change to its copy and commits it on top of the version the
+//! copy was read at; when someone else committed first, it reloads and applies the change
+//! again. Other writers' changes are noticed through the store's version, checked on every
+//! password verification and on [`Directory::refresh`].
+//!
+//! A data directory of an earlier version keeps its users in `directory.json`: the first open
+//! of an empty store imports it and renames it to `directory.json.imported`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::store::directory::{
-    DirectoryData, ExperimenterRecord, GroupRecord, DIRECTORY_FILE, ROOT_USER_ID, SYSTEM_GROUP_ID,
-    USER_GROUP_ID,
+    open_backend, BackendError, Commit, DirectoryBackend, DirectoryChanges, DirectoryData,
+    ExperimenterRecord, GroupRecord, Versioned, DIRECTORY_FILE, IMPORTED_SUFFIX, ROOT_USER_ID,
+    SYSTEM_GROUP_ID, USER_GROUP_ID,
 };
-use crate::store::{
-    ensure_dir, file_stamp, write_private_new, FileLock, FileStamp, StoreError, DIRECTORY_LOCK_FILE,
-};
+use crate::store::{ensure_dir, write_private_new, FileLock, StoreError, DIRECTORY_LOCK_FILE};
 
 use super::checker::HashMemory;
+use super::context::ADMIN_PRIVILEGES;
 use super::password::{generate_password, hash_password, Password, DUMMY_HASH};
 use super::permissions;
 use super::AuthError;
@@ -31,6 +36,8 @@ pub const INITIAL_ROOT_PASSWORD_FILE: &str = "initial-root-password";
 pub enum DirectoryError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("no such user: {0}")]
     UnknownUser(String),
     #[error("no such group: {0}")]
@@ -71,6 +78,9 @@ pub struct ExperimenterInfo {
     /// Ids of groups this user owns (leads).
     pub leader_of: Vec<i64>,
     pub has_password: bool,
+    /// Light-admin privileges withheld from this user while in `system` (see
+    /// [`ExperimenterInfo::admin_privileges`]).
+    pub admin_restrictions: Vec<String>,
 }
 
 impl ExperimenterInfo {
@@ -89,6 +99,18 @@ impl ExperimenterInfo {
 
     pub fn leads(&self, group_id: i64) -> bool {
         self.leader_of.contains(&group_id)
+    }
+
+    /// OMERO's getAdminPrivileges: every privilege not restricted for a member of `system`,
+    /// none for anyone else.
+    pub fn admin_privileges(&self) -> Vec<&'static str> {
+        if !self.is_admin() {
+            return Vec::new();
+        }
+        ADMIN_PRIVILEGES
+            .into_iter()
+            .filter(|p| !self.admin_restrictions.iter().any(|r| r == p))
+            .collect()
     }
 }
 
@@ -121,16 +143,20 @@ pub struct NewExperimenter {
     pub owner_of: Vec<String>,
 }
 
+/// Writers that keep meeting newer versions give up after this many tries (a sign of a
+/// store that never holds still, not of ordinary contention).
+const COMMIT_TRIES: usize = 64;
+
 #[derive(Debug)]
 struct Loaded {
     data: Arc<DirectoryData>,
-    stamp: Option<FileStamp>,
+    version: i64,
 }
 
 #[derive(Debug)]
 struct Inner {
     data_dir: PathBuf,
-    path: PathBuf,
+    backend: Box<dyn DirectoryBackend>,
     state: RwLock<Loaded>,
     write_lock: Mutex<()>,
 }
@@ -142,33 +168,37 @@ pub struct Directory {
 }
 
 impl Directory {
-    /// Opens the directory in `data_dir`, creating the folder and OMERO's built-ins when new.
+    /// Opens the directory in the embedded database of `data_dir`, creating the folder and
+    /// OMERO's built-ins when new (or importing `directory.json`).
     pub fn open(data_dir: &Path) -> Result<Self, DirectoryError> {
+        Self::open_database(data_dir, None)
+    }
+
+    /// Opens the directory in `database` (see [`open_backend`]; `None` is the embedded
+    /// database in `data_dir`).
+    pub fn open_database(data_dir: &Path, database: Option<&str>) -> Result<Self, DirectoryError> {
         ensure_dir(data_dir)?;
-        let path = data_dir.join(DIRECTORY_FILE);
-        let data = match DirectoryData::load(&path)? {
-            Some(d) => d,
-            None => {
-                // Another process may be creating it at the same moment: decide under the lock.
-                let _other_processes = FileLock::exclusive(&data_dir.join(DIRECTORY_LOCK_FILE))?;
-                match DirectoryData::load(&path)? {
-                    Some(d) => d,
-                    None => {
-                        let d = DirectoryData::with_builtins();
-                        d.save(&path)?;
-                        d
-                    }
-                }
-            }
-        };
-        let stamp = file_stamp(&path);
+        let backend = open_backend(data_dir, database)?;
+        Self::with_backend(data_dir, backend)
+    }
+
+    /// Opens the directory kept in `backend`; `data_dir` holds the initial root password file
+    /// and, from earlier versions, `directory.json` to import into an empty store.
+    pub fn with_backend(
+        data_dir: &Path,
+        backend: Box<dyn DirectoryBackend>,
+    ) -> Result<Self, DirectoryError> {
+        let mut loaded = backend.load()?;
+        if loaded.version == 0 {
+            loaded = seed(data_dir, backend.as_ref())?;
+        }
         Ok(Directory {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_path_buf(),
-                path,
+                backend,
                 state: RwLock::new(Loaded {
-                    data: Arc::new(data),
-                    stamp,
+                    data: Arc::new(loaded.data),
+                    version: loaded.version,
                 }),
                 write_lock: Mutex::new(()),
             }),
@@ -179,25 +209,16 @@ impl Directory {
         &self.inner.data_dir
     }
 
-    /// Re-reads the file if another process changed it; returns whether it did.
-    /// On a read failure the previous contents stay in use (logged).
+    /// Where the directory lives (for messages).
+    pub fn location(&self) -> String {
+        self.inner.backend.location()
+    }
+
+    /// Reloads the directory if another process changed it; returns whether it did.
+    /// On a failure the previous contents stay in use (logged).
     pub fn refresh(&self) -> bool {
-        let now = file_stamp(&self.inner.path);
-        if now == self.read_state().stamp {
-            return false;
-        }
-        match DirectoryData::load(&self.inner.path) {
-            Ok(Some(data)) => {
-                let mut state = self.write_state();
-                state.data = Arc::new(data);
-                state.stamp = now;
-                tracing::info!("user directory reloaded");
-                true
-            }
-            Ok(None) => {
-                tracing::warn!(path = %self.inner.path.display(), "user directory file vanished; keeping the loaded copy");
-                false
-            }
+        match self.reload_if_changed() {
+            Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reload user directory; keeping the loaded copy");
                 false
@@ -205,7 +226,27 @@ impl Directory {
         }
     }
 
-    /// The current contents (no file check).
+    fn reload_if_changed(&self) -> Result<bool, DirectoryError> {
+        let now = self.inner.backend.version()?;
+        if now == self.read_state().version {
+            return Ok(false);
+        }
+        let loaded = self.inner.backend.load()?;
+        self.install(loaded.data, loaded.version);
+        tracing::info!(version = loaded.version, "user directory reloaded");
+        Ok(true)
+    }
+
+    fn install(&self, data: DirectoryData, version: i64) {
+        let mut state = self.write_state();
+        // Two threads may reload at once; the later version wins whatever the order.
+        if version >= state.version {
+            state.data = Arc::new(data);
+            state.version = version;
+        }
+    }
+
+    /// The current contents (no check for other writers).
     pub fn snapshot(&self) -> Arc<DirectoryData> {
         self.read_state().data.clone()
     }
@@ -337,7 +378,7 @@ impl Directory {
             let user = data
                 .experimenter_named_mut(name)
                 .ok_or_else(|| DirectoryError::UnknownUser(name.to_string()))?;
-            user.password_hash = Some(hash);
+            user.password_hash = Some(hash.clone());
             Ok(user.id)
         })?;
         if id == ROOT_USER_ID {
@@ -390,9 +431,10 @@ impl Directory {
                     .clone()
                     .unwrap_or_else(|| new.ome_name.clone()),
                 email: new.email.clone(),
-                password_hash: Some(hash),
+                password_hash: Some(hash.clone()),
                 member_of,
                 leader_of,
+                admin_restrictions: Vec::new(),
             };
             data.next_experimenter_id += 1;
             data.experimenters.push(record.clone());
@@ -472,7 +514,7 @@ impl Directory {
                 .iter_mut()
                 .find(|e| e.id == ROOT_USER_ID)
                 .ok_or_else(|| DirectoryError::UnknownUser("root".to_string()))?;
-            root.password_hash = Some(hash);
+            root.password_hash = Some(hash.clone());
             Ok(())
         })?;
         Ok(Some(path))
@@ -573,6 +615,32 @@ impl Directory {
         })
     }
 
+    /// setAdminPrivileges: the user holds exactly `privileges` while in `system`; every
+    /// other privilege is recorded as a restriction. Unknown names are refused.
+    pub fn set_admin_privileges(
+        &self,
+        user_id: i64,
+        privileges: &[String],
+    ) -> Result<ExperimenterInfo, DirectoryError> {
+        if let Some(unknown) = privileges
+            .iter()
+            .find(|p| !ADMIN_PRIVILEGES.contains(&p.as_str()))
+        {
+            return Err(DirectoryError::Refused(format!(
+                "unknown admin privilege {unknown:?}"
+            )));
+        }
+        let restrictions: Vec<String> = ADMIN_PRIVILEGES
+            .into_iter()
+            .filter(|p| !privileges.iter().any(|q| q == p))
+            .map(str::to_string)
+            .collect();
+        self.change_user(user_id, |_, user| {
+            user.admin_restrictions = restrictions.clone();
+            Ok(())
+        })
+    }
+
     /// Changes names and email; `None` leaves a field alone.
     pub fn update_experimenter(
         &self,
@@ -582,14 +650,14 @@ impl Directory {
         email: Option<Option<String>>,
     ) -> Result<ExperimenterInfo, DirectoryError> {
         self.change_user(user_id, |_, user| {
-            if let Some(f) = first_name {
-                user.first_name = f;
+            if let Some(f) = &first_name {
+                user.first_name = f.clone();
             }
-            if let Some(l) = last_name {
-                user.last_name = l;
+            if let Some(l) = &last_name {
+                user.last_name = l.clone();
             }
-            if let Some(e) = email {
-                user.email = e;
+            if let Some(e) = &email {
+                user.email = e.clone();
             }
             Ok(())
         })
@@ -636,7 +704,7 @@ impl Directory {
     fn change_user(
         &self,
         user_id: i64,
-        change: impl FnOnce(&DirectoryData, &mut ExperimenterRecord) -> Result<(), DirectoryError>,
+        mut change: impl FnMut(&DirectoryData, &mut ExperimenterRecord) -> Result<(), DirectoryError>,
     ) -> Result<ExperimenterInfo, DirectoryError> {
         let record = self.modify(|data| {
             let at = data
@@ -653,27 +721,48 @@ impl Directory {
         Ok(experimenter_info(&record))
     }
 
-    // Read-modify-write against the file on disk so changes by the other process survive.
+    // Applies `change` to the newest copy and commits it; when another writer committed in
+    // between, starts again from its version so neither change is lost. `change` may run more
+    // than once, each time on fresh data.
     fn modify<R>(
         &self,
-        change: impl FnOnce(&mut DirectoryData) -> Result<R, DirectoryError>,
+        mut change: impl FnMut(&mut DirectoryData) -> Result<R, DirectoryError>,
     ) -> Result<R, DirectoryError> {
         let _writer = self
             .inner
             .write_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let _other_processes = FileLock::exclusive(&self.inner.data_dir.join(DIRECTORY_LOCK_FILE))?;
-        let mut data = match DirectoryData::load(&self.inner.path)? {
-            Some(d) => d,
-            None => DirectoryData::with_builtins(),
-        };
-        let result = change(&mut data)?;
-        data.save(&self.inner.path)?;
-        let mut state = self.write_state();
-        state.stamp = file_stamp(&self.inner.path);
-        state.data = Arc::new(data);
-        Ok(result)
+        self.reload_if_changed()?;
+        for _ in 0..COMMIT_TRIES {
+            let (base, version) = {
+                let state = self.read_state();
+                (state.data.clone(), state.version)
+            };
+            let mut data = DirectoryData::clone(&base);
+            let result = change(&mut data)?;
+            for user in &mut data.experimenters {
+                user.normalize();
+            }
+            let changes = DirectoryChanges::between(&base, &data);
+            if changes.is_noop_for(&base) {
+                return Ok(result);
+            }
+            match self.inner.backend.commit(version, &changes)? {
+                Commit::Done(new_version) => {
+                    self.install(data, new_version);
+                    return Ok(result);
+                }
+                Commit::Stale => {
+                    let loaded = self.inner.backend.load()?;
+                    self.install(loaded.data, loaded.version);
+                }
+            }
+        }
+        Err(DirectoryError::Internal(format!(
+            "the user directory in {} kept changing; change not applied",
+            self.location()
+        )))
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
@@ -682,6 +771,45 @@ impl Directory {
 
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, Loaded> {
         self.inner.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// First open of an empty store: commits OMERO's built-ins, or the users of an earlier
+// version's `directory.json`, which is then renamed. The file lock keeps a server and a
+// command line starting together on one data directory from importing twice; a store seeded
+// meanwhile by someone else (another node) wins and is loaded instead.
+fn seed(data_dir: &Path, backend: &dyn DirectoryBackend) -> Result<Versioned, DirectoryError> {
+    let _other_processes = FileLock::exclusive(&data_dir.join(DIRECTORY_LOCK_FILE))?;
+    let loaded = backend.load()?;
+    if loaded.version != 0 {
+        return Ok(loaded);
+    }
+    let json = data_dir.join(DIRECTORY_FILE);
+    let imported = DirectoryData::load(&json)?;
+    let mut data = imported
+        .clone()
+        .unwrap_or_else(DirectoryData::with_builtins);
+    for user in &mut data.experimenters {
+        user.normalize();
+    }
+    let changes = DirectoryChanges::between(&DirectoryData::empty(), &data);
+    match backend.commit(0, &changes)? {
+        Commit::Done(version) => {
+            if imported.is_some() {
+                let renamed = data_dir.join(format!("{DIRECTORY_FILE}{IMPORTED_SUFFIX}"));
+                fs::rename(&json, &renamed).map_err(|e| StoreError::io(&json, e))?;
+                tracing::info!(
+                    from = %json.display(),
+                    into = %backend.location(),
+                    kept_as = %renamed.display(),
+                    users = data.experimenters.len(),
+                    groups = data.groups.len(),
+                    "imported the user directory"
+                );
+            }
+            Ok(Versioned { version, data })
+        }
+        Commit::Stale => Ok(backend.load()?),
     }
 }
 
@@ -695,6 +823,7 @@ fn experimenter_info(r: &ExperimenterRecord) -> ExperimenterInfo {
         member_of: r.member_of.clone(),
         leader_of: r.leader_of.clone(),
         has_password: r.password_hash.is_some(),
+        admin_restrictions: r.admin_restrictions.clone(),
     }
 }
 
@@ -1023,12 +1152,142 @@ mod tests {
         assert!(fresh.group_by_name("g2").is_some());
     }
 
+    /// A store whose reads can be made to fail, as a database gone away would.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        store: crate::store::directory::memory::MemoryBackend,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), BackendError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(BackendError::Unavailable {
+                    location: "flaky".into(),
+                    reason: "switched off".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl DirectoryBackend for Arc<Flaky> {
+        fn location(&self) -> String {
+            "flaky".into()
+        }
+        fn load(&self) -> Result<Versioned, BackendError> {
+            self.check()?;
+            self.store.load()
+        }
+        fn version(&self) -> Result<i64, BackendError> {
+            self.check()?;
+            self.store.version()
+        }
+        fn commit(&self, base: i64, changes: &DirectoryChanges) -> Result<Commit, BackendError> {
+            self.check()?;
+            self.store.commit(base, changes)
+        }
+    }
+
     #[test]
-    fn corrupt_file_on_reload_keeps_old_copy() {
-        let (tmp, d) = open();
-        std::fs::write(tmp.path().join("data").join(DIRECTORY_FILE), b"{oops").unwrap();
+    fn unreadable_store_on_reload_keeps_old_copy_and_refuses_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let flaky = Arc::new(Flaky::default());
+        let d = Directory::with_backend(tmp.path(), Box::new(flaky.clone())).unwrap();
+        let other = Directory::with_backend(tmp.path(), Box::new(flaky.clone())).unwrap();
+        other.add_group("lab", "rw----").unwrap();
+        flaky
+            .failing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(!d.refresh());
         assert!(d.experimenter_by_name("root").is_some());
+        assert!(matches!(
+            d.add_group("g", "rw----"),
+            Err(DirectoryError::Backend(BackendError::Unavailable { .. }))
+        ));
+        flaky
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(d.refresh());
+        assert!(d.group_by_name("lab").is_some());
+    }
+
+    #[test]
+    fn an_old_directory_json_is_imported_once_and_kept_renamed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let fixture = include_str!("../../tests/data/directory-v1/directory.json");
+        std::fs::write(data.join(DIRECTORY_FILE), fixture).unwrap();
+        let d = Directory::open(&data).unwrap();
+        assert!(!data.join(DIRECTORY_FILE).exists());
+        let kept = std::fs::read_to_string(data.join("directory.json.imported")).unwrap();
+        assert_eq!(kept, fixture);
+        let alice = d.experimenter_by_name("alice").unwrap();
+        assert_eq!(
+            (
+                alice.id,
+                alice.first_name.as_str(),
+                alice.last_name.as_str()
+            ),
+            (2, "Alice", "O'Neil")
+        );
+        assert_eq!(alice.email.as_deref(), Some("alice@example.org"));
+        assert_eq!((alice.member_of, alice.leader_of), (vec![3, 4, 1], vec![3]));
+        let bob = d.experimenter_by_name("bob").unwrap();
+        assert_eq!(bob.member_of, vec![4, 1, 0]);
+        assert!(d.experimenter_by_name("temp").is_none());
+        assert_eq!(d.group_by_name("lab").unwrap().permissions, "rwra--");
+        assert!(d.group_by_name("gone").is_some());
+        for (user, pw) in [
+            ("root", "root-pw"),
+            ("alice", "alice-pw"),
+            ("carol", "carol-pw"),
+        ] {
+            assert!(
+                d.verify_password(user, &Password::new(pw)).is_ok(),
+                "{user}"
+            );
+        }
+        // Root has a password: no initial password file.
+        assert_eq!(d.ensure_root_password().unwrap(), None);
+        // Ids go on where the old file left them.
+        assert_eq!(d.add_experimenter(new_user("dan", &[])).unwrap().id, 6);
+        assert_eq!(d.add_group("new", "rw----").unwrap().id, 6);
+        // A second open neither imports again nor needs the file.
+        std::fs::write(data.join(DIRECTORY_FILE), fixture).unwrap();
+        let again = Directory::open(&data).unwrap();
+        assert!(again.experimenter_by_name("dan").is_some());
+        assert!(data.join(DIRECTORY_FILE).exists(), "left alone");
+    }
+
+    #[test]
+    fn a_broken_directory_json_stops_the_import_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(DIRECTORY_FILE), b"{oops").unwrap();
+        let err = Directory::open(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains(DIRECTORY_FILE), "{err}");
+        // Nothing was committed: a fixed file is imported on the next try.
+        let fixture = include_str!("../../tests/data/directory-v1/directory.json");
+        std::fs::write(tmp.path().join(DIRECTORY_FILE), fixture).unwrap();
+        let d = Directory::open(tmp.path()).unwrap();
+        assert!(d.experimenter_by_name("alice").is_some());
+    }
+
+    #[test]
+    fn processes_opening_a_new_store_together_seed_it_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let opened: Vec<Directory> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| Directory::open(&data).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for d in &opened {
+            assert_eq!(d.groups().len(), 3);
+            assert_eq!(d.experimenters().len(), 2);
+        }
     }
 
     #[test]
@@ -1096,5 +1355,38 @@ mod tests {
         // Ids are never reused.
         let next = d.add_experimenter(new_user("next", &[])).unwrap();
         assert_eq!(next.id, 3);
+    }
+
+    #[test]
+    fn admin_privileges_are_stored_as_restrictions_of_system_members() {
+        let (tmp, d) = open();
+        assert_eq!(
+            d.experimenter(ROOT_USER_ID)
+                .unwrap()
+                .admin_privileges()
+                .len(),
+            15
+        );
+        let a = d.add_experimenter(new_user("a", &[])).unwrap().id;
+        let wanted = vec!["Sudo".to_string(), "ModifyUser".to_string()];
+        let got = d.set_admin_privileges(a, &wanted).unwrap();
+        assert_eq!(got.admin_restrictions.len(), 13);
+        // Not in system: restrictions are kept but no privilege is held.
+        assert!(got.admin_privileges().is_empty());
+        let got = d.add_memberships(a, &[SYSTEM_GROUP_ID]).unwrap();
+        assert_eq!(got.admin_privileges(), vec!["ModifyUser", "Sudo"]);
+        let again = Directory::open(&tmp.path().join("data")).unwrap();
+        let user = again.experimenter(a).unwrap();
+        assert_eq!(user.admin_privileges(), vec!["ModifyUser", "Sudo"]);
+        let none = d.set_admin_privileges(a, &[]).unwrap();
+        assert!(none.is_admin() && none.admin_privileges().is_empty());
+        assert!(matches!(
+            d.set_admin_privileges(a, &["Dance".to_string()]),
+            Err(DirectoryError::Refused(_))
+        ));
+        assert!(matches!(
+            d.set_admin_privileges(99, &wanted),
+            Err(DirectoryError::UnknownUser(_))
+        ));
     }
 }

@@ -88,7 +88,17 @@ pub fn open_services_with(
     config: &SessionsFileConfig,
     auth_config: &AuthFileConfig,
 ) -> Result<Services, SetupError> {
-    let directory = Directory::open(data)?;
+    open_services_on(data, None, config, auth_config)
+}
+
+/// [`open_services_with`] on the `database` setting (`None`: embedded in `data`).
+pub fn open_services_on(
+    data: &Path,
+    database: Option<&str>,
+    config: &SessionsFileConfig,
+    auth_config: &AuthFileConfig,
+) -> Result<Services, SetupError> {
+    let directory = Directory::open_database(data, database)?;
     if let Some(path) = directory.ensure_root_password()? {
         tracing::warn!(file = %path.display(), "root had no password; generated one");
     }
