@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
+use omero_sessiond::sessions::store::{Env, SessionStore};
+use omero_sessiond::sessions::store_contract;
 use omero_sessiond::store::postgres::listen::{PgEvent, PgListener};
+use omero_sessiond::store::postgres::sessions::PgSessionStore;
 use omero_sessiond::store::postgres::{PgDatabase, PgError, PgSettings};
 
 const NEEDS: &str = "needs PostgreSQL: interop/run starts one (OMERO_TEST_POSTGRES)";
@@ -160,4 +163,103 @@ async fn a_listener_hears_notifications_and_resyncs_after_losing_its_connection(
             payload: "second".into()
         }
     );
+}
+
+async fn session_store(url: &str) -> PgSessionStore {
+    PgSessionStore::open(open(url).await).await.expect(NEEDS)
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: interop/run starts one (OMERO_TEST_POSTGRES)"]
+async fn the_session_store_keeps_the_contract() {
+    let url = fresh_database().await;
+    let store = session_store(&url).await;
+    store_contract::check_all(&store).await;
+    // A second node on the same tables keeps it too, with the first one's rows around.
+    let other = session_store(&url).await;
+    store_contract::check_all(&other).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: interop/run starts one (OMERO_TEST_POSTGRES)"]
+async fn nodes_share_reference_counts_maps_and_closes() {
+    let url = fresh_database().await;
+    let a = session_store(&url).await;
+    let b = session_store(&url).await;
+    let row = a.insert(store_contract::sample_row(1_000)).await.unwrap();
+    a.set_env(&row.uuid, Env::Input, "k", Some(vec![7]))
+        .await
+        .unwrap();
+    // Joins on both nodes at once: every one of them counts.
+    let mut joins = Vec::new();
+    for i in 0..20 {
+        let (a, b) = (&a, &b);
+        let uuid = row.uuid.clone();
+        joins.push(async move {
+            let node = if i % 2 == 0 { a } else { b };
+            node.join(&uuid, 2_000 + i).await.unwrap().unwrap()
+        });
+    }
+    let joined = futures_util::future::join_all(joins).await;
+    assert_eq!(joined.iter().map(|s| s.refcount).max(), Some(21));
+    assert!(joined.iter().all(|s| s.input.get("k") == Some(&vec![7])));
+    assert_eq!(b.detach(&row.uuid, None).await.unwrap(), Some(20));
+
+    // Last access written by one node is what the other's reaper reads.
+    a.touch_many(&[(row.uuid.clone(), 90_000)]).await.unwrap();
+    assert_eq!(b.last_access(&row.uuid).await.unwrap(), Some(90_000));
+
+    // A close on B wakes A's feed; A's next read reports it.
+    let cursor = a.close_cursor().await.unwrap();
+    let woken = a.wait_closed(Duration::from_secs(60));
+    let closing = async {
+        // Let A subscribe before B closes (the poll bound is the fallback otherwise).
+        tokio::task::yield_now().await;
+        assert!(b.close(&row.uuid, 95_000).await.unwrap());
+    };
+    tokio::join!(woken, closing);
+    let feed = a.closed_since(cursor).await.unwrap();
+    assert_eq!(feed.uuids, vec![row.uuid.clone()]);
+    assert_eq!(a.join(&row.uuid, 96_000).await.unwrap(), None);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: interop/run starts one (OMERO_TEST_POSTGRES)"]
+async fn concurrent_closes_reach_the_feed_in_order_and_none_is_skipped() {
+    let url = fresh_database().await;
+    let nodes = [session_store(&url).await, session_store(&url).await];
+    let mut uuids = Vec::new();
+    for _ in 0..40 {
+        uuids.push(
+            nodes[0]
+                .insert(store_contract::sample_row(1))
+                .await
+                .unwrap()
+                .uuid,
+        );
+    }
+    let cursor = nodes[1].close_cursor().await.unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let mut reader_cursor = cursor;
+    let closes = futures_util::future::join_all(uuids.iter().enumerate().map(|(i, u)| {
+        let node = &nodes[i % 2];
+        async move { assert!(node.close(u, 5).await.unwrap()) }
+    }));
+    // Reads interleaved with the closes must never jump over a close that commits later.
+    let reader = async {
+        for _ in 0..20 {
+            let feed = nodes[1].closed_since(reader_cursor).await.unwrap();
+            seen.extend(feed.uuids);
+            reader_cursor = feed.cursor;
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::join!(closes, reader);
+    let rest = nodes[1].closed_since(reader_cursor).await.unwrap();
+    seen.extend(rest.uuids);
+    let mut expected = uuids.clone();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, expected, "each close once");
 }

@@ -160,6 +160,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Rows closed after `cursor`, by anyone (this process included), in closing order.
     async fn closed_since(&self, cursor: i64) -> Result<ClosedFeed, StoreError>;
+
+    /// Resolves when sessions may have been closed elsewhere, or after `poll` at the latest;
+    /// the caller then reads [`Self::closed_since`]. Stores that are told of closes
+    /// (PostgreSQL's LISTEN/NOTIFY) wake early; the default just waits.
+    async fn wait_closed(&self, poll: std::time::Duration) {
+        tokio::time::sleep(poll).await;
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@
 //! TLS to the database is not supported yet: use a local socket, loopback or a private network.
 
 pub mod listen;
+pub mod sessions;
 
 use std::future::Future;
 use std::time::Duration;
