@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use omero_sessiond::sessions::store::{Env, SessionStore};
 use omero_sessiond::sessions::store_contract;
+use omero_sessiond::store::directory::contract;
+use omero_sessiond::store::postgres::directory::PgDirectory;
 use omero_sessiond::store::postgres::listen::{PgEvent, PgListener};
 use omero_sessiond::store::postgres::sessions::PgSessionStore;
 use omero_sessiond::store::postgres::{PgDatabase, PgError, PgSettings};
@@ -262,4 +264,13 @@ async fn concurrent_closes_reach_the_feed_in_order_and_none_is_skipped() {
     let mut got = seen.clone();
     got.sort();
     assert_eq!(got, expected, "each close once");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: interop/run starts one (OMERO_TEST_POSTGRES)"]
+fn the_directory_backend_keeps_the_contract() {
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fresh_database());
+    contract::check_backend(&|| Box::new(PgDirectory::open(&url).expect(NEEDS)));
 }

@@ -18,6 +18,7 @@
 //!
 //! TLS to the database is not supported yet: use a local socket, loopback or a private network.
 
+pub mod directory;
 pub mod listen;
 pub mod sessions;
 

@@ -33,7 +33,8 @@ const BACKLOG: usize = 1024;
 #[derive(Debug)]
 pub struct PgListener {
     events: broadcast::Sender<PgEvent>,
-    listening: watch::Receiver<bool>,
+    /// 0 while not listening, else the number of the connection that listens (1, 2, ...).
+    listening: watch::Receiver<u64>,
     task: JoinHandle<()>,
 }
 
@@ -42,7 +43,7 @@ impl PgListener {
     /// Returns at once; subscribe before awaiting anything so no event is missed.
     pub fn spawn(db: &PgDatabase, channels: &[&'static str]) -> Self {
         let (events, _) = broadcast::channel(BACKLOG);
-        let (listening_tx, listening) = watch::channel(false);
+        let (listening_tx, listening) = watch::channel(0);
         let task = tokio::spawn(run(
             db.clone(),
             channels.to_vec(),
@@ -62,6 +63,12 @@ impl PgListener {
 
     /// Whether the listener is connected and listening right now.
     pub fn is_listening(&self) -> bool {
+        self.generation() != 0
+    }
+
+    /// Which connection listens now (grows with every reconnect), 0 while none does. A
+    /// subscriber that re-read everything at generation `g` is current while it stays `g`.
+    pub fn generation(&self) -> u64 {
         *self.listening.borrow()
     }
 
@@ -69,7 +76,7 @@ impl PgListener {
     pub async fn wait_listening(&self) {
         let mut listening = self.listening.clone();
         // Err only when the task ended, i.e. the listener is being dropped.
-        let _ = listening.wait_for(|up| *up).await;
+        let _ = listening.wait_for(|generation| *generation != 0).await;
     }
 }
 
@@ -83,11 +90,13 @@ async fn run(
     db: PgDatabase,
     channels: Vec<&'static str>,
     events: broadcast::Sender<PgEvent>,
-    listening: watch::Sender<bool>,
+    listening: watch::Sender<u64>,
 ) {
     let mut pause = FIRST_PAUSE;
+    let mut generation = 0;
     loop {
-        match listen_once(&db, &channels, &events, &listening).await {
+        generation += 1;
+        match listen_once(&db, &channels, &events, &listening, generation).await {
             Ok(()) => {
                 tracing::warn!(target = %db.target(), "database listener connection closed; reconnecting");
                 pause = FIRST_PAUSE;
@@ -96,7 +105,7 @@ async fn run(
                 tracing::warn!(target = %db.target(), error = %e, "database listener failed; retrying");
             }
         }
-        listening.send_replace(false);
+        listening.send_replace(0);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
@@ -107,7 +116,8 @@ async fn listen_once(
     db: &PgDatabase,
     channels: &[&'static str],
     events: &broadcast::Sender<PgEvent>,
-    listening: &watch::Sender<bool>,
+    listening: &watch::Sender<u64>,
+    generation: u64,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = db.config().connect(NoTls).await?;
     // The connection must be polled for LISTEN's reply to arrive, and its messages are the
@@ -126,7 +136,7 @@ async fn listen_once(
             },
         }
     }
-    listening.send_replace(true);
+    listening.send_replace(generation);
     let _ = events.send(PgEvent::Resync);
     tracing::info!(target = %db.target(), ?channels, "listening for changes from other nodes");
     while let Some(message) = messages.next().await {
