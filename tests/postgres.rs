@@ -3,6 +3,8 @@
 //! `interop/pg run cargo test --test postgres -- --ignored`.
 //! Without `OMERO_TEST_POSTGRES` they fail rather than pass.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use omero_sessiond::sessions::store::{Env, SessionStore};
@@ -12,6 +14,7 @@ use omero_sessiond::store::postgres::directory::PgDirectory;
 use omero_sessiond::store::postgres::listen::{PgEvent, PgListener};
 use omero_sessiond::store::postgres::sessions::PgSessionStore;
 use omero_sessiond::store::postgres::{PgDatabase, PgError, PgSettings};
+use omero_sessiond::store::StoreError;
 
 const NEEDS: &str = "needs PostgreSQL: interop/run starts one (OMERO_TEST_POSTGRES)";
 
@@ -273,4 +276,99 @@ fn the_directory_backend_keeps_the_contract() {
         .unwrap()
         .block_on(fresh_database());
     contract::check_backend(&|| Box::new(PgDirectory::open(&url).expect(NEEDS)));
+}
+
+/// A TCP relay in front of the database that a test can cut (every connection dropped, new
+/// ones refused) and restore: an outage without stopping the cluster other tests share.
+struct Relay {
+    url: String,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(url: &str) -> Relay {
+        let (head, tail) = url.split_once('@').expect("user@host in the test URL");
+        let (upstream, db) = tail.split_once('/').expect("host/db in the test URL");
+        let upstream = upstream.to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = Relay {
+            url: format!("{head}@{}/{db}", listener.local_addr().unwrap()),
+            up: Arc::new(AtomicBool::new(true)),
+            links: Arc::default(),
+        };
+        let (up, links) = (relay.up.clone(), relay.links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close at once
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        relay
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: interop/run starts one (OMERO_TEST_POSTGRES)"]
+async fn an_outage_fails_fast_and_the_store_recovers_by_itself() {
+    let url = fresh_database().await;
+    let relay = Relay::start(&url).await;
+    let store = session_store(&relay.url).await;
+    let row = store
+        .insert(store_contract::sample_row(1_000))
+        .await
+        .expect(NEEDS);
+    eventually("the listener is up", || {
+        let up = store.is_listening();
+        async move { up }
+    })
+    .await;
+
+    relay.cut();
+    // Every operation answers (no hang) with an outage, naming the database.
+    let err = store.join(&row.uuid, 2_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    let err = store
+        .insert(store_contract::sample_row(2_000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    eventually("the listener notices", || {
+        let up = store.is_listening();
+        async move { !up }
+    })
+    .await;
+
+    relay.restore();
+    // No restart: the pool and the listener come back on their own.
+    eventually("joins work again", || async {
+        matches!(store.join(&row.uuid, 3_000).await, Ok(Some(_)))
+    })
+    .await;
+    eventually("the listener is back", || {
+        let up = store.is_listening();
+        async move { up }
+    })
+    .await;
+    assert_eq!(store.last_access(&row.uuid).await.unwrap(), Some(3_000));
 }
