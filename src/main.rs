@@ -234,9 +234,11 @@ async fn run(
         open_services_on(&data, database.as_deref(), &sessions_config, &auth_config)
     })
     .await??;
+    let live = services.sessions.load().await?;
+    println!("omero-sessiond: {live} sessions restored");
     services
         .sessions
-        .spawn_reaper(file.sessions.reaper_interval());
+        .spawn_tasks(file.sessions.reaper_interval());
     let adapter = ObjectAdapter::new();
     omero_sessiond::router::install(
         &adapter,
@@ -310,8 +312,13 @@ async fn run(
     }
     shutdown.wait().await;
     tracing::info!("shutting down");
+    // Connections closed by the shutdown are not clients leaving: their sessions stay open.
+    services.sessions.begin_shutdown();
     http.stop_keep_alives();
     server.shutdown(Duration::from_secs(10)).await;
+    if let Err(e) = services.sessions.flush_accesses().await {
+        tracing::warn!(error = %e, "last session access times not written");
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use omero_sessiond::services::model::rlong;
 use omero_sessiond::services::session::SessionService;
 use omero_sessiond::services::{Factory, Services};
 use omero_sessiond::sessions::{
-    ManualClock, MemoryRowLog, NewSession, SessionConfig, SessionManager,
+    ManualClock, MemorySessionStore, NewSession, SessionConfig, SessionManager,
 };
 
 const FORMATS: [(Encoding, Format); 3] = [
@@ -25,7 +25,7 @@ const FORMATS: [(Encoding, Format); 3] = [
 ];
 
 /// An ISession dispatcher on a fresh session, and that session's uuid.
-fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, String) {
+async fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, String) {
     omero_sessiond::generated::register();
     let clock = ManualClock::new(1_700_000_000_000);
     let directory = Directory::open(dir.path()).unwrap();
@@ -34,12 +34,13 @@ fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, Stri
     let sessions = SessionManager::new(
         SessionConfig::default(),
         Arc::new(clock),
-        Arc::new(MemoryRowLog::default()),
+        Arc::new(MemorySessionStore::default()),
     );
     let services = Services::new(auth, Arc::new(sessions));
     let uuid = services
         .sessions
         .create(NewSession::new(0, 0))
+        .await
         .unwrap()
         .uuid;
     let factory = Arc::new(Factory::new("client", &uuid, true));
@@ -87,7 +88,7 @@ fn set_input(encoding: Encoding, format: Format, sess: &str, value: &ValueRef) -
 #[tokio::test]
 async fn a_list_holding_itself_is_unknown_local_and_shared_graphs_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, uuid) = session(&dir);
+    let (d, uuid) = session(&dir).await;
     // a list that holds itself (never freed: this test leaks it on purpose)
     let looped = ValueRef::empty();
     looped.fill_with(rlist(vec![Some(looped.clone()), rlong(1)]));

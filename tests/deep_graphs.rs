@@ -17,7 +17,7 @@ use omero_sessiond::services::model::rlong;
 use omero_sessiond::services::session::SessionService;
 use omero_sessiond::services::{Factory, Services};
 use omero_sessiond::sessions::{
-    ManualClock, MemoryRowLog, NewSession, SessionConfig, SessionManager,
+    ManualClock, MemorySessionStore, NewSession, SessionConfig, SessionManager,
 };
 
 /// Far below what a recursion of 20 000 levels needs, enough for everything else.
@@ -212,7 +212,7 @@ fn a_graph_may_hold_only_so_many_instances() {
 // ---- through the ISession dispatcher, as the server runs it ----
 
 /// An ISession dispatcher on a fresh session, and that session's uuid.
-fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, String) {
+async fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, String) {
     omero_sessiond::generated::register();
     let clock = ManualClock::new(1_700_000_000_000);
     let directory = Directory::open(dir.path()).unwrap();
@@ -221,12 +221,13 @@ fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, Stri
     let sessions = SessionManager::new(
         SessionConfig::default(),
         Arc::new(clock),
-        Arc::new(MemoryRowLog::default()),
+        Arc::new(MemorySessionStore::default()),
     );
     let services = Services::new(auth, Arc::new(sessions));
     let uuid = services
         .sessions
         .create(NewSession::new(0, 0))
+        .await
         .unwrap()
         .uuid;
     let factory = Arc::new(Factory::new("client", &uuid, true));
@@ -274,7 +275,7 @@ fn block_on_small_stack<T: Send + 'static>(
 fn set_input_of_a_deep_chain_in_1_0_reads_back_in_1_1() {
     block_on_small_stack(async {
         let dir = tempfile::tempdir().unwrap();
-        let (d, uuid) = session(&dir);
+        let (d, uuid) = session(&dir).await;
         let mut w = strings(Encoding::V1_0, &[&uuid, "k"]);
         w.write_value(Some(&chain(DEPTH)));
         w.write_pending_values();
@@ -324,7 +325,7 @@ fn amplifying_set_input(uuid: &str, type_id_len: usize, slices: usize) -> Vec<u8
 #[tokio::test]
 async fn the_sliced_type_id_amplification_request_is_refused_or_shares_the_id() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, uuid) = session(&dir);
+    let (d, uuid) = session(&dir).await;
     let cur = current("setInput", Encoding::V1_1);
     // the request of the finding: a 200 kB type id named by 2 000 slices
     let params = amplifying_set_input(&uuid, 200_000, 2000);

@@ -47,7 +47,7 @@ async fn holds_the_session_past_the_idle_timeout_then_lets_it_expire() {
         srv.sessions.lookup(&key, true),
         Err(SessionError::Timeout(_))
     ));
-    assert_eq!(srv.sessions.reap_expired(), vec![key]);
+    assert_eq!(srv.sessions.reap_expired().await, vec![key]);
 }
 
 #[tokio::test]
@@ -68,7 +68,7 @@ async fn the_keep_alive_stops_when_the_session_is_closed() {
     let other = srv.create_key(3_600_000).await;
     assert_eq!(srv.service.active_keep_alives(), 2);
     // The unheld reference: one close destroys it (as killSession does).
-    assert_eq!(srv.sessions.close_session(&key), -2);
+    assert_eq!(srv.sessions.close_session(&key).await, Ok(-2));
     assert!(wait_for(|| srv.service.active_keep_alives() == 1).await);
     assert!(matches!(
         srv.sessions.lookup(&key, true),
@@ -77,11 +77,11 @@ async fn the_keep_alive_stops_when_the_session_is_closed() {
     assert!(srv.sessions.is_live(&other));
     // A join and a close-mode leave undo each other; the unheld reference keeps the session
     // and its keep-alive (spec §2.1).
-    srv.sessions.join(&other).unwrap();
-    srv.sessions.release(&other, Default::default());
+    srv.sessions.join(&other).await.unwrap();
+    srv.sessions.release(&other, Default::default()).await;
     assert!(srv.sessions.is_live(&other));
     assert_eq!(srv.service.active_keep_alives(), 1);
-    srv.sessions.close_all();
+    srv.sessions.close_all().await;
     assert!(wait_for(|| srv.service.active_keep_alives() == 0).await);
 }
 

@@ -11,7 +11,7 @@ use omero_sessiond::auth::{
     Authenticator, Directory, NewExperimenter, Password, Throttle, ThrottleConfig,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService, CREATE_PATH};
-use omero_sessiond::sessions::{MemoryRowLog, SessionConfig, SessionManager, SystemClock};
+use omero_sessiond::sessions::{MemorySessionStore, SessionConfig, SessionManager, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -63,7 +63,7 @@ async fn start_with(config: HttpConfig) -> Fixture {
     let sessions = Arc::new(SessionManager::<()>::new(
         SessionConfig::default(),
         clock.clone(),
-        Arc::new(MemoryRowLog::default()),
+        Arc::new(MemorySessionStore::default()),
     ));
     let throttle = Arc::new(Throttle::new(ThrottleConfig::default(), clock));
     let service = HttpService::new(

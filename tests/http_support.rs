@@ -10,7 +10,7 @@ use omero_sessiond::auth::{
     Authenticator, Directory, NewExperimenter, Password, Throttle, ThrottleConfig,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService, CREATE_PATH};
-use omero_sessiond::sessions::{MemoryRowLog, SessionConfig, SessionManager, SystemClock};
+use omero_sessiond::sessions::{MemorySessionStore, SessionConfig, SessionManager, SystemClock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -77,7 +77,7 @@ pub async fn start(time_to_idle: i64, throttle: ThrottleConfig) -> TestServer {
             ..SessionConfig::default()
         },
         clock.clone(),
-        Arc::new(MemoryRowLog::default()),
+        Arc::new(MemorySessionStore::default()),
     ));
     let auth = Authenticator::new(directory.clone(), Arc::new(Throttle::new(throttle, clock)));
     let service = HttpService::new(

@@ -389,7 +389,10 @@ async fn a_closed_session_ends_the_glacier2_session_on_refresh() {
     let mut a = Client::connect(&f, "client-a").await;
     let sf = a.session("alice", "alicepw").await;
     let admin = proxy_of(a.call(&sf.identity, "getAdminService", Vec::new()).await);
-    assert_eq!(f.services.sessions.close_session(&sf.identity.name), -2);
+    assert_eq!(
+        f.services.sessions.close_session(&sf.identity.name).await,
+        Ok(-2)
+    );
     assert!(is_one(&a.call(&sf.identity, "ice_ping", Vec::new()).await));
     assert!(is_one(
         &a.call(&admin.identity, "getEventContext", Vec::new()).await

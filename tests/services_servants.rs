@@ -21,7 +21,7 @@ use omero_sessiond::services::model::{rlong, rstring};
 use omero_sessiond::services::session::SessionService;
 use omero_sessiond::services::{Factory, FactoryServant, Services};
 use omero_sessiond::sessions::{
-    ManualClock, MemoryRowLog, NewSession, SessionConfig, SessionManager,
+    ManualClock, MemorySessionStore, NewSession, SessionConfig, SessionManager,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -60,7 +60,7 @@ fn world() -> World {
     let sessions = SessionManager::new(
         config,
         Arc::new(clock.clone()),
-        Arc::new(MemoryRowLog::default()),
+        Arc::new(MemorySessionStore::default()),
     );
     World {
         services: Services::new(auth, Arc::new(sessions)),
@@ -95,13 +95,14 @@ struct Client {
 
 impl World {
     /// A ServiceFactory on a new session of `owner` (or joined to `uuid` when given).
-    fn client(&self, owner: i64, join: Option<&str>) -> Client {
+    async fn client(&self, owner: i64, join: Option<&str>) -> Client {
         let (uuid, fresh) = match join {
-            Some(u) => (self.services.sessions.join(u).unwrap().uuid, false),
+            Some(u) => (self.services.sessions.join(u).await.unwrap().uuid, false),
             None => (
                 self.services
                     .sessions
                     .create(NewSession::new(owner, 1))
+                    .await
                     .unwrap()
                     .uuid,
                 true,
@@ -153,7 +154,7 @@ fn bare(uuid: &str) -> Option<ValueRef> {
 #[tokio::test]
 async fn environment_holds_any_rtype() {
     let w = world();
-    let c = w.client(w.alice, None);
+    let c = w.client(w.alice, None).await;
     let uuid = c.factory.session_uuid.clone();
     let cur = current(&[]);
     let mut nested = HashMap::new();
@@ -223,9 +224,9 @@ async fn environment_holds_any_rtype() {
 #[tokio::test]
 async fn close_session_counts_down() {
     let w = world();
-    let a = w.client(w.alice, None);
+    let a = w.client(w.alice, None).await;
     let uuid = a.factory.session_uuid.clone();
-    let b = w.client(w.alice, Some(&uuid));
+    let b = w.client(w.alice, Some(&uuid)).await;
     let cur = current(&[]);
     assert_eq!(
         b.session
@@ -266,8 +267,8 @@ fn bare_without_uuid() -> Option<ValueRef> {
 #[tokio::test]
 async fn quiet_lookups_leave_the_idle_time_alone() {
     let w = world();
-    let watcher = w.client(0, None);
-    let target = w.client(w.alice, None);
+    let watcher = w.client(0, None).await;
+    let target = w.client(w.alice, None).await;
     let uuid = target.factory.session_uuid.clone();
     let quiet = current(&[("quietly", "true")]);
     w.clock.advance(400_000);
@@ -295,8 +296,8 @@ async fn quiet_lookups_leave_the_idle_time_alone() {
 #[tokio::test]
 async fn a_joined_factory_needs_its_password() {
     let w = world();
-    let a = w.client(w.alice, None);
-    let j = w.client(w.alice, Some(&a.factory.session_uuid));
+    let a = w.client(w.alice, None).await;
+    let j = w.client(w.alice, Some(&a.factory.session_uuid)).await;
     let cur = current(&[]);
     let (id, base) = server_error(
         j.session
@@ -332,8 +333,8 @@ async fn a_joined_factory_needs_its_password() {
 #[tokio::test]
 async fn only_admins_sudo() {
     let w = world();
-    let alice = w.client(w.alice, None);
-    let root = w.client(0, None);
+    let alice = w.client(w.alice, None).await;
+    let root = w.client(0, None).await;
     let p = |name: &str| {
         Some(ValueRef::new(Principal {
             name: name.into(),
@@ -363,7 +364,7 @@ async fn only_admins_sudo() {
 #[tokio::test]
 async fn event_context_and_refusals() {
     let w = world();
-    let c = w.client(w.alice, None);
+    let c = w.client(w.alice, None).await;
     let cur = current(&[]);
     let ec = c.admin.get_event_context(&cur).await.unwrap().unwrap();
     let ec = ec.get::<EventContext>().unwrap();
@@ -422,7 +423,7 @@ async fn call(c: &Client, proxy: &Proxy, operation: &str) -> Result<Vec<u8>, Dis
 #[tokio::test]
 async fn missing_services_fail_late_naming_the_operation() {
     let w = world();
-    let c = w.client(w.alice, None);
+    let c = w.client(w.alice, None).await;
     let cur = current(&[]);
     let query = c.sf.get_query_service(&cur).await.unwrap().unwrap();
     assert_eq!(query.identity.category, c.factory.session_uuid);
@@ -468,7 +469,11 @@ async fn missing_services_fail_late_naming_the_operation() {
     );
     assert_eq!(id, "::omero::ApiUsageException");
     // Closing the session makes the proxies fail as the session does.
-    w.services.sessions.close_session(&c.factory.session_uuid);
+    w.services
+        .sessions
+        .close_session(&c.factory.session_uuid)
+        .await
+        .unwrap();
     let (id, _) = server_error(call(&c, &query, "findAllByQuery").await.unwrap_err());
     assert_eq!(id, "::omero::RemovedSessionException");
 }
@@ -477,7 +482,7 @@ async fn missing_services_fail_late_naming_the_operation() {
 async fn the_guest_gets_no_data_services() {
     let w = world();
     let guest = omero_sessiond::store::directory::GUEST_USER_ID;
-    let c = w.client(guest, None);
+    let c = w.client(guest, None).await;
     let cur = current(&[]);
     let (id, base) = server_error(c.sf.get_query_service(&cur).await.unwrap_err());
     assert_eq!(id, "::omero::SecurityViolation");
@@ -488,7 +493,7 @@ async fn the_guest_gets_no_data_services() {
 #[tokio::test]
 async fn keep_alive_knows_the_registered_services() {
     let w = world();
-    let c = w.client(w.alice, None);
+    let c = w.client(w.alice, None).await;
     let cur = current(&[]);
     let admin: Proxy = c.sf.get_admin_service(&cur).await.unwrap().unwrap();
     assert_eq!(admin.identity.category, c.factory.session_uuid);
@@ -524,7 +529,7 @@ async fn keep_alive_knows_the_registered_services() {
 async fn a_session_in_a_foreign_group_is_unusable() {
     let w = world();
     let lab = w.services.directory.add_group("lab", "rw----").unwrap();
-    let root = w.client(0, None);
+    let root = w.client(0, None).await;
     let p = Some(ValueRef::new(Principal {
         name: "alice".into(),
         group: "lab".into(),
@@ -540,7 +545,7 @@ async fn a_session_in_a_foreign_group_is_unusable() {
         w.services.sessions.lookup(&uuid, true).unwrap().group_id,
         lab.id
     );
-    let alice = w.client(w.alice, Some(&uuid));
+    let alice = w.client(w.alice, Some(&uuid)).await;
     let (id, base) = server_error(
         alice
             .admin
@@ -555,7 +560,7 @@ async fn a_session_in_a_foreign_group_is_unusable() {
 #[tokio::test]
 async fn a_client_holds_a_bounded_number_of_servants() {
     let w = world();
-    let c = w.client(w.alice, None);
+    let c = w.client(w.alice, None).await;
     let cur = current(&[]);
     let limit = omero_sessiond::services::errors::MAX_SERVANTS_PER_CLIENT;
     for _ in 0..limit {

@@ -62,7 +62,7 @@ impl KeepAlives {
     /// Starts keeping `uuid` (created at `started`, manager clock in ms) alive for `duration`.
     /// Call it right after creating the session, before its uuid is handed to anyone who
     /// could close it, so the close event cannot be missed.
-    pub fn start<V: Clone + Send + Sync + 'static>(
+    pub fn start<V: crate::sessions::EnvValue>(
         &self,
         sessions: Arc<SessionManager<V>>,
         uuid: String,
@@ -99,7 +99,7 @@ impl Drop for Counted {
     }
 }
 
-async fn run<V: Clone + Send + Sync + 'static>(
+async fn run<V: crate::sessions::EnvValue>(
     sessions: &SessionManager<V>,
     uuid: &str,
     deadline: i64,
@@ -155,7 +155,9 @@ fn next_pause(time_to_idle: i64, until_deadline: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sessions::{MemoryRowLog, NewSession, SessionConfig, SessionError, SystemClock};
+    use crate::sessions::{
+        MemorySessionStore, NewSession, SessionConfig, SessionError, SystemClock,
+    };
 
     // Real time (tokio's test clock is not enabled in this crate): timeouts are short but
     // leave room for a busy machine.
@@ -167,7 +169,7 @@ mod tests {
         Arc::new(SessionManager::new(
             config,
             Arc::new(SystemClock),
-            Arc::new(MemoryRowLog::default()),
+            Arc::new(MemorySessionStore::default()),
         ))
     }
 
@@ -188,7 +190,7 @@ mod tests {
     #[tokio::test]
     async fn holds_the_session_until_the_deadline_then_lets_it_idle_out() {
         let sessions = manager(600);
-        let info = sessions.create(NewSession::new(2, 3)).unwrap();
+        let info = sessions.create(NewSession::new(2, 3)).await.unwrap();
         let keep = KeepAlives::new();
         let task = keep.start(
             sessions.clone(),
@@ -213,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn stops_when_the_session_is_closed() {
         let sessions = manager(60_000);
-        let info = sessions.create(NewSession::new(2, 3)).unwrap();
+        let info = sessions.create(NewSession::new(2, 3)).await.unwrap();
         let task = KeepAlives::new().start(
             sessions.clone(),
             info.uuid.clone(),
@@ -221,7 +223,7 @@ mod tests {
             Duration::from_secs(3600),
         );
         sleep_ms(50).await;
-        assert_eq!(sessions.close_session(&info.uuid), -2);
+        assert_eq!(sessions.close_session(&info.uuid).await, Ok(-2));
         let end = tokio::time::timeout(Duration::from_secs(5), task).await;
         assert_eq!(end.unwrap().unwrap(), KeepAliveEnd::SessionGone);
     }
@@ -229,7 +231,7 @@ mod tests {
     #[tokio::test]
     async fn stops_on_cancel_and_on_unknown_sessions() {
         let sessions = manager(60_000);
-        let info = sessions.create(NewSession::new(2, 3)).unwrap();
+        let info = sessions.create(NewSession::new(2, 3)).await.unwrap();
         let keep = KeepAlives::new();
         let task = keep.start(
             sessions.clone(),

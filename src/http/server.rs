@@ -115,7 +115,7 @@ struct Inner<V> {
 #[derive(Debug, Clone, Copy)]
 struct Peer(SocketAddr);
 
-impl<V: Clone + Send + Sync + 'static> HttpService<V> {
+impl<V: crate::sessions::EnvValue> HttpService<V> {
     pub fn new(deps: HttpDeps<V>, config: HttpConfig) -> Self {
         HttpService {
             inner: Arc::new(Inner {
@@ -319,7 +319,7 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
         // As Smuggler's CLI: createUserSession(ttl 0, the server's default idle timeout),
         // so a configured max_user_time_to_live refuses it as OMERO would.
         let tti = sessions.config().default_time_to_idle;
-        let info = match sessions.create_user_session(new, 0, tti) {
+        let info = match sessions.create_user_session(new, 0, tti).await {
             Ok(info) => info,
             // A per-user cap: say which, so the caller can close sessions it no longer needs.
             Err(e @ SessionError::ApiUsage(_)) => {
@@ -345,7 +345,7 @@ impl<V: Clone + Send + Sync + 'static> HttpService<V> {
     }
 }
 
-async fn create_session<V: Clone + Send + Sync + 'static>(
+async fn create_session<V: crate::sessions::EnvValue>(
     State(svc): State<HttpService<V>>,
     req: Request,
 ) -> Response {
@@ -508,7 +508,7 @@ pub async fn bind(addr: &str) -> Result<TcpListener, HttpError> {
 mod tests {
     use super::*;
     use crate::auth::{Directory, NewExperimenter, Password, Throttle, ThrottleConfig};
-    use crate::sessions::{MemoryRowLog, SessionConfig, SystemClock};
+    use crate::sessions::{MemorySessionStore, SessionConfig, SystemClock};
     use axum::http::header::{ACCEPT, CONTENT_TYPE};
 
     fn service(tmp: &std::path::Path) -> HttpService<()> {
@@ -533,7 +533,7 @@ mod tests {
         let sessions = Arc::new(SessionManager::new(
             config,
             clock,
-            Arc::new(MemoryRowLog::default()),
+            Arc::new(MemorySessionStore::default()),
         ));
         HttpService::new(
             HttpDeps {

@@ -25,8 +25,8 @@ fn denied(reason: String) -> DispatchError {
 
 /// The verifier's refusal. It names the user but never the password, and reads the same
 /// for an unknown user and a wrong password.
-fn password_check_failed(services: &Services, user: &str, why: &str) -> DispatchError {
-    let info = match services.sessions.find_row(user) {
+async fn password_check_failed(services: &Services, user: &str, why: &str) -> DispatchError {
+    let info = match services.sessions.find_row(user).await {
         // A closed session's uuid: say whose it was and when it ended, as OMERO does.
         Some(row) => {
             let owner = services
@@ -66,10 +66,16 @@ async fn verify(
                 "username and password must be equal; use joinSession".to_string(),
             ));
         }
-        return match sessions.join(user) {
+        return match sessions.join(user).await {
             Ok(info) => Ok(Verified::Joined(info)),
-            Err(_) => Err(password_check_failed(services, user, "")),
+            Err(_) => Err(password_check_failed(services, user, "").await),
         };
+    }
+    // A session this node has not cached (made on another node sharing the store).
+    if user == password && uuid::Uuid::parse_str(user).is_ok() {
+        if let Ok(info) = sessions.join(user).await {
+            return Ok(Verified::Joined(info));
+        }
     }
     let addr = current.connection.remote.map(|a| a.ip());
     match services
@@ -78,7 +84,7 @@ async fn verify(
         .await
     {
         Ok(found) => Ok(Verified::Password(found)),
-        Err(AuthError::BadCredentials) => Err(password_check_failed(services, user, "")),
+        Err(AuthError::BadCredentials) => Err(password_check_failed(services, user, "").await),
         Err(AuthError::Throttled(delay)) => Err(password_check_failed(
             services,
             user,
@@ -86,7 +92,8 @@ async fn verify(
                 "too many failed logins; retry in {} s",
                 delay.retry_after.as_secs().max(1)
             ),
-        )),
+        )
+        .await),
         Err(AuthError::Busy) => Err(denied(crate::auth::BUSY_REASON.to_string())),
         Err(AuthError::Internal(m)) => {
             tracing::error!(error = %m, "password check failed internally");
@@ -98,7 +105,7 @@ async fn verify(
 }
 
 /// A new session for a password login, per the login context.
-fn create(
+async fn create(
     services: &Services,
     user: &crate::auth::ExperimenterInfo,
     current: &Current,
@@ -116,7 +123,7 @@ fn create(
     new.event_type = event_type;
     new.agent = current.ctx.get(CTX_AGENT).cloned();
     new.ip = current.ctx.get(CTX_IP).cloned();
-    services.sessions.create(new).map_err(|e| {
+    services.sessions.create(new).await.map_err(|e| {
         // The short Java class name: a cap reached is ApiUsageException, a store failure
         // InternalException.
         let class = e.server_exception_class();
@@ -138,7 +145,7 @@ pub async fn login(
         .filter(|c| !c.is_empty())
         .cloned();
     let Some(client_uuid) = client_uuid else {
-        undo(services, &verified);
+        undo(services, &verified).await;
         return Err(create_failed(
             "ApiUsageException",
             "No omero.client.uuid key provided in context.",
@@ -146,13 +153,14 @@ pub async fn login(
     };
     let (info, joined) = match verified {
         Verified::Joined(info) => (info, true),
-        Verified::Password(found) => (create(services, &found, current)?, false),
+        Verified::Password(found) => (create(services, &found, current).await?, false),
     };
     let factory = Arc::new(Factory::new(&client_uuid, &info.uuid, !joined));
     if !services.registry.add_factory(&factory) {
         services
             .sessions
-            .release(&info.uuid, crate::sessions::DestroyMode::Detach);
+            .release(&info.uuid, crate::sessions::DestroyMode::Detach)
+            .await;
         return Err(create_failed(
             "ApiUsageException",
             &format!("client {client_uuid} is already attached to this session"),
@@ -169,10 +177,11 @@ pub async fn login(
 }
 
 /// Gives back the reference a join took when the login fails afterwards.
-fn undo(services: &Services, verified: &Verified) {
+async fn undo(services: &Services, verified: &Verified) {
     if let Verified::Joined(info) = verified {
         services
             .sessions
-            .release(&info.uuid, crate::sessions::DestroyMode::Detach);
+            .release(&info.uuid, crate::sessions::DestroyMode::Detach)
+            .await;
     }
 }

@@ -75,10 +75,10 @@ impl GlacierRouter {
     }
 
     /// Ends the Glacier2 session of a connection, destroying its ServiceFactory.
-    pub fn end_session(&self, conn: u64) -> bool {
+    pub async fn end_session(&self, conn: u64) -> bool {
         match self.connections.remove(conn) {
             Some(session) => {
-                session.factory.destroy(&self.services);
+                session.factory.destroy(&self.services).await;
                 true
             }
             None => false,
@@ -86,7 +86,7 @@ impl GlacierRouter {
     }
 
     /// Destroys the sessions idle longer than the session timeout; returns how many.
-    pub fn expire_idle(&self) -> usize {
+    pub async fn expire_idle(&self) -> usize {
         let Some(timeout) = self.config.session_timeout else {
             return 0;
         };
@@ -99,7 +99,7 @@ impl GlacierRouter {
                 client = %session.factory.client_uuid,
                 "glacier2 session timed out"
             );
-            session.factory.destroy(&self.services);
+            session.factory.destroy(&self.services).await;
         }
         idle.len()
     }
@@ -117,7 +117,7 @@ impl GlacierRouter {
                 let Some(router) = weak.upgrade() else {
                     return;
                 };
-                router.expire_idle();
+                router.expire_idle().await;
             }
         }))
     }
@@ -195,7 +195,7 @@ impl Router for RouterServant {
         let session = Arc::new(RouterSession::new(factory, servant));
         let identity = session.factory_identity.clone();
         if !router.connections.finish_create(conn, session.clone()) {
-            session.factory.destroy(&router.services);
+            session.factory.destroy(&router.services).await;
             return Err(CannotCreateSessionException {
                 reason: "the connection closed during login".to_string(),
             }
@@ -227,7 +227,7 @@ impl Router for RouterServant {
             router.services.sessions.lookup(uuid, true),
             Err(crate::sessions::SessionError::Removed(_))
         ) {
-            router.end_session(current.connection.id);
+            router.end_session(current.connection.id).await;
             return Err(session_not_exist());
         }
         session.touch();
@@ -236,7 +236,7 @@ impl Router for RouterServant {
 
     async fn destroy_session(&self, current: &Current) -> Result<(), DispatchError> {
         let _ = self.0.session_of(&current.connection);
-        if self.0.end_session(current.connection.id) {
+        if self.0.end_session(current.connection.id).await {
             Ok(())
         } else {
             Err(session_not_exist())
@@ -312,11 +312,16 @@ impl Locator for RouterLocator {
     }
 
     fn connection_closed(&self, connection: &ConnectionInfo) {
-        if self.0.end_session(connection.id) {
-            tracing::info!(
-                connection = connection.id,
-                "glacier2 session ended with its connection"
-            );
-        }
+        // Nobody waits for an answer here; the session store's write finishes on its own.
+        let router = Arc::clone(&self.0);
+        let id = connection.id;
+        tokio::spawn(async move {
+            if router.end_session(id).await {
+                tracing::info!(
+                    connection = id,
+                    "glacier2 session ended with its connection"
+                );
+            }
+        });
     }
 }

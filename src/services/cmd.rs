@@ -25,7 +25,7 @@ use crate::store::directory::USER_GROUP_ID;
 
 /// Runs `request` as the caller and registers the handle that reports it; returns the
 /// handle's proxy (`<session uuid>/IHandle<uuid>`).
-pub fn submit(
+pub async fn submit(
     services: &Services,
     factory: &Arc<Factory>,
     request: Option<ValueRef>,
@@ -34,7 +34,7 @@ pub fn submit(
     let who = caller(services, factory)?;
     factory.check_servant_limit()?;
     let started = services.sessions.now_ms();
-    let response = run(services, &who, request.as_ref());
+    let response = run(services, &who, request.as_ref()).await;
     let stopped = services.sessions.now_ms();
     let name = format!("IHandle{}", uuid::Uuid::new_v4());
     let id = Identity::new(factory.session_uuid.clone(), name.clone());
@@ -81,7 +81,7 @@ fn err(category: &str, name: &str, parameters: &[(&str, String)]) -> Finished {
 
 const UPDATE_TIMEOUT: &str = "::omero::cmd::UpdateSessionTimeoutRequest";
 
-fn run(services: &Services, who: &Caller, request: Option<&ValueRef>) -> Finished {
+async fn run(services: &Services, who: &Caller, request: Option<&ValueRef>) -> Finished {
     let Some(request) = request else {
         return err("::omero::cmd::Request", "null-request", &[]);
     };
@@ -89,7 +89,7 @@ fn run(services: &Services, who: &Caller, request: Option<&ValueRef>) -> Finishe
         return current_sessions(services, who);
     }
     if let Some(update) = request.get::<UpdateSessionTimeoutRequest>() {
-        return update_timeout(services, who, update);
+        return update_timeout(services, who, update).await;
     }
     if let Some(chmod) = request.get::<Chmod2>() {
         if let Some(done) = chmod_groups(services, who, chmod) {
@@ -159,7 +159,7 @@ fn session_data(s: &SessionInfo) -> HashMap<String, Option<ValueRef>> {
     data
 }
 
-fn update_timeout(
+async fn update_timeout(
     services: &Services,
     who: &Caller,
     req: &UpdateSessionTimeoutRequest,
@@ -170,15 +170,19 @@ fn update_timeout(
     let visible = services
         .sessions
         .find_row(&req.session)
+        .await
         .is_some_and(|row| admin || row.owner_id == info.owner_id);
     let long = |v: &Option<ValueRef>| v.as_ref().and_then(|v| v.get::<RLong>()).map(|l| l.val);
     let result = if visible {
-        services.sessions.update_timeouts(
-            &req.session,
-            long(&req.time_to_live),
-            long(&req.time_to_idle),
-            admin,
-        )
+        services
+            .sessions
+            .update_timeouts(
+                &req.session,
+                long(&req.time_to_live),
+                long(&req.time_to_idle),
+                admin,
+            )
+            .await
     } else {
         Err(TimeoutUpdateError::NoSession)
     };
@@ -370,9 +374,12 @@ mod tests {
             .id
     }
 
-    fn session(svc: &Services, owner: i64) -> SessionInfo {
+    async fn session(svc: &Services, owner: i64) -> SessionInfo {
         let group = svc.directory.default_group(owner).map_or(1, |g| g.id);
-        svc.sessions.create(NewSession::new(owner, group)).unwrap()
+        svc.sessions
+            .create(NewSession::new(owner, group))
+            .await
+            .unwrap()
     }
 
     fn as_caller(svc: &Services, info: &SessionInfo) -> Caller {
@@ -384,12 +391,13 @@ mod tests {
         }
     }
 
-    fn sessions_seen(svc: &Services, who: &SessionInfo) -> (Vec<bool>, Vec<String>) {
+    async fn sessions_seen(svc: &Services, who: &SessionInfo) -> (Vec<bool>, Vec<String>) {
         let rsp = run(
             svc,
             &as_caller(svc, who),
             Some(&ValueRef::new(CurrentSessionsRequest::default())),
-        );
+        )
+        .await;
         assert!(!rsp.failed);
         let value = rsp.value.unwrap();
         let rsp = value.get::<CurrentSessionsResponse>().unwrap();
@@ -422,95 +430,106 @@ mod tests {
         v.get::<ERR>().unwrap().name.clone()
     }
 
-    #[test]
-    fn admins_see_every_session_users_their_own() {
+    #[tokio::test]
+    async fn admins_see_every_session_users_their_own() {
         let tmp = tempfile::tempdir().unwrap();
         let svc = services(tmp.path());
         let alice = user(&svc, "alice");
         let bob = user(&svc, "bob");
-        let a = session(&svc, alice);
-        session(&svc, bob);
-        let root = session(&svc, ROOT_USER_ID);
-        let (full, names) = sessions_seen(&svc, &root);
+        let a = session(&svc, alice).await;
+        session(&svc, bob).await;
+        let root = session(&svc, ROOT_USER_ID).await;
+        let (full, names) = sessions_seen(&svc, &root).await;
         assert_eq!(full, vec![true, true, true]);
         assert_eq!(names.len(), 3);
         // alice and bob share only the "user" group, which is not their current one.
-        let (full, names) = sessions_seen(&svc, &a);
+        let (full, names) = sessions_seen(&svc, &a).await;
         assert_eq!((full, names), (vec![true], vec!["alice".to_string()]));
         // In a group carol is a member of, dave's session shows who, not what.
         svc.directory.add_group("lab", "rw----").unwrap();
         let carol = member(&svc, "carol", &["lab"]);
         let dave = member(&svc, "dave", &["lab"]);
-        let c = session(&svc, carol);
-        session(&svc, dave);
-        let (full, names) = sessions_seen(&svc, &c);
+        let c = session(&svc, carol).await;
+        session(&svc, dave).await;
+        let (full, names) = sessions_seen(&svc, &c).await;
         assert_eq!(full, vec![true, false]);
         assert_eq!(names, vec!["carol".to_string(), "dave".to_string()]);
     }
 
-    #[test]
-    fn users_set_their_timeouts_within_limits() {
+    #[tokio::test]
+    async fn users_set_their_timeouts_within_limits() {
         let tmp = tempfile::tempdir().unwrap();
         let svc = services(tmp.path());
         let alice = user(&svc, "alice");
         let bob = user(&svc, "bob");
-        let a = session(&svc, alice);
-        let b = session(&svc, bob);
+        let a = session(&svc, alice).await;
+        let b = session(&svc, bob).await;
         let r = run(
             &svc,
             &as_caller(&svc, &a),
             Some(&update(&a.uuid, None, Some(1_200_000))),
-        );
+        )
+        .await;
         assert!(!r.failed);
         assert_eq!(
             svc.sessions.lookup(&a.uuid, true).unwrap().time_to_idle,
             1_200_000
         );
         assert_eq!(
-            err_name(&run(
-                &svc,
-                &as_caller(&svc, &a),
-                Some(&update(&a.uuid, None, Some(0)))
-            )),
+            err_name(
+                &run(
+                    &svc,
+                    &as_caller(&svc, &a),
+                    Some(&update(&a.uuid, None, Some(0)))
+                )
+                .await
+            ),
             "non-admin-disabling"
         );
         assert_eq!(
-            err_name(&run(
-                &svc,
-                &as_caller(&svc, &a),
-                Some(&update(&a.uuid, None, None))
-            )),
+            err_name(
+                &run(
+                    &svc,
+                    &as_caller(&svc, &a),
+                    Some(&update(&a.uuid, None, None))
+                )
+                .await
+            ),
             "no-update-performed"
         );
         // Someone else's session is invisible to a user, not to an admin.
         assert_eq!(
-            err_name(&run(
-                &svc,
-                &as_caller(&svc, &a),
-                Some(&update(&b.uuid, None, Some(5)))
-            )),
+            err_name(
+                &run(
+                    &svc,
+                    &as_caller(&svc, &a),
+                    Some(&update(&b.uuid, None, Some(5)))
+                )
+                .await
+            ),
             "no-session"
         );
-        let root = session(&svc, ROOT_USER_ID);
+        let root = session(&svc, ROOT_USER_ID).await;
         assert!(
             !run(
                 &svc,
                 &as_caller(&svc, &root),
                 Some(&update(&b.uuid, Some(0), None))
             )
+            .await
             .failed
         );
         assert_eq!(svc.sessions.lookup(&b.uuid, true).unwrap().time_to_live, 0);
     }
 
-    #[test]
-    fn chmod_of_a_group_by_an_admin_only() {
+    #[tokio::test]
+    async fn chmod_of_a_group_by_an_admin_only() {
         let tmp = tempfile::tempdir().unwrap();
         let svc = services(tmp.path());
         let lab = svc.directory.add_group("lab", "rw----").unwrap().id;
         let alice = member(&svc, "alice", &["lab"]);
-        let a = session(&svc, alice);
-        let root = session(&svc, ROOT_USER_ID);
+        let a = session(&svc, alice).await;
+        let root = session(&svc, ROOT_USER_ID).await;
         let chmod = |perms: &str, dry_run: bool| {
             let mut req = Chmod2 {
                 permissions: perms.to_string(),
@@ -523,15 +542,15 @@ mod tests {
                 .insert("ExperimenterGroup".to_string(), vec![lab]);
             ValueRef::new(req)
         };
-        let f = run(&svc, &as_caller(&svc, &a), Some(&chmod("rwr---", false)));
+        let f = run(&svc, &as_caller(&svc, &a), Some(&chmod("rwr---", false))).await;
         assert_eq!(err_name(&f), "not-permitted");
-        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("rwr---", true)));
+        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("rwr---", true))).await;
         assert!(!f.failed);
         assert_eq!(svc.directory.group(lab).unwrap().permissions, "rw----");
-        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("rwr---", false)));
+        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("rwr---", false))).await;
         assert!(!f.failed);
         assert_eq!(svc.directory.group(lab).unwrap().permissions, "rwr---");
-        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("nope", false)));
+        let f = run(&svc, &as_caller(&svc, &root), Some(&chmod("nope", false))).await;
         assert_eq!(err_name(&f), "bad-permissions");
         // Other targets are not run.
         let mut other = Chmod2::default();
@@ -540,24 +559,24 @@ mod tests {
             .base
             .target_objects
             .insert("Image".into(), vec![1]);
-        let f = run(&svc, &as_caller(&svc, &root), Some(&ValueRef::new(other)));
+        let f = run(&svc, &as_caller(&svc, &root), Some(&ValueRef::new(other))).await;
         assert_eq!(err_name(&f), "unsupported-request");
     }
 
-    #[test]
-    fn other_requests_end_in_err_naming_them() {
+    #[tokio::test]
+    async fn other_requests_end_in_err_naming_them() {
         let tmp = tempfile::tempdir().unwrap();
         let svc = services(tmp.path());
-        let root = session(&svc, ROOT_USER_ID);
+        let root = session(&svc, ROOT_USER_ID).await;
         let req = ValueRef::new(crate::generated::omero::cmd::Timing::default());
-        let f = run(&svc, &as_caller(&svc, &root), Some(&req));
+        let f = run(&svc, &as_caller(&svc, &root), Some(&req)).await;
         assert_eq!(err_name(&f), "unsupported-request");
         let v = f.value.unwrap();
         let e = v.get::<ERR>().unwrap();
         assert_eq!(e.category, "::omero::cmd::Timing");
         assert!(e.parameters["message"].contains("Timing"));
         assert_eq!(
-            err_name(&run(&svc, &as_caller(&svc, &root), None)),
+            err_name(&run(&svc, &as_caller(&svc, &root), None).await),
             "null-request"
         );
     }

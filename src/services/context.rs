@@ -235,11 +235,14 @@ impl Factory {
 
     /// Destroys this ServiceFactory once (spec §2.3): gives its reference back and drops
     /// the servants the outcome calls for. Later calls do nothing.
-    pub fn destroy(&self, services: &Services) -> Option<ReleaseOutcome> {
+    pub async fn destroy(&self, services: &Services) -> Option<ReleaseOutcome> {
         if self.destroyed.swap(true, Ordering::SeqCst) {
             return None;
         }
-        let outcome = services.sessions.release(&self.session_uuid, self.mode());
+        let outcome = services
+            .sessions
+            .release(&self.session_uuid, self.mode())
+            .await;
         self.clear_services();
         services.registry.remove_factory(self);
         if matches!(
@@ -263,7 +266,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::auth::{Throttle, ThrottleConfig};
     use crate::facade::{async_trait, Current, DispatchError};
-    use crate::sessions::{ManualClock, MemoryRowLog, NewSession, SessionConfig};
+    use crate::sessions::{ManualClock, MemorySessionStore, NewSession, SessionConfig};
 
     struct Nothing;
 
@@ -290,7 +293,7 @@ pub(crate) mod tests {
         let sessions = SessionManager::new(
             SessionConfig::default(),
             clock,
-            Arc::new(MemoryRowLog::default()),
+            Arc::new(MemorySessionStore::default()),
         );
         Services::new(auth, Arc::new(sessions))
     }
@@ -322,29 +325,29 @@ pub(crate) mod tests {
         assert!(!c2.has_service("c2omero.api.IAdmin"));
     }
 
-    #[test]
-    fn destroy_follows_the_mode_and_runs_once() {
+    #[tokio::test]
+    async fn destroy_follows_the_mode_and_runs_once() {
         let tmp = tempfile::tempdir().unwrap();
         let svc = services(tmp.path());
-        let info = svc.sessions.create(NewSession::new(0, 0)).unwrap();
-        svc.sessions.join(&info.uuid).unwrap();
+        let info = svc.sessions.create(NewSession::new(0, 0)).await.unwrap();
+        svc.sessions.join(&info.uuid).await.unwrap();
         let detached = Arc::new(Factory::new("c1", &info.uuid, true));
         detached.set_mode(DestroyMode::Detach);
         assert!(svc.registry.add_factory(&detached));
         detached.service_or_insert("c1x", || Arc::new(Nothing));
         assert_eq!(
-            detached.destroy(&svc),
+            detached.destroy(&svc).await,
             Some(ReleaseOutcome::Detached { remaining: 1 })
         );
         assert!(detached.is_destroyed());
-        assert_eq!(detached.destroy(&svc), None);
+        assert_eq!(detached.destroy(&svc).await, None);
         assert!(!detached.has_service("c1x"));
         assert!(svc.registry.service_names(&info.uuid).is_empty());
         // The same client may attach again once its first factory is gone.
         let closing = Arc::new(Factory::new("c1", &info.uuid, false));
         assert!(svc.registry.add_factory(&closing));
         assert!(!closing.has_password());
-        assert_eq!(closing.destroy(&svc), Some(ReleaseOutcome::Destroyed));
+        assert_eq!(closing.destroy(&svc).await, Some(ReleaseOutcome::Destroyed));
         assert!(!svc.sessions.is_live(&info.uuid));
     }
 }

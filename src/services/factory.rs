@@ -154,12 +154,12 @@ fn unknown_service(name: &str) -> DispatchError {
 #[async_trait]
 impl ServiceFactory for FactoryServant {
     async fn destroy(&self, _current: &Current) -> Outcome<()> {
-        self.factory.destroy(&self.services);
+        self.factory.destroy(&self.services).await;
         Ok(())
     }
 
     async fn submit(&self, req: Option<ValueRef>, current: &Current) -> Prx {
-        cmd::submit(&self.services, &self.factory, req, current)
+        cmd::submit(&self.services, &self.factory, req, current).await
     }
 
     async fn get_security_contexts(&self, _current: &Current) -> Outcome<Vec<Option<ValueRef>>> {
@@ -201,6 +201,7 @@ impl ServiceFactory for FactoryServant {
             .services
             .sessions
             .switch_group(&self.factory.session_uuid, id, allowed)
+            .await
             .or_omero()?;
         Ok(Some(model::group_ref(previous)))
     }

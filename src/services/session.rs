@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::auth::context::login_group;
 use crate::auth::{AuthError, ExperimenterInfo, GroupInfo, Password};
-use crate::encoding::{Encoding, OutputStream};
+use crate::encoding::{Encoding, InputStream, OutputStream};
 use crate::facade::{async_trait, Current, ValueRef};
 use crate::generated::omero::api::ISession;
 use crate::generated::omero::model::Session;
@@ -28,6 +28,36 @@ fn encoded_size(value: &ValueRef) -> usize {
     out.write_value(Some(value));
     out.write_pending_values();
     out.len()
+}
+
+/// Environment values are stored as one 1.1 encapsulation holding the value and its graph,
+/// the form a client sends them in, read back with the generated class factories.
+impl crate::sessions::EnvValue for ValueRef {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = OutputStream::new(Encoding::V1_1);
+        out.start_encapsulation(Encoding::V1_1);
+        out.write_value(Some(self));
+        out.write_pending_values();
+        out.end_encapsulation();
+        out.into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        crate::generated::register();
+        let mut input = InputStream::new(bytes, Encoding::V1_1);
+        let value = read_stored_value(&mut input).map_err(|e| e.to_string())?;
+        value.ok_or_else(|| "a stored value is null".to_string())
+    }
+}
+
+fn read_stored_value(
+    input: &mut InputStream<'_>,
+) -> Result<Option<ValueRef>, crate::encoding::DecodeError> {
+    input.start_encapsulation()?;
+    let value = input.read_value()?;
+    input.read_pending_values()?;
+    input.end_encapsulation()?;
+    Ok(value)
 }
 
 /// Context key that makes getSession leave the target's idle time alone.
@@ -85,7 +115,7 @@ impl SessionService {
     }
 
     /// createSessionWithTimeouts: sudo by an admin, or by the owner of the target group.
-    fn sudo(
+    async fn sudo(
         &self,
         p: &Option<ValueRef>,
         time_to_live: i64,
@@ -111,7 +141,7 @@ impl SessionService {
         new.group_sudo = grant.group_sudo;
         new.time_to_live = Some(time_to_live);
         new.time_to_idle = Some(time_to_idle);
-        let created = self.services.sessions.create(new).or_omero()?;
+        let created = self.services.sessions.create(new).await.or_omero()?;
         Ok(self.model(&created))
     }
 }
@@ -126,7 +156,7 @@ impl ISession for SessionService {
     ) -> Outcome<Option<ValueRef>> {
         self.caller()?;
         let p = principal(&p, "createSession")?;
-        if let Ok(joined) = self.services.sessions.join(&credentials) {
+        if let Ok(joined) = self.services.sessions.join(&credentials).await {
             return Ok(self.model(&joined));
         }
         let addr = current.connection.remote.map(|a| a.ip());
@@ -152,7 +182,7 @@ impl ISession for SessionService {
         new.event_type = normalize_event_type(&p.event_type).or_omero()?;
         new.agent = Self::agent(current, AGENT_CREATE_SESSION);
         new.ip = current.ctx.get("omero.ip").cloned();
-        let created = self.services.sessions.create(new).or_omero()?;
+        let created = self.services.sessions.create(new).await.or_omero()?;
         Ok(self.model(&created))
     }
 
@@ -178,6 +208,7 @@ impl ISession for SessionService {
             .services
             .sessions
             .create_user_session(new, time_to_live_milliseconds, time_to_idle_milliseconds)
+            .await
             .or_omero()?;
         Ok(self.model(&created))
     }
@@ -196,6 +227,7 @@ impl ISession for SessionService {
             "createSessionWithTimeout",
             current,
         )
+        .await
     }
 
     async fn create_session_with_timeouts(
@@ -212,6 +244,7 @@ impl ISession for SessionService {
             "createSessionWithTimeouts",
             current,
         )
+        .await
     }
 
     async fn get_session(
@@ -249,7 +282,12 @@ impl ISession for SessionService {
         let Some(uuid) = model::string_of(&session.uuid) else {
             return Err(to_dispatch(SessionError::uuid_null()));
         };
-        let result = self.services.sessions.close_session(&uuid);
+        let result = self
+            .services
+            .sessions
+            .close_session(&uuid)
+            .await
+            .or_omero()?;
         if result == -2 {
             self.services.registry.drop_session(&uuid);
         }
@@ -300,7 +338,7 @@ impl ISession for SessionService {
         value: Option<ValueRef>,
         _current: &Current,
     ) -> Outcome<()> {
-        self.env_set(&sess, Env::Input, &key, value)
+        self.env_set(&sess, Env::Input, &key, value).await
     }
 
     async fn set_output(
@@ -310,7 +348,7 @@ impl ISession for SessionService {
         value: Option<ValueRef>,
         _current: &Current,
     ) -> Outcome<()> {
-        self.env_set(&sess, Env::Output, &key, value)
+        self.env_set(&sess, Env::Output, &key, value).await
     }
 
     async fn get_input_keys(&self, sess: String, _current: &Current) -> Outcome<Vec<String>> {
@@ -346,12 +384,19 @@ impl SessionService {
         self.services.sessions.get_env(sess, env, key).or_omero()
     }
 
-    fn env_set(&self, sess: &str, env: Env, key: &str, value: Option<ValueRef>) -> Outcome<()> {
+    async fn env_set(
+        &self,
+        sess: &str,
+        env: Env,
+        key: &str,
+        value: Option<ValueRef>,
+    ) -> Outcome<()> {
         self.caller()?;
         let size = value.as_ref().map_or(0, encoded_size);
         self.services
             .sessions
             .set_env(sess, env, key, value, size)
+            .await
             .or_omero()
     }
 

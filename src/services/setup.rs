@@ -10,7 +10,7 @@ use crate::auth::{
     AuthFileConfig, Authenticator, Directory, DirectoryError, PasswordChecker, Throttle,
 };
 use crate::sessions::manager::DEFAULT_REAP_INTERVAL;
-use crate::sessions::{Clock, JsonlSessionStore, SessionConfig, SessionManager, SystemClock};
+use crate::sessions::{Clock, SessionConfig, SessionManager, SqliteSessionStore, SystemClock};
 use crate::store::{write_atomic, StoreError};
 
 use super::config::ConfigValues;
@@ -106,7 +106,7 @@ pub fn open_services_on(
     let throttle = Throttle::new(auth_config.throttle_config(), clock.clone());
     let checker = PasswordChecker::new(auth_config.checker_config());
     let auth = Authenticator::with_checker(directory, Arc::new(throttle), Arc::new(checker));
-    let store = JsonlSessionStore::open(data, clock.now_ms())?;
+    let store = SqliteSessionStore::open(data, clock.now_ms())?;
     let sessions = SessionManager::new(config.session_config(), clock, Arc::new(store));
     let mut services = Services::new(auth, Arc::new(sessions));
     let uuid = database_uuid(data)?;

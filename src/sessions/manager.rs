@@ -1,354 +1,37 @@
-//! The session cache: the authority on which sessions are alive.
+//! The session cache: the authority on which sessions are alive on this node, backed by a
+//! [`SessionStore`] that makes them outlive the process (and, on a shared store, the node).
 //!
 //! Values of the input/output environments are a type parameter `V` so this layer stays free
 //! of Ice: the services layer instantiates `SessionManager<its RType>`. Locks are std locks,
 //! never held across an `.await`; the map lock is taken only to find or remove an entry, and each
 //! entry has its own lock so calls of different sessions do not contend.
+//!
+//! Every durable change (create, join, detach, close, timeouts, group, environment) is awaited
+//! in the store before the caller gets its answer; the cache is updated after it, with what the
+//! store says (reference counts are the store's, so they are global across nodes). Lookups on
+//! routed calls touch only the cache; their access times reach the store in batches
+//! ([`SessionManager::flush_accesses`], see `tasks.rs`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::clock::{java_timestamp, Clock};
+use super::clock::Clock;
+use super::env::{EnvMap, EnvValue};
 use super::error::SessionError;
-use super::rowlog::{RowLog, SessionRow};
-pub use super::store::Env;
+use super::store::{SessionRow, SessionStore, StoredSession};
+use crate::store::StoreError;
 
-/// `omero.sessions.timeout`: default timeToIdle of a new session.
-pub const DEFAULT_TIME_TO_IDLE: i64 = 600_000;
-/// `omero.sessions.maximum`: default timeToLive (0 = never).
-pub const DEFAULT_TIME_TO_LIVE: i64 = 0;
-/// `omero.sessions.max_user_time_to_idle`.
-pub const DEFAULT_MAX_USER_TIME_TO_IDLE: i64 = 6_000_000;
-/// `omero.sessions.max_user_time_to_live`.
-pub const DEFAULT_MAX_USER_TIME_TO_LIVE: i64 = 0;
+pub use super::types::*;
 
-/// `omero.sessions.sync_interval`: a sensible period for [`SessionManager::spawn_reaper`].
-pub const DEFAULT_REAP_INTERVAL: Duration = Duration::from_millis(120_000);
-
-/// Agent stored by ISession.createSession and createUserSession when the context has none.
-pub const AGENT_CREATE_SESSION: &str = "createSession";
-/// Agent stored by createSessionWithTimeout(s) when the context has none.
-pub const AGENT_SUDO: &str = "OMERO.sudo";
-/// Agents matched by getMyOpenClientSessions.
-pub const CLIENT_AGENTS: [&str; 3] = ["OMERO.insight", "OMERO.web", "OMERO.importer"];
-/// `Session.message` of a regular session.
-pub const INITIAL_MESSAGE: &str = "Initial message.";
-/// Values of OMERO's EventType enumeration accepted as a session's event type.
-pub const EVENT_TYPES: [&str; 10] = [
-    "Bootstrap",
-    "Import",
-    "Internal",
-    "Shoola",
-    "User",
-    "Task",
-    "Test",
-    "Processing",
-    "FullText",
-    "Sessions",
-];
-
-/// Timeout settings, all in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionConfig {
-    pub default_time_to_idle: i64,
-    pub default_time_to_live: i64,
-    pub max_user_time_to_idle: i64,
-    pub max_user_time_to_live: i64,
-    /// Keys one environment map (input or output) of one session may hold.
-    pub max_env_keys: usize,
-    /// Bytes (keys plus encoded values) one environment map of one session may hold.
-    pub max_env_bytes: usize,
-    /// Sessions one user may have in the cache at once (expired ones count until reaped).
-    pub max_sessions_per_user: usize,
-    /// Longest `keepAliveDuration` the HTTPS endpoint accepts, in milliseconds.
-    pub max_keep_alive_ms: i64,
-}
-
-/// Generous caps: far beyond what OMERO clients do, small enough that one user cannot
-/// exhaust the server's memory.
-pub const DEFAULT_MAX_ENV_KEYS: usize = 10_000;
-pub const DEFAULT_MAX_ENV_BYTES: usize = 16 * 1024 * 1024;
-pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 10_000;
-/// One day.
-pub const DEFAULT_MAX_KEEP_ALIVE_MS: i64 = 86_400_000;
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        SessionConfig {
-            default_time_to_idle: DEFAULT_TIME_TO_IDLE,
-            default_time_to_live: DEFAULT_TIME_TO_LIVE,
-            max_user_time_to_idle: DEFAULT_MAX_USER_TIME_TO_IDLE,
-            max_user_time_to_live: DEFAULT_MAX_USER_TIME_TO_LIVE,
-            max_env_keys: DEFAULT_MAX_ENV_KEYS,
-            max_env_bytes: DEFAULT_MAX_ENV_BYTES,
-            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
-            max_keep_alive_ms: DEFAULT_MAX_KEEP_ALIVE_MS,
-        }
-    }
-}
-
-/// What the caller decided about a session to create (the password is already checked).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewSession {
-    pub owner_id: i64,
-    pub group_id: i64,
-    pub agent: Option<String>,
-    pub ip: Option<String>,
-    /// Already validated, see [`normalize_event_type`].
-    pub event_type: String,
-    pub sudoer_id: Option<i64>,
-    /// Made by a group owner's sudo: may never change group.
-    pub group_sudo: bool,
-    /// `None` takes the configured default; a value is stored verbatim.
-    pub time_to_idle: Option<i64>,
-    pub time_to_live: Option<i64>,
-}
-
-impl NewSession {
-    /// A plain session of `owner_id` in `group_id` with event type "User" and default timeouts.
-    pub fn new(owner_id: i64, group_id: i64) -> Self {
-        NewSession {
-            owner_id,
-            group_id,
-            agent: None,
-            ip: None,
-            event_type: "User".to_string(),
-            sudoer_id: None,
-            group_sudo: false,
-            time_to_idle: None,
-            time_to_live: None,
-        }
-    }
-}
-
-/// A copy of one session's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// Id of the stored row (`Session.id`, `EventContext.sessionId`).
-    pub id: i64,
-    pub uuid: String,
-    pub owner_id: i64,
-    /// The session's current group.
-    pub group_id: i64,
-    pub started: i64,
-    pub last_access: i64,
-    pub hits: i64,
-    pub time_to_idle: i64,
-    pub time_to_live: i64,
-    pub refcount: i64,
-    pub agent: Option<String>,
-    pub ip: Option<String>,
-    pub event_type: String,
-    pub sudoer_id: Option<i64>,
-    pub group_sudo: bool,
-}
-
-/// A ServiceFactory's mode when destroyed (§2.3); OMERO's default is `Close`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DestroyMode {
-    #[default]
-    Close,
-    Detach,
-}
-
-/// What a ServiceFactory destroy did to its session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseOutcome {
-    /// The session died now: remove every servant of it (all clients, stateful included).
-    Destroyed,
-    /// The session was already gone: remove every servant of it.
-    AlreadyGone,
-    /// The session lives on: remove only this client's stateless servants.
-    Detached { remaining: i64 },
-}
-
-/// Why a session died.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// Its reference count reached 0 (closeSession or a close-mode ServiceFactory destroy).
-    Closed,
-    /// It expired (timeToLive or timeToIdle).
-    Timeout,
-    /// The server is stopping.
-    Shutdown,
-}
-
-/// Published whenever a session dies, so the router can drop its ServiceFactories and servants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionEvent {
-    Closed { uuid: String, reason: CloseReason },
-}
-
-/// Sudoer restriction of getMyOpen*Sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SudoerFilter {
-    /// Caller holds the ReadSession privilege.
-    Any,
-    /// Only sessions whose sudoer equals the caller's session's sudoer (`None` = not sudo'd).
-    Equals(Option<i64>),
-}
-
-/// Agent restriction of getMyOpen*Sessions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentFilter {
-    /// getMyOpenSessions.
-    Any,
-    /// getMyOpenAgentSessions(agent); `None` matches sessions without agent.
-    Exactly(Option<String>),
-    /// getMyOpenClientSessions uses [`CLIENT_AGENTS`].
-    OneOf(Vec<String>),
-}
-
-impl AgentFilter {
-    /// The filter of getMyOpenClientSessions.
-    pub fn clients() -> Self {
-        AgentFilter::OneOf(CLIENT_AGENTS.iter().map(|a| a.to_string()).collect())
-    }
-
-    fn matches(&self, agent: Option<&str>) -> bool {
-        match self {
-            AgentFilter::Any => true,
-            AgentFilter::Exactly(want) => want.as_deref() == agent,
-            AgentFilter::OneOf(list) => agent.is_some_and(|a| list.iter().any(|w| w == a)),
-        }
-    }
-}
-
-/// Failures of UpdateSessionTimeoutRequest (§3.5); `name()` is the `omero.cmd.ERR` name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TimeoutUpdateError {
-    #[error("no session with that uuid")]
-    NoSession,
-    #[error("a non-admin may not disable {field} (target {target}, current {current})")]
-    NonAdminDisabling {
-        field: &'static str,
-        target: i64,
-        current: i64,
-    },
-    #[error("neither timeToLive nor timeToIdle given")]
-    NoUpdatePerformed,
-    #[error("{0}")]
-    Store(String),
-}
-
-impl TimeoutUpdateError {
-    pub fn name(&self) -> &'static str {
-        match self {
-            TimeoutUpdateError::NoSession => "no-session",
-            TimeoutUpdateError::NonAdminDisabling { .. } => "non-admin-disabling",
-            TimeoutUpdateError::NoUpdatePerformed => "no-update-performed",
-            TimeoutUpdateError::Store(_) => "store-failure",
-        }
-    }
-}
-
-/// The event type of a new session: empty means "User"; unknown values are refused with the
-/// message OMERO's create methods give.
-pub fn normalize_event_type(value: &str) -> Result<String, SessionError> {
-    if value.is_empty() {
-        return Ok("User".to_string());
-    }
-    if EVENT_TYPES.contains(&value) {
-        Ok(value.to_string())
-    } else {
-        Err(SessionError::Authentication(
-            "Error creating session.".to_string(),
-        ))
-    }
-}
-
-/// The SessionTimeoutException message when `info` is expired at `now`, else `None`.
-/// timeToLive is tested first; a value of 0 or less disables that dimension; comparisons are strict.
-pub fn expiry_message(info: &SessionInfo, now: i64) -> Option<String> {
-    let alive = now.saturating_sub(info.started);
-    let idle = now.saturating_sub(info.last_access);
-    let (why, setting, elapsed) = if 0 < info.time_to_live && info.time_to_live < alive {
-        ("timeToLive", info.time_to_live, alive)
-    } else if 0 < info.time_to_idle && info.time_to_idle < idle {
-        ("timeToIdle", info.time_to_idle, idle)
-    } else {
-        return None;
-    };
-    Some(format!(
-        "Session (started={}, hits={}, last access={}) exceeded {} ({}) by {} ms",
-        java_timestamp(info.started),
-        info.hits,
-        java_timestamp(info.last_access),
-        why,
-        setting,
-        elapsed - setting
-    ))
-}
-
-/// One environment map with the size of each value, so its total stays known.
-struct EnvMap<V> {
-    values: HashMap<String, (V, usize)>,
-    /// Sum of key lengths and value sizes.
-    bytes: usize,
-}
-
-impl<V> EnvMap<V> {
-    fn new() -> Self {
-        EnvMap {
-            values: HashMap::new(),
-            bytes: 0,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.values.clear();
-        self.bytes = 0;
-    }
-
-    fn remove(&mut self, key: &str) {
-        if let Some((_, size)) = self.values.remove(key) {
-            self.bytes = self.bytes.saturating_sub(key.len().saturating_add(size));
-        }
-    }
-
-    /// Sets `key`, unless the map would then exceed `config`'s caps.
-    fn insert(
-        &mut self,
-        key: &str,
-        value: V,
-        size: usize,
-        config: &SessionConfig,
-        env: Env,
-    ) -> Result<(), SessionError> {
-        let old = self
-            .values
-            .get(key)
-            .map(|(_, s)| key.len().saturating_add(*s));
-        let keys = self.values.len() + usize::from(old.is_none());
-        let bytes = (self.bytes - old.unwrap_or(0)).saturating_add(key.len().saturating_add(size));
-        if keys > config.max_env_keys {
-            return Err(SessionError::ApiUsage(format!(
-                "The {} map of this session may hold at most {} keys",
-                env.name(),
-                config.max_env_keys
-            )));
-        }
-        if bytes > config.max_env_bytes {
-            return Err(SessionError::ApiUsage(format!(
-                "The {} map of this session may hold at most {} bytes",
-                env.name(),
-                config.max_env_bytes
-            )));
-        }
-        self.values.insert(key.to_string(), (value, size));
-        self.bytes = bytes;
-        Ok(())
-    }
-}
-
-struct Entry<V> {
-    info: SessionInfo,
-    closed: bool,
+pub(super) struct Entry<V> {
+    pub(super) info: SessionInfo,
+    pub(super) closed: bool,
+    /// The last access the store is known to have.
+    pub(super) written_access: i64,
     input: EnvMap<V>,
     output: EnvMap<V>,
 }
@@ -362,24 +45,28 @@ impl<V> Entry<V> {
     }
 
     // Marks the entry dead and drops its environment; the caller then unlinks it.
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         self.closed = true;
         self.input.clear();
         self.output.clear();
     }
 }
 
-type Shared<V> = Arc<Mutex<Entry<V>>>;
+pub(super) type Shared<V> = Arc<Mutex<Entry<V>>>;
 
 /// The session cache. Share it as `Arc<SessionManager<V>>`.
 pub struct SessionManager<V> {
     sessions: RwLock<HashMap<String, Shared<V>>>,
     /// Sessions per owner in `sessions`, for the per-user cap.
     per_owner: Mutex<HashMap<i64, usize>>,
-    clock: Arc<dyn Clock>,
-    store: Arc<dyn RowLog>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) store: Arc<dyn SessionStore>,
     config: SessionConfig,
     events: broadcast::Sender<SessionEvent>,
+    /// Position in the store's feed of closes (see `tasks.rs`).
+    pub(super) close_cursor: Mutex<i64>,
+    /// Set when the server stops: releases no longer change sessions.
+    stopping: AtomicBool,
 }
 
 impl<V> std::fmt::Debug for SessionManager<V> {
@@ -391,13 +78,19 @@ impl<V> std::fmt::Debug for SessionManager<V> {
     }
 }
 
-fn lock<V>(entry: &Shared<V>) -> MutexGuard<'_, Entry<V>> {
+pub(super) fn lock<V>(entry: &Shared<V>) -> MutexGuard<'_, Entry<V>> {
     // Entry updates are single assignments, so a poisoned entry is still consistent.
     entry.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
-    pub fn new(config: SessionConfig, clock: Arc<dyn Clock>, store: Arc<dyn RowLog>) -> Self {
+/// A store failure as the client sees it: the session layer cannot promise anything.
+fn unavailable(what: &str, uuid: &str, e: StoreError) -> SessionError {
+    tracing::error!(session = %super::short(uuid), error = %e, "cannot record {what}");
+    SessionError::Internal(format!("cannot record {what}: {e}"))
+}
+
+impl<V: EnvValue> SessionManager<V> {
+    pub fn new(config: SessionConfig, clock: Arc<dyn Clock>, store: Arc<dyn SessionStore>) -> Self {
         let (events, _) = broadcast::channel(1024);
         SessionManager {
             sessions: RwLock::new(HashMap::new()),
@@ -406,6 +99,8 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
             store,
             config,
             events,
+            close_cursor: Mutex::new(0),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -415,6 +110,11 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The durable side (for the `sessions` command line and tests).
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
     }
 
     /// Notifications of dying sessions.
@@ -431,11 +131,11 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         self.len() == 0
     }
 
-    /// Creates a session with reference count 1.
-    pub fn create(&self, new: NewSession) -> Result<SessionInfo, SessionError> {
+    /// Creates a session with reference count 1, committed in the store before it returns.
+    pub async fn create(&self, new: NewSession) -> Result<SessionInfo, SessionError> {
         let owner = new.owner_id;
         self.reserve_slot(owner)?;
-        let created = self.create_reserved(new);
+        let created = self.create_reserved(new).await;
         if created.is_err() {
             self.free_slot(owner);
         }
@@ -471,11 +171,12 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         self.per_owner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn create_reserved(&self, new: NewSession) -> Result<SessionInfo, SessionError> {
+    async fn create_reserved(&self, new: NewSession) -> Result<SessionInfo, SessionError> {
         let now = self.clock.now_ms();
+        let uuid = Uuid::new_v4().to_string();
         let row = SessionRow {
             id: 0,
-            uuid: Uuid::new_v4().to_string(),
+            uuid: uuid.clone(),
             owner_id: new.owner_id,
             group_id: new.group_id,
             started: now,
@@ -486,41 +187,22 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
             ip: new.ip,
             event_type: new.event_type,
             sudoer_id: new.sudoer_id,
-        };
-        let row = self.store.insert(row).map_err(|e| {
-            tracing::error!(error = %e, "cannot record new session");
-            SessionError::Internal(format!("cannot record new session: {e}"))
-        })?;
-        let info = SessionInfo {
-            id: row.id,
-            uuid: row.uuid,
-            owner_id: row.owner_id,
-            group_id: row.group_id,
-            started: now,
-            last_access: now,
-            hits: 1,
-            time_to_idle: row.time_to_idle,
-            time_to_live: row.time_to_live,
-            refcount: 1,
-            agent: row.agent,
-            ip: row.ip,
-            event_type: row.event_type,
-            sudoer_id: row.sudoer_id,
             group_sudo: new.group_sudo,
         };
-        let entry = Arc::new(Mutex::new(Entry {
-            info: info.clone(),
-            closed: false,
-            input: EnvMap::new(),
-            output: EnvMap::new(),
-        }));
+        let row = self
+            .store
+            .insert(row)
+            .await
+            .map_err(|e| unavailable("new session", &uuid, e))?;
+        let info = info_from_row(row, now, 1);
+        let entry = new_entry(info.clone(), now);
         self.write_map().insert(info.uuid.clone(), entry);
         tracing::info!(session = %super::short(&info.uuid), id = info.id, owner = info.owner_id, "session created");
         Ok(info)
     }
 
     /// createUserSession (§1.4): checks the user-chosen timeouts, then creates with them verbatim.
-    pub fn create_user_session(
+    pub async fn create_user_session(
         &self,
         mut new: NewSession,
         time_to_live: i64,
@@ -529,7 +211,7 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         self.check_user_timeouts(time_to_live, time_to_idle)?;
         new.time_to_live = Some(time_to_live);
         new.time_to_idle = Some(time_to_idle);
-        self.create(new)
+        self.create(new).await
     }
 
     /// OMERO's untrusted-update rules, including its quirk that the timeToIdle check is gated on
@@ -564,12 +246,112 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         self.lookup(uuid, true).is_ok()
     }
 
-    /// Joins a live session: refreshes it and adds one reference.
-    pub fn join(&self, uuid: &str) -> Result<SessionInfo, SessionError> {
-        self.with_live(uuid, true, |e| {
-            e.info.refcount = e.info.refcount.saturating_add(1);
-            e.info.clone()
-        })
+    /// Joins a live session: refreshes it and adds one reference, in the store first. A uuid
+    /// this cache lacks (made on another node) is loaded from the store.
+    pub async fn join(&self, uuid: &str) -> Result<SessionInfo, SessionError> {
+        if self.entry(uuid).is_none() {
+            // Only a uuid can name a session: passwords tried as one never reach the store.
+            if Uuid::parse_str(uuid).is_err() {
+                return Err(SessionError::no_context(uuid));
+            }
+            self.check_stored_expiry(uuid).await?;
+        } else {
+            self.with_live(uuid, false, |_| ())?;
+        }
+        let now = self.clock.now_ms();
+        let stored = self
+            .store
+            .join(uuid, now)
+            .await
+            .map_err(|e| unavailable("join", uuid, e))?;
+        let Some(stored) = stored else {
+            self.forget_closed_elsewhere(uuid);
+            return Err(SessionError::no_context(uuid));
+        };
+        let entry = self.adopt(stored, now);
+        let mut e = lock(&entry);
+        if e.closed {
+            return Err(SessionError::no_context(uuid));
+        }
+        touch(&mut e.info, now);
+        Ok(e.info.clone())
+    }
+
+    /// Refuses a uuid whose stored row is unknown, closed or expired (by its latest stored
+    /// access), before a join adds a reference to it.
+    async fn check_stored_expiry(&self, uuid: &str) -> Result<(), SessionError> {
+        let row = self
+            .store
+            .find(uuid)
+            .await
+            .map_err(|e| unavailable("join", uuid, e))?;
+        let last = self
+            .store
+            .last_access(uuid)
+            .await
+            .map_err(|e| unavailable("join", uuid, e))?;
+        let (Some(row), Some(last)) = (row, last) else {
+            return Err(SessionError::no_context(uuid));
+        };
+        let info = info_from_row(row, last, 0);
+        match expiry_message(&info, self.clock.now_ms()) {
+            Some(message) => Err(SessionError::Timeout(message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts a stored session into the cache (or refreshes the cached one with the store's
+    /// count and access) and returns its entry.
+    pub(super) fn adopt(&self, stored: StoredSession, now: i64) -> Shared<V> {
+        if let Some(entry) = self.entry(&stored.row.uuid) {
+            let mut e = lock(&entry);
+            e.info.refcount = stored.refcount;
+            e.info.last_access = e.info.last_access.max(stored.last_access);
+            e.written_access = e.written_access.max(stored.last_access);
+            drop(e);
+            return entry;
+        }
+        let owner = stored.row.owner_id;
+        let mut info = info_from_row(stored.row, stored.last_access, stored.refcount);
+        info.hits = 0;
+        let mut entry = Entry {
+            written_access: stored.last_access,
+            ..entry_parts(info, now)
+        };
+        self.fill_env(&mut entry, Env::Input, stored.input);
+        self.fill_env(&mut entry, Env::Output, stored.output);
+        let entry = Arc::new(Mutex::new(entry));
+        let uuid = lock(&entry).info.uuid.clone();
+        let mut map = self.write_map();
+        if let Some(existing) = map.get(&uuid) {
+            // Another task adopted it between our lookup and now.
+            return Arc::clone(existing);
+        }
+        map.insert(uuid, Arc::clone(&entry));
+        drop(map);
+        *self.owner_counts().entry(owner).or_insert(0) += 1;
+        entry
+    }
+
+    fn fill_env(&self, entry: &mut Entry<V>, env: Env, values: super::store::EncodedEnv) {
+        let uuid = entry.info.uuid.clone();
+        for (key, bytes) in values {
+            match V::decode(&bytes) {
+                Ok(value) => {
+                    // Caps are not re-checked: the values were accepted when set.
+                    let map = entry.env(env);
+                    map.bytes = map.bytes.saturating_add(key.len() + bytes.len());
+                    map.values.insert(key, (value, bytes.len()));
+                }
+                Err(why) => tracing::warn!(
+                    session = %super::short(&uuid),
+                    env = env.name(),
+                    key = %key,
+                    error = %why,
+                    "stored environment value cannot be read; dropped from the cache"
+                ),
+            }
+        }
     }
 
     /// getReferenceCount: a refreshing lookup returning the count.
@@ -579,58 +361,89 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
 
     /// ISession.closeSession: -1 when unknown or expired, -2 when this call destroyed the
     /// session, else the remaining reference count.
-    pub fn close_session(&self, uuid: &str) -> i64 {
+    pub async fn close_session(&self, uuid: &str) -> Result<i64, SessionError> {
         let Some(entry) = self.entry(uuid) else {
-            return -1;
+            return Ok(-1);
         };
         let now = self.clock.now_ms();
-        let remaining = {
-            let mut e = lock(&entry);
+        {
+            let e = lock(&entry);
             if e.closed || expiry_message(&e.info, now).is_some() {
-                return -1;
+                return Ok(-1);
             }
-            e.info.refcount = (e.info.refcount - 1).max(0);
-            if e.info.refcount < 1 {
-                e.kill();
+        }
+        let remaining = self
+            .store
+            .detach(uuid, Some(now))
+            .await
+            .map_err(|e| unavailable("session close", uuid, e))?;
+        match remaining {
+            None => {
+                self.kill_and_forget(uuid, &entry, CloseReason::Closed);
+                Ok(-1)
             }
-            e.info.refcount
-        };
-        if remaining < 1 {
-            self.unlink(uuid, &entry, CloseReason::Closed);
-            -2
-        } else {
-            remaining
+            Some(n) if n < 1 => {
+                self.kill_and_forget(uuid, &entry, CloseReason::Closed);
+                Ok(-2)
+            }
+            Some(n) => {
+                lock(&entry).info.refcount = n;
+                Ok(n)
+            }
         }
     }
 
+    /// From now on ServiceFactories destroyed because the server closes their connections
+    /// leave their sessions as they are, so the next start finds them open.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// A ServiceFactory of this session was destroyed (§2.3).
-    pub fn release(&self, uuid: &str, mode: DestroyMode) -> ReleaseOutcome {
+    pub async fn release(&self, uuid: &str, mode: DestroyMode) -> ReleaseOutcome {
         let Some(entry) = self.entry(uuid) else {
             return ReleaseOutcome::AlreadyGone;
         };
+        if self.stopping.load(Ordering::SeqCst) {
+            let remaining = lock(&entry).info.refcount;
+            return ReleaseOutcome::Detached { remaining };
+        }
         let now = self.clock.now_ms();
-        let (outcome, reason) = {
-            let mut e = lock(&entry);
+        let expired = {
+            let e = lock(&entry);
             if e.closed {
                 return ReleaseOutcome::AlreadyGone;
             }
-            e.info.refcount = (e.info.refcount - 1).max(0);
-            let expired = expiry_message(&e.info, now).is_some();
-            if expired || (mode == DestroyMode::Close && e.info.refcount < 1) {
-                e.kill();
-                let reason = if expired {
-                    CloseReason::Timeout
-                } else {
-                    CloseReason::Closed
-                };
-                (ReleaseOutcome::Destroyed, reason)
-            } else {
-                let remaining = e.info.refcount;
-                return ReleaseOutcome::Detached { remaining };
-            }
+            expiry_message(&e.info, now).is_some()
         };
-        self.unlink(uuid, &entry, reason);
-        outcome
+        if expired {
+            if let Err(e) = self.store.close(uuid, now).await {
+                let _ = unavailable("session close", uuid, e);
+            }
+            self.kill_and_forget(uuid, &entry, CloseReason::Timeout);
+            return ReleaseOutcome::Destroyed;
+        }
+        let close_at = (mode == DestroyMode::Close).then_some(now);
+        match self.store.detach(uuid, close_at).await {
+            Ok(None) => {
+                self.kill_and_forget(uuid, &entry, CloseReason::Closed);
+                ReleaseOutcome::AlreadyGone
+            }
+            Ok(Some(n)) if n < 1 && close_at.is_some() => {
+                self.kill_and_forget(uuid, &entry, CloseReason::Closed);
+                ReleaseOutcome::Destroyed
+            }
+            Ok(Some(remaining)) => {
+                lock(&entry).info.refcount = remaining;
+                ReleaseOutcome::Detached { remaining }
+            }
+            Err(e) => {
+                // The client is leaving either way; the session stays as the store has it.
+                let _ = unavailable("detach", uuid, e);
+                let remaining = lock(&entry).info.refcount;
+                ReleaseOutcome::Detached { remaining }
+            }
+        }
     }
 
     /// getInput/getOutput: the value or `None`; does not refresh the target.
@@ -642,7 +455,7 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
 
     /// setInput/setOutput: `None` removes the key; does not refresh the target. `size` is the
     /// value's size in bytes as the caller measures it; the map's caps are checked with it.
-    pub fn set_env(
+    pub async fn set_env(
         &self,
         uuid: &str,
         env: Env,
@@ -651,6 +464,18 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         size: usize,
     ) -> Result<(), SessionError> {
         let config = self.config;
+        if value.is_some() {
+            self.with_live(uuid, false, |e| {
+                e.env(env).check(key, size, &config, env).map(|_| ())
+            })??;
+        } else {
+            self.with_live(uuid, false, |_| ())?;
+        }
+        let bytes = value.as_ref().map(EnvValue::encode);
+        self.store
+            .set_env(uuid, env, key, bytes)
+            .await
+            .map_err(|e| unavailable("environment change", uuid, e))?;
         self.with_live(uuid, false, |e| {
             let map = e.env(env);
             match value {
@@ -735,7 +560,7 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
     /// The session part of setSecurityContext(ExperimenterGroup): switches the current group and
     /// returns the previous one. `member_or_admin` is whether the owner may use `group_id`.
     /// Checks on running methods and open stateful services belong to the caller.
-    pub fn switch_group(
+    pub async fn switch_group(
         &self,
         uuid: &str,
         group_id: i64,
@@ -753,13 +578,20 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
                     e.info.owner_id, group_id
                 )));
             }
-            Ok(std::mem::replace(&mut e.info.group_id, group_id))
-        })?
+            Ok(())
+        })??;
+        self.store
+            .set_group(uuid, group_id)
+            .await
+            .map_err(|e| unavailable("group change", uuid, e))?;
+        self.with_live(uuid, false, |e| {
+            std::mem::replace(&mut e.info.group_id, group_id)
+        })
     }
 
     /// UpdateSessionTimeoutRequest (§3.5). Non-admins get values above the maxima clamped and
     /// may not disable a dimension (value ≤ 0).
-    pub fn update_timeouts(
+    pub async fn update_timeouts(
         &self,
         uuid: &str,
         time_to_live: Option<i64>,
@@ -795,6 +627,7 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         };
         self.store
             .set_timeouts(uuid, ttl, tti)
+            .await
             .map_err(|e| TimeoutUpdateError::Store(e.to_string()))?;
         let mut e = lock(&entry);
         if e.closed {
@@ -834,66 +667,77 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         Ok(target)
     }
 
-    /// Destroys every expired session (reason Timeout) and returns their uuids.
-    pub fn reap_expired(&self) -> Vec<String> {
+    /// Destroys every expired session (reason Timeout) and returns their uuids. Before closing
+    /// one, asks the store for its latest access, so a session used on another node (or whose
+    /// access this cache has not seen) lives on.
+    pub async fn reap_expired(&self) -> Vec<String> {
         let now = self.clock.now_ms();
         let mut reaped = Vec::new();
         for entry in self.all_entries() {
             let uuid = {
-                let mut e = lock(&entry);
+                let e = lock(&entry);
                 if e.closed || expiry_message(&e.info, now).is_none() {
                     continue;
                 }
-                e.kill();
                 e.info.uuid.clone()
             };
-            self.unlink(&uuid, &entry, CloseReason::Timeout);
+            match self.store.last_access(&uuid).await {
+                Ok(Some(stored)) => {
+                    let mut e = lock(&entry);
+                    e.info.last_access = e.info.last_access.max(stored);
+                    if expiry_message(&e.info, now).is_none() {
+                        continue;
+                    }
+                }
+                // Closed elsewhere: it goes below all the same.
+                Ok(None) => {}
+                Err(e) => {
+                    // Retried at the next pass; a session is never closed on a guess.
+                    tracing::warn!(session = %super::short(&uuid), error = %e, "cannot check a session before reaping it");
+                    continue;
+                }
+            }
+            if let Err(e) = self.store.close(&uuid, now).await {
+                tracing::warn!(session = %super::short(&uuid), error = %e, "cannot record an expired session's close");
+                continue;
+            }
+            self.kill_and_forget(&uuid, &entry, CloseReason::Timeout);
             reaped.push(uuid);
         }
         reaped
     }
 
-    /// Destroys every session (server shutdown); returns how many.
-    pub fn close_all(&self) -> usize {
+    /// Destroys every session in this cache, in the store too; returns how many.
+    pub async fn close_all(&self) -> usize {
         let mut count = 0;
+        let now = self.clock.now_ms();
         for entry in self.all_entries() {
             let uuid = {
-                let mut e = lock(&entry);
+                let e = lock(&entry);
                 if e.closed {
                     continue;
                 }
-                e.kill();
                 e.info.uuid.clone()
             };
-            self.unlink(&uuid, &entry, CloseReason::Shutdown);
+            if let Err(e) = self.store.close(&uuid, now).await {
+                let _ = unavailable("session close", &uuid, e);
+            }
+            self.kill_and_forget(&uuid, &entry, CloseReason::Shutdown);
             count += 1;
         }
         count
     }
 
-    /// A stored row by uuid, also for recently closed sessions (join-refusal messages).
-    pub fn find_row(&self, uuid: &str) -> Option<SessionRow> {
-        self.store.find(uuid)
-    }
-
-    /// Runs [`Self::reap_expired`] every `interval` until the manager is dropped.
-    pub fn spawn_reaper(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(manager) = weak.upgrade() else {
-                    return;
-                };
-                let reaped = manager.reap_expired();
-                if !reaped.is_empty() {
-                    tracing::info!(count = reaped.len(), "reaped expired sessions");
-                }
+    /// A stored row by uuid, also for recently closed sessions (join-refusal messages); `None`
+    /// also when the store cannot answer (logged).
+    pub async fn find_row(&self, uuid: &str) -> Option<SessionRow> {
+        match self.store.find(uuid).await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(session = %super::short(uuid), error = %e, "cannot read a session row");
+                None
             }
-        })
+        }
     }
 
     fn with_live<R>(
@@ -919,8 +763,21 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         Ok(f(&mut e))
     }
 
-    // Removes a killed entry from the map, then records and announces its death.
-    fn unlink(&self, uuid: &str, entry: &Shared<V>, reason: CloseReason) {
+    /// A session the store says is closed: drop it from the cache, if there.
+    pub(super) fn forget_closed_elsewhere(&self, uuid: &str) {
+        if let Some(entry) = self.entry(uuid) {
+            self.kill_and_forget(uuid, &entry, CloseReason::Closed);
+        }
+    }
+
+    // Kills the entry, removes it from the map and announces its death (once, whoever of a
+    // local close and the feed of closes gets here first).
+    pub(super) fn kill_and_forget(&self, uuid: &str, entry: &Shared<V>, reason: CloseReason) {
+        let owner = {
+            let mut e = lock(entry);
+            e.kill();
+            e.info.owner_id
+        };
         let removed = {
             let mut map = self.write_map();
             let same = map.get(uuid).is_some_and(|e| Arc::ptr_eq(e, entry));
@@ -929,13 +786,10 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
             }
             same
         };
-        if removed {
-            let owner = lock(entry).info.owner_id;
-            self.free_slot(owner);
+        if !removed {
+            return;
         }
-        if let Err(e) = self.store.close(uuid, self.clock.now_ms()) {
-            tracing::error!(session = %super::short(uuid), error = %e, "cannot record session close");
-        }
+        self.free_slot(owner);
         tracing::info!(session = %super::short(uuid), ?reason, "session destroyed");
         // No subscriber is not an error: nothing needs cleaning then.
         let _ = self.events.send(SessionEvent::Closed {
@@ -944,11 +798,11 @@ impl<V: Clone + Send + Sync + 'static> SessionManager<V> {
         });
     }
 
-    fn entry(&self, uuid: &str) -> Option<Shared<V>> {
+    pub(super) fn entry(&self, uuid: &str) -> Option<Shared<V>> {
         self.read_map().get(uuid).cloned()
     }
 
-    fn all_entries(&self) -> Vec<Shared<V>> {
+    pub(super) fn all_entries(&self) -> Vec<Shared<V>> {
         self.read_map().values().cloned().collect()
     }
 
@@ -963,6 +817,40 @@ impl<V> SessionManager<V> {
     }
 }
 
+fn info_from_row(row: SessionRow, last_access: i64, refcount: i64) -> SessionInfo {
+    SessionInfo {
+        id: row.id,
+        uuid: row.uuid,
+        owner_id: row.owner_id,
+        group_id: row.group_id,
+        started: row.started,
+        last_access,
+        hits: 1,
+        time_to_idle: row.time_to_idle,
+        time_to_live: row.time_to_live,
+        refcount,
+        agent: row.agent,
+        ip: row.ip,
+        event_type: row.event_type,
+        sudoer_id: row.sudoer_id,
+        group_sudo: row.group_sudo,
+    }
+}
+
+fn entry_parts<V>(info: SessionInfo, written_access: i64) -> Entry<V> {
+    Entry {
+        info,
+        closed: false,
+        written_access,
+        input: EnvMap::new(),
+        output: EnvMap::new(),
+    }
+}
+
+fn new_entry<V>(info: SessionInfo, written_access: i64) -> Shared<V> {
+    Arc::new(Mutex::new(entry_parts(info, written_access)))
+}
+
 fn touch(info: &mut SessionInfo, now: i64) {
     info.last_access = now;
     info.hits = info.hits.saturating_add(1);
@@ -972,54 +860,63 @@ fn touch(info: &mut SessionInfo, now: i64) {
 mod tests {
     use super::*;
     use crate::sessions::clock::ManualClock;
-    use crate::sessions::rowlog::MemoryRowLog;
+    use crate::sessions::store::MemorySessionStore;
+    use std::time::Duration;
 
     const T0: i64 = 1_700_000_000_000;
 
-    fn setup() -> (Arc<SessionManager<String>>, ManualClock, Arc<MemoryRowLog>) {
+    fn setup() -> (
+        Arc<SessionManager<String>>,
+        ManualClock,
+        Arc<MemorySessionStore>,
+    ) {
         setup_with(SessionConfig::default())
     }
 
     fn setup_with(
         config: SessionConfig,
-    ) -> (Arc<SessionManager<String>>, ManualClock, Arc<MemoryRowLog>) {
+    ) -> (
+        Arc<SessionManager<String>>,
+        ManualClock,
+        Arc<MemorySessionStore>,
+    ) {
         let clock = ManualClock::new(T0);
-        let store = Arc::new(MemoryRowLog::default());
+        let store = Arc::new(MemorySessionStore::default());
         let m = SessionManager::new(config, Arc::new(clock.clone()), store.clone());
         (Arc::new(m), clock, store)
     }
 
-    fn new_session(m: &SessionManager<String>) -> SessionInfo {
-        m.create(NewSession::new(5, 3)).unwrap()
+    async fn new_session(m: &SessionManager<String>) -> SessionInfo {
+        m.create(NewSession::new(5, 3)).await.unwrap()
     }
 
-    #[test]
-    fn create_sets_defaults_and_unique_ids() {
+    #[tokio::test]
+    async fn create_sets_defaults_and_unique_ids() {
         let (m, _, store) = setup();
-        let a = new_session(&m);
-        let b = new_session(&m);
+        let a = new_session(&m).await;
+        let b = new_session(&m).await;
         assert_eq!((a.id, b.id), (1, 2));
         assert_ne!(a.uuid, b.uuid);
         assert_eq!(a.refcount, 1);
         assert_eq!(a.hits, 1);
         assert_eq!((a.time_to_idle, a.time_to_live), (600_000, 0));
         assert_eq!((a.started, a.last_access), (T0, T0));
-        assert!(store.find(&a.uuid).unwrap().closed.is_none());
+        assert!(store.find(&a.uuid).await.unwrap().unwrap().closed.is_none());
         assert_eq!(m.len(), 2);
     }
 
-    #[test]
-    fn explicit_timeouts_are_stored_verbatim() {
+    #[tokio::test]
+    async fn explicit_timeouts_are_stored_verbatim() {
         let (m, _, _) = setup();
         let mut n = NewSession::new(5, 3);
         n.time_to_live = Some(-4);
         n.time_to_idle = Some(0);
-        let s = m.create(n).unwrap();
+        let s = m.create(n).await.unwrap();
         assert_eq!((s.time_to_live, s.time_to_idle), (-4, 0));
     }
 
-    #[test]
-    fn unknown_uuid_is_removed_with_omero_message() {
+    #[tokio::test]
+    async fn unknown_uuid_is_removed_with_omero_message() {
         let (m, _, _) = setup();
         assert_eq!(
             m.lookup("nope", false),
@@ -1031,10 +928,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn idle_expiry_is_strict_and_message_exact() {
+    #[tokio::test]
+    async fn idle_expiry_is_strict_and_message_exact() {
         let (m, clock, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         clock.advance(600_000);
         assert!(
             m.lookup(&s.uuid, true).is_ok(),
@@ -1058,13 +955,13 @@ mod tests {
         assert_eq!(m.len(), 1);
     }
 
-    #[test]
-    fn ttl_is_checked_before_tti() {
+    #[tokio::test]
+    async fn ttl_is_checked_before_tti() {
         let (m, clock, _) = setup();
         let mut n = NewSession::new(5, 3);
         n.time_to_live = Some(1000);
         n.time_to_idle = Some(500);
-        let s = m.create(n).unwrap();
+        let s = m.create(n).await.unwrap();
         clock.advance(1001);
         let SessionError::Timeout(msg) = m.lookup(&s.uuid, true).unwrap_err() else {
             panic!("expected timeout");
@@ -1072,23 +969,23 @@ mod tests {
         assert!(msg.ends_with("exceeded timeToLive (1000) by 1 ms"), "{msg}");
     }
 
-    #[test]
-    fn zero_and_negative_timeouts_never_expire() {
+    #[tokio::test]
+    async fn zero_and_negative_timeouts_never_expire() {
         let (m, clock, _) = setup();
         for (ttl, tti) in [(0, 0), (-1, -1)] {
             let mut n = NewSession::new(5, 3);
             n.time_to_live = Some(ttl);
             n.time_to_idle = Some(tti);
-            let s = m.create(n).unwrap();
+            let s = m.create(n).await.unwrap();
             clock.advance(10_000_000_000);
             assert!(m.lookup(&s.uuid, false).is_ok());
         }
     }
 
-    #[test]
-    fn non_quiet_lookup_refreshes_quiet_does_not() {
+    #[tokio::test]
+    async fn non_quiet_lookup_refreshes_quiet_does_not() {
         let (m, clock, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         clock.advance(400_000);
         let q = m.lookup(&s.uuid, true).unwrap();
         assert_eq!((q.last_access, q.hits), (T0, 1));
@@ -1100,37 +997,40 @@ mod tests {
         assert!(m.lookup(&s.uuid, true).is_err());
     }
 
-    #[test]
-    fn join_and_reference_count() {
+    #[tokio::test]
+    async fn join_and_reference_count() {
         let (m, _, _) = setup();
-        let s = new_session(&m);
-        assert_eq!(m.join(&s.uuid).unwrap().refcount, 2);
+        let s = new_session(&m).await;
+        assert_eq!(m.join(&s.uuid).await.unwrap().refcount, 2);
         assert_eq!(m.reference_count(&s.uuid).unwrap(), 2);
-        assert!(m.join("missing").is_err());
+        assert!(m.join("missing").await.is_err());
     }
 
-    #[test]
-    fn join_of_expired_session_fails_with_timeout() {
+    #[tokio::test]
+    async fn join_of_expired_session_fails_with_timeout() {
         let (m, clock, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         clock.advance(600_001);
-        assert!(matches!(m.join(&s.uuid), Err(SessionError::Timeout(_))));
+        assert!(matches!(
+            m.join(&s.uuid).await,
+            Err(SessionError::Timeout(_))
+        ));
     }
 
-    #[test]
-    fn close_session_counts_down_then_destroys() {
+    #[tokio::test]
+    async fn close_session_counts_down_then_destroys() {
         let (m, _, store) = setup();
         let mut events = m.subscribe();
-        let s = new_session(&m);
-        m.join(&s.uuid).unwrap();
-        assert_eq!(m.close_session(&s.uuid), 1);
-        assert_eq!(m.close_session(&s.uuid), -2);
-        assert_eq!(m.close_session(&s.uuid), -1);
+        let s = new_session(&m).await;
+        m.join(&s.uuid).await.unwrap();
+        assert_eq!(m.close_session(&s.uuid).await.unwrap(), 1);
+        assert_eq!(m.close_session(&s.uuid).await.unwrap(), -2);
+        assert_eq!(m.close_session(&s.uuid).await.unwrap(), -1);
         assert!(matches!(
             m.lookup(&s.uuid, true),
             Err(SessionError::Removed(_))
         ));
-        assert!(store.find(&s.uuid).unwrap().closed.is_some());
+        assert!(store.find(&s.uuid).await.unwrap().unwrap().closed.is_some());
         assert_eq!(
             events.try_recv().unwrap(),
             SessionEvent::Closed {
@@ -1140,67 +1040,67 @@ mod tests {
         );
     }
 
-    #[test]
-    fn close_session_on_expired_returns_minus_one_and_leaves_it() {
+    #[tokio::test]
+    async fn close_session_on_expired_returns_minus_one_and_leaves_it() {
         let (m, clock, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         clock.advance(600_001);
-        assert_eq!(m.close_session(&s.uuid), -1);
+        assert_eq!(m.close_session(&s.uuid).await.unwrap(), -1);
         assert_eq!(m.len(), 1);
-        assert_eq!(m.close_session("unknown"), -1);
+        assert_eq!(m.close_session("unknown").await.unwrap(), -1);
     }
 
-    #[test]
-    fn release_close_mode_destroys_at_zero() {
+    #[tokio::test]
+    async fn release_close_mode_destroys_at_zero() {
         let (m, _, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         assert_eq!(
-            m.release(&s.uuid, DestroyMode::Close),
+            m.release(&s.uuid, DestroyMode::Close).await,
             ReleaseOutcome::Destroyed
         );
         assert_eq!(
-            m.release(&s.uuid, DestroyMode::Close),
+            m.release(&s.uuid, DestroyMode::Close).await,
             ReleaseOutcome::AlreadyGone
         );
     }
 
-    #[test]
-    fn release_detach_keeps_session_at_zero() {
+    #[tokio::test]
+    async fn release_detach_keeps_session_at_zero() {
         let (m, _, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         assert_eq!(
-            m.release(&s.uuid, DestroyMode::Detach),
+            m.release(&s.uuid, DestroyMode::Detach).await,
             ReleaseOutcome::Detached { remaining: 0 }
         );
         // Floor at 0, and the session lives until closed or expired.
         assert_eq!(
-            m.release(&s.uuid, DestroyMode::Detach),
+            m.release(&s.uuid, DestroyMode::Detach).await,
             ReleaseOutcome::Detached { remaining: 0 }
         );
         assert_eq!(m.reference_count(&s.uuid).unwrap(), 0);
-        assert_eq!(m.close_session(&s.uuid), -2);
+        assert_eq!(m.close_session(&s.uuid).await.unwrap(), -2);
     }
 
-    #[test]
-    fn release_with_other_references_detaches_even_in_close_mode() {
+    #[tokio::test]
+    async fn release_with_other_references_detaches_even_in_close_mode() {
         let (m, _, _) = setup();
-        let s = new_session(&m);
-        m.join(&s.uuid).unwrap();
+        let s = new_session(&m).await;
+        m.join(&s.uuid).await.unwrap();
         assert_eq!(
-            m.release(&s.uuid, DestroyMode::Close),
+            m.release(&s.uuid, DestroyMode::Close).await,
             ReleaseOutcome::Detached { remaining: 1 }
         );
     }
 
-    #[test]
-    fn release_of_expired_session_forces_close() {
+    #[tokio::test]
+    async fn release_of_expired_session_forces_close() {
         let (m, clock, _) = setup();
         let mut events = m.subscribe();
-        let s = new_session(&m);
-        m.join(&s.uuid).unwrap();
+        let s = new_session(&m).await;
+        m.join(&s.uuid).await.unwrap();
         clock.advance(600_001);
         assert_eq!(
-            m.release(&s.uuid, DestroyMode::Detach),
+            m.release(&s.uuid, DestroyMode::Detach).await,
             ReleaseOutcome::Destroyed
         );
         assert_eq!(
@@ -1212,39 +1112,42 @@ mod tests {
         );
     }
 
-    #[test]
-    fn test1018_creation_destruction_closing() {
+    #[tokio::test]
+    async fn test1018_creation_destruction_closing() {
         // A logs in and detaches; B joins (close mode) and leaves; A leaves; C joins and kills.
         let (m, _, _) = setup();
-        let a = new_session(&m);
-        m.join(&a.uuid).unwrap();
+        let a = new_session(&m).await;
+        m.join(&a.uuid).await.unwrap();
         assert_eq!(
-            m.release(&a.uuid, DestroyMode::Close),
+            m.release(&a.uuid, DestroyMode::Close).await,
             ReleaseOutcome::Detached { remaining: 1 }
         );
         assert_eq!(
-            m.release(&a.uuid, DestroyMode::Detach),
+            m.release(&a.uuid, DestroyMode::Detach).await,
             ReleaseOutcome::Detached { remaining: 0 }
         );
-        m.join(&a.uuid).unwrap();
-        let mut last = m.close_session(&a.uuid);
+        m.join(&a.uuid).await.unwrap();
+        let mut last = m.close_session(&a.uuid).await.unwrap();
         while last > 0 {
-            last = m.close_session(&a.uuid);
+            last = m.close_session(&a.uuid).await.unwrap();
         }
         assert_eq!(last, -2);
-        assert!(m.join(&a.uuid).is_err());
+        assert!(m.join(&a.uuid).await.is_err());
     }
 
-    #[test]
-    fn environment_maps() {
+    #[tokio::test]
+    async fn environment_maps() {
         let (m, clock, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         clock.advance(100);
         m.set_env(&s.uuid, Env::Input, "a", Some("1".into()), 1)
+            .await
             .unwrap();
         m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 1)
+            .await
             .unwrap();
         m.set_env(&s.uuid, Env::Output, "x", Some("9".into()), 1)
+            .await
             .unwrap();
         assert_eq!(
             m.get_env(&s.uuid, Env::Input, "a").unwrap(),
@@ -1262,7 +1165,7 @@ mod tests {
             T0 + 100,
             "keys refresh"
         );
-        m.set_env(&s.uuid, Env::Input, "a", None, 0).unwrap();
+        m.set_env(&s.uuid, Env::Input, "a", None, 0).await.unwrap();
         let copy = m.env_copy(&s.uuid, Env::Input).unwrap();
         assert_eq!(copy.len(), 1);
         assert_eq!(copy.get("b"), Some(&"2".to_string()));
@@ -1273,36 +1176,37 @@ mod tests {
         ));
         clock.advance(600_001);
         assert!(matches!(
-            m.set_env(&s.uuid, Env::Output, "k", None, 0),
+            m.set_env(&s.uuid, Env::Output, "k", None, 0).await,
             Err(SessionError::Timeout(_))
         ));
     }
 
-    #[test]
-    fn environment_dies_with_session() {
+    #[tokio::test]
+    async fn environment_dies_with_session() {
         let (m, _, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         m.set_env(&s.uuid, Env::Input, "a", Some("1".into()), 1)
+            .await
             .unwrap();
-        assert_eq!(m.close_session(&s.uuid), -2);
+        assert_eq!(m.close_session(&s.uuid).await.unwrap(), -2);
         assert!(m.get_env(&s.uuid, Env::Input, "a").is_err());
     }
 
-    #[test]
-    fn open_sessions_filters_sorts_and_refreshes() {
+    #[tokio::test]
+    async fn open_sessions_filters_sorts_and_refreshes() {
         let (m, clock, _) = setup();
         let mut web = NewSession::new(5, 3);
         web.agent = Some("OMERO.web".into());
-        let first = m.create(web).unwrap();
+        let first = m.create(web).await.unwrap();
         clock.advance(10);
         let mut py = NewSession::new(5, 3);
         py.agent = Some("OMERO.py".into());
-        let second = m.create(py).unwrap();
+        let second = m.create(py).await.unwrap();
         clock.advance(10);
         let mut sudo = NewSession::new(5, 3);
         sudo.sudoer_id = Some(0);
-        let third = m.create(sudo).unwrap();
-        m.create(NewSession::new(6, 3)).unwrap();
+        let third = m.create(sudo).await.unwrap();
+        m.create(NewSession::new(6, 3)).await.unwrap();
         clock.advance(10);
 
         let all = m.open_sessions(5, SudoerFilter::Any, &AgentFilter::Any);
@@ -1331,10 +1235,10 @@ mod tests {
         assert_eq!(no_agent[0].uuid, third.uuid);
     }
 
-    #[test]
-    fn open_sessions_skips_expired() {
+    #[tokio::test]
+    async fn open_sessions_skips_expired() {
         let (m, clock, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         clock.advance(600_001);
         assert!(m
             .open_sessions(5, SudoerFilter::Any, &AgentFilter::Any)
@@ -1342,21 +1246,27 @@ mod tests {
         assert!(m.lookup(&s.uuid, true).is_err());
     }
 
-    #[test]
-    fn reaper_destroys_only_expired() {
+    #[tokio::test]
+    async fn reaper_destroys_only_expired() {
         let (m, clock, store) = setup();
         let mut events = m.subscribe();
-        let old = new_session(&m);
+        let old = new_session(&m).await;
         clock.advance(300_000);
-        let young = new_session(&m);
+        let young = new_session(&m).await;
         clock.advance(300_001);
-        assert_eq!(m.reap_expired(), vec![old.uuid.clone()]);
+        assert_eq!(m.reap_expired().await, vec![old.uuid.clone()]);
         assert!(matches!(
             m.lookup(&old.uuid, true),
             Err(SessionError::Removed(_))
         ));
         assert!(m.lookup(&young.uuid, true).is_ok());
-        assert!(store.find(&old.uuid).unwrap().closed.is_some());
+        assert!(store
+            .find(&old.uuid)
+            .await
+            .unwrap()
+            .unwrap()
+            .closed
+            .is_some());
         assert_eq!(
             events.try_recv().unwrap(),
             SessionEvent::Closed {
@@ -1370,7 +1280,7 @@ mod tests {
     async fn spawned_reaper_runs() {
         let (m, clock, _) = setup();
         let mut events = m.subscribe();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         clock.advance(600_001);
         let handle = m.spawn_reaper(Duration::from_millis(2));
         let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
@@ -1387,29 +1297,30 @@ mod tests {
         handle.abort();
     }
 
-    #[test]
-    fn close_all_on_shutdown() {
+    #[tokio::test]
+    async fn close_all_on_shutdown() {
         let (m, _, _) = setup();
-        new_session(&m);
-        new_session(&m);
-        assert_eq!(m.close_all(), 2);
+        new_session(&m).await;
+        new_session(&m).await;
+        assert_eq!(m.close_all().await, 2);
         assert!(m.is_empty());
     }
 
-    #[test]
-    fn user_session_rules_with_defaults_accept_anything() {
+    #[tokio::test]
+    async fn user_session_rules_with_defaults_accept_anything() {
         let (m, _, _) = setup();
         for (ttl, tti) in [(0, 0), (-5, -5), (i64::MAX, i64::MAX)] {
             let s = m
                 .create_user_session(NewSession::new(5, 3), ttl, tti)
+                .await
                 .unwrap();
             assert_eq!((s.time_to_live, s.time_to_idle), (ttl, tti));
             assert_eq!(s.refcount, 1);
         }
     }
 
-    #[test]
-    fn user_session_rules_with_ttl_maximum() {
+    #[tokio::test]
+    async fn user_session_rules_with_ttl_maximum() {
         let config = SessionConfig {
             max_user_time_to_live: 1000,
             max_user_time_to_idle: 500,
@@ -1428,8 +1339,8 @@ mod tests {
         assert_eq!(m.check_user_timeouts(-1, -1), Ok(()));
     }
 
-    #[test]
-    fn tti_maximum_alone_is_not_enforced() {
+    #[tokio::test]
+    async fn tti_maximum_alone_is_not_enforced() {
         // OMERO gates the timeToIdle check on the timeToLive maximum.
         let config = SessionConfig {
             max_user_time_to_idle: 10,
@@ -1439,46 +1350,50 @@ mod tests {
         assert_eq!(m.check_user_timeouts(0, 1_000_000), Ok(()));
     }
 
-    #[test]
-    fn group_switching() {
+    #[tokio::test]
+    async fn group_switching() {
         let (m, _, _) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         assert_eq!(
-            m.switch_group(&s.uuid, 9, false),
+            m.switch_group(&s.uuid, 9, false).await,
             Err(SessionError::SecurityViolation(
                 "User 5 is not a member of group 9".into()
             ))
         );
-        assert_eq!(m.switch_group(&s.uuid, 9, true), Ok(3));
+        assert_eq!(m.switch_group(&s.uuid, 9, true).await, Ok(3));
         assert_eq!(m.lookup(&s.uuid, true).unwrap().group_id, 9);
 
         let mut n = NewSession::new(5, 3);
         n.group_sudo = true;
-        let g = m.create(n).unwrap();
+        let g = m.create(n).await.unwrap();
         assert_eq!(
-            m.switch_group(&g.uuid, 9, true),
+            m.switch_group(&g.uuid, 9, true).await,
             Err(SessionError::SecurityViolation(
                 "Group-sudo session cannot change context!".into()
             ))
         );
     }
 
-    #[test]
-    fn update_timeouts_rules() {
+    #[tokio::test]
+    async fn update_timeouts_rules() {
         let (m, _, store) = setup();
-        let s = new_session(&m);
+        let s = new_session(&m).await;
         assert_eq!(
-            m.update_timeouts("x", Some(1), None, false).unwrap_err(),
+            m.update_timeouts("x", Some(1), None, false)
+                .await
+                .unwrap_err(),
             TimeoutUpdateError::NoSession
         );
         assert_eq!(
             m.update_timeouts(&s.uuid, None, None, false)
+                .await
                 .unwrap_err()
                 .name(),
             "no-update-performed"
         );
         assert_eq!(
             m.update_timeouts(&s.uuid, None, Some(0), false)
+                .await
                 .unwrap_err(),
             TimeoutUpdateError::NonAdminDisabling {
                 field: "timeToIdle",
@@ -1488,16 +1403,20 @@ mod tests {
         );
         let u = m
             .update_timeouts(&s.uuid, Some(5_000), Some(99_000_000), false)
+            .await
             .unwrap();
         assert_eq!((u.time_to_live, u.time_to_idle), (5_000, 6_000_000));
-        let row = store.find(&s.uuid).unwrap();
+        let row = store.find(&s.uuid).await.unwrap().unwrap();
         assert_eq!((row.time_to_live, row.time_to_idle), (5_000, 6_000_000));
-        let a = m.update_timeouts(&s.uuid, Some(0), Some(0), true).unwrap();
+        let a = m
+            .update_timeouts(&s.uuid, Some(0), Some(0), true)
+            .await
+            .unwrap();
         assert_eq!((a.time_to_live, a.time_to_idle), (0, 0));
     }
 
-    #[test]
-    fn event_types_and_sudo_check() {
+    #[tokio::test]
+    async fn event_types_and_sudo_check() {
         assert_eq!(normalize_event_type("").unwrap(), "User");
         assert_eq!(normalize_event_type("Import").unwrap(), "Import");
         assert_eq!(
@@ -1508,76 +1427,86 @@ mod tests {
         );
     }
 
-    #[test]
-    fn concurrent_joins_and_closes_keep_count_consistent() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_joins_and_closes_keep_count_consistent() {
         let (m, _, _) = setup();
-        let s = new_session(&m);
-        let threads: Vec<_> = (0..8)
+        let s = new_session(&m).await;
+        let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let m = m.clone();
                 let uuid = s.uuid.clone();
-                std::thread::spawn(move || {
+                tokio::spawn(async move {
                     for _ in 0..100 {
-                        m.join(&uuid).unwrap();
-                        assert!(m.close_session(&uuid) >= 1);
+                        m.join(&uuid).await.unwrap();
+                        assert!(m.close_session(&uuid).await.unwrap() >= 1);
                     }
                 })
             })
             .collect();
-        for t in threads {
-            t.join().unwrap();
+        for t in tasks {
+            t.await.unwrap();
         }
         assert_eq!(m.reference_count(&s.uuid).unwrap(), 1);
     }
 
-    #[test]
-    fn environment_caps_refuse_with_api_usage() {
+    #[tokio::test]
+    async fn environment_caps_refuse_with_api_usage() {
         let (m, _, _) = setup_with(SessionConfig {
             max_env_keys: 2,
             max_env_bytes: 100,
             ..SessionConfig::default()
         });
-        let s = m.create(NewSession::new(1, 1)).unwrap();
+        let s = m.create(NewSession::new(1, 1)).await.unwrap();
         m.set_env(&s.uuid, Env::Input, "a", Some("1".into()), 10)
+            .await
             .unwrap();
         m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 10)
+            .await
             .unwrap();
-        let third = m.set_env(&s.uuid, Env::Input, "c", Some("3".into()), 1);
+        let third = m
+            .set_env(&s.uuid, Env::Input, "c", Some("3".into()), 1)
+            .await;
         assert!(matches!(third, Err(SessionError::ApiUsage(m)) if m.contains("2 keys")));
         // Replacing a key adds none; the other map has its own budget.
         m.set_env(&s.uuid, Env::Input, "a", Some("9".into()), 50)
+            .await
             .unwrap();
         m.set_env(&s.uuid, Env::Output, "c", Some("3".into()), 1)
+            .await
             .unwrap();
-        let big = m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 60);
+        let big = m
+            .set_env(&s.uuid, Env::Input, "b", Some("2".into()), 60)
+            .await;
         assert!(matches!(big, Err(SessionError::ApiUsage(m)) if m.contains("100 bytes")));
         assert_eq!(
             m.get_env(&s.uuid, Env::Input, "b").unwrap().as_deref(),
             Some("2")
         );
         // Removing frees room.
-        m.set_env(&s.uuid, Env::Input, "a", None, 0).unwrap();
+        m.set_env(&s.uuid, Env::Input, "a", None, 0).await.unwrap();
         m.set_env(&s.uuid, Env::Input, "b", Some("2".into()), 60)
+            .await
             .unwrap();
         m.set_env(&s.uuid, Env::Input, "c", Some("3".into()), 30)
+            .await
             .unwrap();
     }
 
-    #[test]
-    fn sessions_per_user_are_capped_and_freed_on_close() {
+    #[tokio::test]
+    async fn sessions_per_user_are_capped_and_freed_on_close() {
         let (m, _, _) = setup_with(SessionConfig {
             max_sessions_per_user: 2,
             ..SessionConfig::default()
         });
-        let a = m.create(NewSession::new(7, 1)).unwrap();
-        m.create(NewSession::new(7, 1)).unwrap();
+        let a = m.create(NewSession::new(7, 1)).await.unwrap();
+        m.create(NewSession::new(7, 1)).await.unwrap();
         assert!(matches!(
-            m.create(NewSession::new(7, 1)),
+            m.create(NewSession::new(7, 1)).await,
             Err(SessionError::ApiUsage(_))
         ));
         // Another user is not affected.
-        m.create(NewSession::new(8, 1)).unwrap();
-        assert_eq!(m.close_session(&a.uuid), -2);
-        m.create(NewSession::new(7, 1)).unwrap();
+        m.create(NewSession::new(8, 1)).await.unwrap();
+        assert_eq!(m.close_session(&a.uuid).await.unwrap(), -2);
+        m.create(NewSession::new(7, 1)).await.unwrap();
     }
 }

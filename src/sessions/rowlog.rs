@@ -1,6 +1,5 @@
-//! The JSON-lines session log of earlier versions (`sessions.jsonl`), kept to import a data
-//! directory written by them and, until the manager moves to [`super::store::SessionStore`],
-//! as its row log.
+//! The JSON-lines session log of earlier versions (`sessions.jsonl`), kept only to import a
+//! data directory written by them (see `sqlite_store.rs`); the server no longer writes it.
 //!
 //! The in-memory cache decides liveness; rows exist so that every session gets a unique,
 //! increasing id across restarts and so that a closed session can still be described
@@ -395,6 +394,7 @@ mod tests {
             ip: None,
             event_type: "User".into(),
             sudoer_id: None,
+            group_sudo: false,
         }
     }
 

@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &["
         owner_id INTEGER NOT NULL,
         group_id INTEGER NOT NULL,
         sudoer_id INTEGER,
+        group_sudo INTEGER NOT NULL DEFAULT 0,
         started INTEGER NOT NULL,
         closed INTEGER,
         close_seq INTEGER UNIQUE,
@@ -69,7 +70,7 @@ const MIGRATIONS: &[&str] = &["
 "];
 
 const ROW_COLUMNS: &str = "id, uuid, owner_id, group_id, started, closed, time_to_idle, \
-    time_to_live, agent, ip, event_type, sudoer_id, refcount, last_access";
+    time_to_live, agent, ip, event_type, sudoer_id, group_sudo, refcount, last_access";
 
 /// Called once the transaction that ran a change has committed (or failed to).
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -223,14 +224,15 @@ fn row_from(r: &Row<'_>) -> rusqlite::Result<SessionRow> {
         ip: r.get(9)?,
         event_type: r.get(10)?,
         sudoer_id: r.get(11)?,
+        group_sudo: r.get(12)?,
     })
 }
 
 fn open_row_from(r: &Row<'_>) -> rusqlite::Result<OpenRow> {
     Ok(OpenRow {
         row: row_from(r)?,
-        refcount: r.get(12)?,
-        last_access: r.get(13)?,
+        refcount: r.get(13)?,
+        last_access: r.get(14)?,
     })
 }
 
@@ -306,8 +308,8 @@ impl SessionStore for SqliteSessionStore {
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO sessions (uuid, owner_id, group_id, sudoer_id, started, time_to_idle,
-                     time_to_live, agent, ip, event_type, refcount, last_access)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?5)",
+                     time_to_live, agent, ip, event_type, group_sudo, refcount, last_access)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?5)",
             )?
             .execute(params![
                 row.uuid,
@@ -320,6 +322,7 @@ impl SessionStore for SqliteSessionStore {
                 row.agent,
                 row.ip,
                 row.event_type,
+                row.group_sudo,
             ])?;
             Ok(SessionRow {
                 id: conn.last_insert_rowid(),

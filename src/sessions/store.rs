@@ -48,6 +48,9 @@ pub struct SessionRow {
     pub ip: Option<String>,
     pub event_type: String,
     pub sudoer_id: Option<i64>,
+    /// Made by a group owner's sudo: may never change group.
+    #[serde(default)]
+    pub group_sudo: bool,
 }
 
 /// Which environment map of a session.

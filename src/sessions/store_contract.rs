@@ -22,6 +22,7 @@ pub fn sample_row(started: i64) -> SessionRow {
         ip: Some("127.0.0.1".to_string()),
         event_type: "User".to_string(),
         sudoer_id: None,
+        group_sudo: false,
     }
 }
 
