@@ -326,6 +326,17 @@ impl<V: crate::sessions::EnvValue> HttpService<V> {
                 tracing::warn!(user = %username, error = %e, "HTTP session not created");
                 return reason(StatusCode::BAD_REQUEST, format!("{CANNOT_CREATE}: {e}"));
             }
+            // The session store failed (its database is down): the caller may retry soon.
+            Err(e @ SessionError::Internal(_)) => {
+                tracing::warn!(user = %username, error = %e, "HTTP session not created");
+                let mut resp = reason(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{CANNOT_CREATE}: {e}"),
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(1u64));
+                return resp;
+            }
             Err(e) => {
                 tracing::warn!(user = %username, error = %e, "HTTP session not created");
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);

@@ -51,6 +51,7 @@ CREATE TABLE sessions (
     agent TEXT,
     ip TEXT,
     event_type TEXT NOT NULL,
+    group_sudo BOOLEAN NOT NULL DEFAULT FALSE,
     refcount BIGINT NOT NULL DEFAULT 1,
     last_access BIGINT NOT NULL,
     close_seq BIGINT
@@ -72,7 +73,7 @@ INSERT INTO session_close_counter (id, seq) VALUES (1, 0);
 "#];
 
 const ROW_COLUMNS: &str = "id, uuid, owner_id, group_id, started, closed, time_to_idle, \
-     time_to_live, agent, ip, event_type, sudoer_id";
+     time_to_live, agent, ip, event_type, sudoer_id, group_sudo";
 
 /// Sessions in PostgreSQL, with a listener for closes made by other nodes.
 #[derive(Debug)]
@@ -125,7 +126,7 @@ impl SessionStore for PgSessionStore {
         let id: i64 = self
             .db
             .with_client("create session", move |c| async move {
-                let params: [&(dyn ToSql + Sync); 11] = [
+                let params: [&(dyn ToSql + Sync); 12] = [
                     &r.uuid,
                     &r.owner_id,
                     &r.group_id,
@@ -137,12 +138,14 @@ impl SessionStore for PgSessionStore {
                     &r.ip,
                     &r.event_type,
                     &r.started,
+                    &r.group_sudo,
                 ];
                 let stmt = c
                     .prepare_cached(
                         "INSERT INTO sessions (uuid, owner_id, group_id, sudoer_id, started, \
-                         time_to_idle, time_to_live, agent, ip, event_type, last_access) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                         time_to_idle, time_to_live, agent, ip, event_type, last_access, group_sudo) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                         RETURNING id",
                     )
                     .await?;
                 c.query_one(&stmt, &params).await.map(|r| r.get(0))
@@ -179,7 +182,7 @@ impl SessionStore for PgSessionStore {
         };
         let mut session = stored_session(first)?;
         for row in &rows {
-            add_env_entry(&mut session, row, 14)?;
+            add_env_entry(&mut session, row, 15)?;
         }
         Ok(Some(session))
     }
@@ -394,8 +397,8 @@ impl SessionStore for PgSessionStore {
             .map(|r| {
                 Ok(OpenRow {
                     row: session_row(r)?,
-                    refcount: r.try_get(12).map_err(bad_data)?,
-                    last_access: r.try_get(13).map_err(bad_data)?,
+                    refcount: r.try_get(13).map_err(bad_data)?,
+                    last_access: r.try_get(14).map_err(bad_data)?,
                 })
             })
             .collect()
@@ -549,6 +552,7 @@ fn session_row(r: &Row) -> Result<SessionRow, StoreError> {
         ip: r.try_get(9).map_err(bad_data)?,
         event_type: r.try_get(10).map_err(bad_data)?,
         sudoer_id: r.try_get(11).map_err(bad_data)?,
+        group_sudo: r.try_get(12).map_err(bad_data)?,
     })
 }
 
@@ -556,8 +560,8 @@ fn session_row(r: &Row) -> Result<SessionRow, StoreError> {
 fn stored_session(r: &Row) -> Result<StoredSession, StoreError> {
     Ok(StoredSession {
         row: session_row(r)?,
-        refcount: r.try_get(12).map_err(bad_data)?,
-        last_access: r.try_get(13).map_err(bad_data)?,
+        refcount: r.try_get(13).map_err(bad_data)?,
+        last_access: r.try_get(14).map_err(bad_data)?,
         input: EncodedEnv::new(),
         output: EncodedEnv::new(),
     })
