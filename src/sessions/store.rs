@@ -146,6 +146,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Write-behind of last accesses; each time only ever moves a row's last access forward.
     async fn touch_many(&self, accesses: &[(String, i64)]) -> Result<(), StoreError>;
 
+    /// The reference count of an open row as stored (counting every node's joins), `None`
+    /// when unknown or closed. The default reads the listing; stores override it.
+    async fn refcount(&self, uuid: &str) -> Result<Option<i64>, StoreError> {
+        let open = self.list_open().await?;
+        Ok(open
+            .into_iter()
+            .find(|r| r.row.uuid == uuid)
+            .map(|r| r.refcount))
+    }
+
     /// The latest last access written by anyone, `None` when unknown or closed.
     async fn last_access(&self, uuid: &str) -> Result<Option<i64>, StoreError>;
 

@@ -348,6 +348,21 @@ impl SessionStore for PgSessionStore {
         Ok(())
     }
 
+    async fn refcount(&self, uuid: &str) -> Result<Option<i64>, StoreError> {
+        let uuid = uuid.to_string();
+        let row = self
+            .db
+            .with_client("read reference count", move |c| async move {
+                c.query_opt(
+                    "SELECT refcount FROM sessions WHERE uuid = $1 AND closed IS NULL",
+                    &[&uuid],
+                )
+                .await
+            })
+            .await?;
+        row.map(|r| r.try_get(0).map_err(bad_data)).transpose()
+    }
+
     async fn last_access(&self, uuid: &str) -> Result<Option<i64>, StoreError> {
         let uuid = uuid.to_string();
         let row = self
