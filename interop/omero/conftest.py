@@ -59,6 +59,13 @@ class Server:
         self.cli("user", "add", "dave", "--group", "lab", "--first", "Dave", "--last", "Lab",
                  "--email", "dave@example.org", "--password-stdin", stdin="davepw")
         PASSWORDS["dave"] = "davepw"
+        self.start()
+        # Each server generates its own root password: keep it per server, since the
+        # session-wide server and the module-scoped fast_server run side by side.
+        self.root_pw = self.root_password()
+
+    def start(self):
+        """Starts the server process on this data directory and these ports."""
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--config", str(self.config_path), "--data", str(self.data),
              "--tcp", "127.0.0.1:%d" % self.tcp_port, "--ssl", "127.0.0.1:%d" % self.ssl_port,
@@ -66,9 +73,20 @@ class Server:
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for_port(self.ssl_port, self.proc)
         wait_for_port(self.tcp_port, self.proc)
-        # Each server generates its own root password: keep it per server, since the
-        # session-wide server and the module-scoped fast_server run side by side.
-        self.root_pw = self.root_password()
+
+    def kill9(self):
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self, crash=False):
+        """Stops (gracefully, or with SIGKILL when `crash`) and starts again."""
+        if crash:
+            self.kill9()
+        else:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self.start()
 
     def cli(self, *args, stdin=None):
         res = subprocess.run([str(BIN), *args, "--data", str(self.data)], input=stdin,

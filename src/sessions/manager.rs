@@ -881,7 +881,7 @@ fn touch(info: &mut SessionInfo, now: i64) {
 mod tests {
     use super::*;
     use crate::sessions::clock::ManualClock;
-    use crate::sessions::store::MemorySessionStore;
+    use crate::sessions::store::{MemorySessionStore, SessionStore};
     use std::time::Duration;
 
     const T0: i64 = 1_700_000_000_000;
@@ -1529,5 +1529,72 @@ mod tests {
         m.create(NewSession::new(8, 1)).await.unwrap();
         assert_eq!(m.close_session(&a.uuid).await.unwrap(), -2);
         m.create(NewSession::new(7, 1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_refuses_changes_but_the_cache_still_answers() {
+        let (m, _, store) = setup_with(SessionConfig {
+            max_sessions_per_user: 1,
+            ..SessionConfig::default()
+        });
+        let s = new_session(&m).await;
+        m.set_env(&s.uuid, Env::Input, "k", Some("v".into()), 1)
+            .await
+            .unwrap();
+        store.set_unavailable(true);
+
+        let refused = m.create(NewSession::new(6, 3)).await.unwrap_err();
+        assert!(matches!(&refused, SessionError::Internal(msg) if msg.contains("unavailable")));
+        assert!(matches!(
+            m.join(&s.uuid).await,
+            Err(SessionError::Internal(_))
+        ));
+        assert!(m
+            .set_env(&s.uuid, Env::Input, "k", Some("w".into()), 1)
+            .await
+            .is_err());
+        assert!(m.close_session(&s.uuid).await.is_err());
+        // Routed calls on the open session keep working from the cache, unchanged.
+        let info = m.lookup(&s.uuid, false).unwrap();
+        assert_eq!(info.refcount, 1);
+        assert_eq!(
+            m.get_env(&s.uuid, Env::Input, "k").unwrap(),
+            Some("v".into())
+        );
+
+        store.set_unavailable(false);
+        // The refused create gave its per-user slot back.
+        m.create(NewSession::new(6, 3)).await.unwrap();
+        assert_eq!(m.join(&s.uuid).await.unwrap().refcount, 2);
+    }
+
+    #[tokio::test]
+    async fn accesses_are_written_behind_and_never_backwards() {
+        let (m, clock, store) = setup();
+        let s = new_session(&m).await;
+        assert_eq!(m.flush_accesses().await.unwrap(), 0);
+        clock.advance(1_000);
+        m.lookup(&s.uuid, false).unwrap();
+        assert_eq!(store.last_access(&s.uuid).await.unwrap(), Some(T0));
+        assert_eq!(m.flush_accesses().await.unwrap(), 1);
+        assert_eq!(store.last_access(&s.uuid).await.unwrap(), Some(T0 + 1_000));
+        assert_eq!(m.flush_accesses().await.unwrap(), 0, "nothing new to write");
+    }
+
+    #[tokio::test]
+    async fn the_reaper_spares_a_session_used_elsewhere() {
+        let (m, clock, store) = setup();
+        let s = new_session(&m).await;
+        clock.advance(600_001);
+        // Another node saw the session a moment ago.
+        store
+            .touch_many(&[(s.uuid.clone(), T0 + 600_000)])
+            .await
+            .unwrap();
+        assert!(m.reap_expired().await.is_empty());
+        assert!(m.lookup(&s.uuid, true).is_ok());
+        clock.advance(600_001);
+        assert_eq!(m.reap_expired().await, vec![s.uuid.clone()]);
+        assert!(store.find(&s.uuid).await.unwrap().unwrap().closed.is_some());
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::rowlog::read_session_log;
 use super::store::{ClosedFeed, EncodedEnv, Env, OpenRow, SessionRow, SessionStore, StoredSession};
-use crate::store::sqlite::{self as db, sqlite_error};
+use crate::store::sqlite::{self as db, sqlite_error, Durability};
 use crate::store::StoreError;
 
 /// This component's name in `schema_versions`.
@@ -89,8 +89,17 @@ impl SqliteSessionStore {
     /// Opens the database of `data_dir` (creating or migrating the session tables), imports a
     /// `sessions.jsonl` of an earlier version once, and starts the writer thread.
     pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, now_ms, Durability::Full)
+    }
+
+    /// [`Self::open`] with the writer committing at `durability` (the server uses `Full`).
+    pub fn open_with(
+        data_dir: &Path,
+        now_ms: i64,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
         let path = db::database_path(data_dir);
-        let mut conn = db::open(&path)?;
+        let mut conn = db::open_with(&path, durability)?;
         db::migrate(&mut conn, &path, COMPONENT, MIGRATIONS)?;
         import_session_log(&mut conn, &path, data_dir, now_ms)?;
         prune_closed(&conn, &path)?;

@@ -23,6 +23,7 @@
 //!   never looks inside.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -249,6 +250,8 @@ impl MemoryState {
 #[derive(Debug)]
 pub struct MemorySessionStore {
     state: Mutex<MemoryState>,
+    /// Fault injection: every call fails while set (a database that went away).
+    down: AtomicBool,
 }
 
 impl Default for MemorySessionStore {
@@ -258,21 +261,32 @@ impl Default for MemorySessionStore {
                 next_id: 1,
                 ..MemoryState::default()
             }),
+            down: AtomicBool::new(false),
         }
     }
 }
 
 impl MemorySessionStore {
-    fn lock(&self) -> MutexGuard<'_, MemoryState> {
+    /// While `down`, every call fails with [`StoreError::Unavailable`] (for fault tests).
+    pub fn set_unavailable(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, MemoryState>, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "the in-memory store is set unavailable".to_string(),
+            ));
+        }
         // Every change is a few assignments on one row: a poisoned state is still consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        Ok(self.state.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
     async fn insert(&self, mut row: SessionRow) -> Result<SessionRow, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         row.id = state.next_id;
         row.closed = None;
         state.next_id += 1;
@@ -288,7 +302,7 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn join(&self, uuid: &str, now_ms: i64) -> Result<Option<StoredSession>, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         Ok(state.open_mut(uuid).map(|r| {
             r.refcount = r.refcount.saturating_add(1);
             r.last_access = r.last_access.max(now_ms);
@@ -301,7 +315,7 @@ impl SessionStore for MemorySessionStore {
         uuid: &str,
         close_at_zero: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let Some(row) = state.open_mut(uuid) else {
             return Ok(None);
         };
@@ -314,7 +328,7 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn close(&self, uuid: &str, closed_ms: i64) -> Result<bool, StoreError> {
-        Ok(self.lock().close(uuid, closed_ms))
+        Ok(self.lock()?.close(uuid, closed_ms))
     }
 
     async fn set_timeouts(
@@ -323,7 +337,7 @@ impl SessionStore for MemorySessionStore {
         time_to_live: i64,
         time_to_idle: i64,
     ) -> Result<(), StoreError> {
-        if let Some(r) = self.lock().open_mut(uuid) {
+        if let Some(r) = self.lock()?.open_mut(uuid) {
             r.row.time_to_live = time_to_live;
             r.row.time_to_idle = time_to_idle;
         }
@@ -331,7 +345,7 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn set_group(&self, uuid: &str, group_id: i64) -> Result<(), StoreError> {
-        if let Some(r) = self.lock().open_mut(uuid) {
+        if let Some(r) = self.lock()?.open_mut(uuid) {
             r.row.group_id = group_id;
         }
         Ok(())
@@ -344,7 +358,7 @@ impl SessionStore for MemorySessionStore {
         key: &str,
         value: Option<Vec<u8>>,
     ) -> Result<(), StoreError> {
-        if let Some(r) = self.lock().open_mut(uuid) {
+        if let Some(r) = self.lock()?.open_mut(uuid) {
             let map = match env {
                 Env::Input => &mut r.input,
                 Env::Output => &mut r.output,
@@ -358,7 +372,7 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn touch_many(&self, accesses: &[(String, i64)]) -> Result<(), StoreError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         for (uuid, at) in accesses {
             if let Some(r) = state.open_mut(uuid) {
                 r.last_access = r.last_access.max(*at);
@@ -368,15 +382,15 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn last_access(&self, uuid: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.lock().open_mut(uuid).map(|r| r.last_access))
+        Ok(self.lock()?.open_mut(uuid).map(|r| r.last_access))
     }
 
     async fn find(&self, uuid: &str) -> Result<Option<SessionRow>, StoreError> {
-        Ok(self.lock().rows.get(uuid).map(|r| r.row.clone()))
+        Ok(self.lock()?.rows.get(uuid).map(|r| r.row.clone()))
     }
 
     async fn list_open(&self) -> Result<Vec<OpenRow>, StoreError> {
-        let state = self.lock();
+        let state = self.lock()?;
         Ok(state
             .open_rows()
             .into_iter()
@@ -389,7 +403,7 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn load_open(&self) -> Result<Vec<StoredSession>, StoreError> {
-        let state = self.lock();
+        let state = self.lock()?;
         Ok(state
             .open_rows()
             .into_iter()
@@ -398,11 +412,11 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn close_cursor(&self) -> Result<i64, StoreError> {
-        Ok(self.lock().close_seq)
+        Ok(self.lock()?.close_seq)
     }
 
     async fn closed_since(&self, cursor: i64) -> Result<ClosedFeed, StoreError> {
-        let state = self.lock();
+        let state = self.lock()?;
         let uuids = state
             .closes
             .iter()
