@@ -15,7 +15,7 @@ use omero_sessiond::config::{
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
 use omero_sessiond::router::RouterConfig;
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::open_services_on;
+use omero_sessiond::services::setup::open_services_on;
 use omero_sessiond::store::DataDirLock;
 
 #[derive(Parser)]
@@ -224,12 +224,12 @@ async fn run(
     data: PathBuf,
     endpoints: HttpEndpoints,
 ) -> anyhow::Result<()> {
+    let database = file.database.clone();
     // Before any listener opens: a SIGTERM sent as soon as the server says it listens must
     // find the handler in place, or the process dies without closing its connections.
     let mut shutdown = Shutdown::install()?;
     let sessions_config = file.sessions.clone();
     let auth_config = file.auth.clone();
-    let database = file.database.clone();
     let services = tokio::task::spawn_blocking(move || {
         open_services_on(&data, database.as_deref(), &sessions_config, &auth_config)
     })

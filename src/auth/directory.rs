@@ -191,6 +191,14 @@ impl Directory {
         let mut loaded = backend.load()?;
         if loaded.version == 0 {
             loaded = seed(data_dir, backend.as_ref())?;
+        } else if data_dir.join(DIRECTORY_FILE).exists() {
+            // Imported before a crash kept it from being renamed, or copied in later: either
+            // way the database is what counts, and importing again would undo its changes.
+            tracing::warn!(
+                file = %data_dir.join(DIRECTORY_FILE).display(),
+                database = %backend.location(),
+                "ignoring directory.json: the database already holds the user directory"
+            );
         }
         Ok(Directory {
             inner: Arc::new(Inner {
@@ -508,16 +516,31 @@ impl Directory {
         text.push(b'\n');
         write_private_new(&path, &text)?;
         let hash = hash_password(&password).map_err(DirectoryError::Internal)?;
-        self.modify(|data| {
+        // Another process (the command line, another node) may give root a password while
+        // this one hashes: that password wins, and the file of this one goes.
+        let stored = self.modify(|data| {
             let root = data
                 .experimenters
                 .iter_mut()
                 .find(|e| e.id == ROOT_USER_ID)
                 .ok_or_else(|| DirectoryError::UnknownUser("root".to_string()))?;
+            if root.password_hash.is_some() {
+                return Ok(false);
+            }
             root.password_hash = Some(hash.clone());
-            Ok(())
-        })?;
-        Ok(Some(path))
+            Ok(true)
+        });
+        match stored {
+            Ok(true) => Ok(Some(path)),
+            Ok(false) => {
+                self.remove_initial_root_password();
+                Ok(None)
+            }
+            Err(e) => {
+                self.remove_initial_root_password();
+                Err(e)
+            }
+        }
     }
 
     fn remove_initial_root_password(&self) {
@@ -1187,6 +1210,50 @@ mod tests {
             self.check()?;
             self.store.commit(base, changes)
         }
+    }
+
+    /// A store where another writer gives root a password just before this one's first commit.
+    #[derive(Debug, Default)]
+    struct RootRace {
+        store: crate::store::directory::memory::MemoryBackend,
+        raced: std::sync::atomic::AtomicBool,
+    }
+
+    impl DirectoryBackend for Arc<RootRace> {
+        fn location(&self) -> String {
+            "race".into()
+        }
+        fn load(&self) -> Result<Versioned, BackendError> {
+            self.store.load()
+        }
+        fn version(&self) -> Result<i64, BackendError> {
+            self.store.version()
+        }
+        fn commit(&self, base: i64, changes: &DirectoryChanges) -> Result<Commit, BackendError> {
+            let seeded = base > 0;
+            if seeded && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let now = self.store.load()?;
+                let mut theirs = now.data.clone();
+                theirs.experimenters[0].password_hash = Some("$argon2id$theirs".into());
+                let race = DirectoryChanges::between(&now.data, &theirs);
+                assert_eq!(
+                    self.store.commit(now.version, &race)?,
+                    Commit::Done(now.version + 1)
+                );
+            }
+            self.store.commit(base, changes)
+        }
+    }
+
+    #[test]
+    fn a_root_password_set_meanwhile_elsewhere_wins_over_the_generated_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let race = Arc::new(RootRace::default());
+        let d = Directory::with_backend(tmp.path(), Box::new(race.clone())).unwrap();
+        assert_eq!(d.ensure_root_password().unwrap(), None);
+        assert!(!tmp.path().join(INITIAL_ROOT_PASSWORD_FILE).exists());
+        let root = d.snapshot().experimenter(ROOT_USER_ID).cloned().unwrap();
+        assert_eq!(root.password_hash.as_deref(), Some("$argon2id$theirs"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Experimenters, groups, password checks and login throttling, without Ice.
 //!
-//! [`Directory`] is the user directory kept in `<data>/directory.json`; [`Authenticator`] joins
-//! it with the [`Throttle`] for logins; [`cli`] holds the `user`/`group` administration commands.
+//! [`Directory`] is the user directory (in the embedded database by default);
+//! [`Authenticator`] joins it with the [`Throttle`] for logins; [`cli`] holds the
+//! `user`/`group` administration commands.
 //! Password checks cost tens of milliseconds and 19 MiB (argon2id): every login, whether the
 //! Glacier2 router, the HTTPS endpoint, ISession.createSession or setSecurityPassword, goes
 //! through [`Authenticator::login`], which throttles first and then admits the check to the

@@ -22,6 +22,7 @@ pub mod contract;
 pub mod memory;
 pub mod sqlite;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -243,30 +244,9 @@ pub struct DirectoryChanges {
 impl DirectoryChanges {
     /// The changes that turn `old` into `new`.
     pub fn between(old: &DirectoryData, new: &DirectoryData) -> Self {
-        let groups_upserted = new
-            .groups
-            .iter()
-            .filter(|g| old.group(g.id) != Some(*g))
-            .cloned()
-            .collect();
-        let groups_removed = old
-            .groups
-            .iter()
-            .filter(|g| new.group(g.id).is_none())
-            .map(|g| g.id)
-            .collect();
-        let experimenters_upserted = new
-            .experimenters
-            .iter()
-            .filter(|e| old.experimenter(e.id) != Some(*e))
-            .cloned()
-            .collect();
-        let experimenters_removed = old
-            .experimenters
-            .iter()
-            .filter(|e| new.experimenter(e.id).is_none())
-            .map(|e| e.id)
-            .collect();
+        let (groups_upserted, groups_removed) = diff_by_id(&old.groups, &new.groups, |g| g.id);
+        let (experimenters_upserted, experimenters_removed) =
+            diff_by_id(&old.experimenters, &new.experimenters, |e| e.id);
         DirectoryChanges {
             next_experimenter_id: new.next_experimenter_id,
             next_group_id: new.next_group_id,
@@ -316,6 +296,28 @@ impl DirectoryChanges {
             }
         }
     }
+}
+
+// Rows of `new` that are not in `old` as they are, and ids of `old` gone from `new`; by id
+// through maps, so a change to a directory of many thousand users stays linear.
+fn diff_by_id<T: Clone + PartialEq>(
+    old: &[T],
+    new: &[T],
+    id: impl Fn(&T) -> i64,
+) -> (Vec<T>, Vec<i64>) {
+    let old_by_id: HashMap<i64, &T> = old.iter().map(|r| (id(r), r)).collect();
+    let new_ids: HashSet<i64> = new.iter().map(&id).collect();
+    let upserted = new
+        .iter()
+        .filter(|r| old_by_id.get(&id(r)) != Some(r))
+        .cloned()
+        .collect();
+    let removed = old
+        .iter()
+        .map(&id)
+        .filter(|i| !new_ids.contains(i))
+        .collect();
+    (upserted, removed)
 }
 
 /// Failures of a directory backend. Each names where the directory lives.
@@ -458,6 +460,31 @@ mod tests {
         d.experimenters[0].admin_restrictions = vec!["Sudo".into()];
         d.save(&path).unwrap();
         assert_eq!(DirectoryData::load(&path).unwrap(), Some(d));
+    }
+
+    #[test]
+    fn changes_name_only_what_changed_and_rebuild_the_new_data() {
+        let base = DirectoryData::with_builtins();
+        assert!(DirectoryChanges::between(&base, &base).is_noop_for(&base));
+        let mut new = base.clone();
+        new.experimenters[1].email = Some("guest@example.org".into());
+        new.groups.retain(|g| g.id != GUEST_GROUP_ID);
+        new.experimenters[1].member_of.clear();
+        new.groups.push(GroupRecord {
+            id: 3,
+            name: "lab".into(),
+            permissions: "rwr---".into(),
+        });
+        new.next_group_id = 4;
+        let changes = DirectoryChanges::between(&base, &new);
+        assert_eq!(changes.groups_removed, vec![GUEST_GROUP_ID]);
+        assert_eq!(changes.groups_upserted.len(), 1);
+        assert_eq!(changes.experimenters_upserted.len(), 1);
+        assert!(changes.experimenters_removed.is_empty());
+        assert!(!changes.is_noop_for(&base));
+        let mut rebuilt = base.clone();
+        changes.apply_to(&mut rebuilt);
+        assert_eq!(rebuilt, new);
     }
 
     #[test]

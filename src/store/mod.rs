@@ -96,8 +96,8 @@ pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
     set_private(dir, 0o700)
 }
 
-/// Lock file taken around every read-modify-write of `directory.json`. The document itself is
-/// replaced by rename, so a lock on it would guard a file that is no longer current.
+/// Lock file taken while a new directory store is seeded (or `directory.json` imported), so
+/// that a server and a command line starting together do it once.
 pub const DIRECTORY_LOCK_FILE: &str = "directory.json.lock";
 /// Lock file a running server holds for its whole life.
 pub const SERVER_LOCK_FILE: &str = "server.lock";

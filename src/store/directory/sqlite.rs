@@ -10,10 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
-use crate::store::sqlite;
+use crate::store::{sqlite, StoreError};
 
 use super::{
     BackendError, Commit, DirectoryBackend, DirectoryChanges, DirectoryData, ExperimenterRecord,
@@ -61,6 +62,23 @@ CREATE TABLE admin_restrictions (
 /// Component name of these tables in the migrations bookkeeping.
 pub const COMPONENT: &str = "directory";
 
+/// Processes opening a brand-new file together (a server and a command line at first start)
+/// race to switch it to WAL; SQLite answers the loser "busy" at once, without waiting on its
+/// busy timeout, so opening tries again a bounded number of times.
+const OPEN_BUSY_TRIES: u32 = 50;
+const OPEN_BUSY_PAUSE: Duration = Duration::from_millis(100);
+
+fn is_busy(e: &BackendError) -> bool {
+    let source = match e {
+        BackendError::Store(StoreError::Sqlite { source, .. }) => source,
+        _ => return false,
+    };
+    matches!(
+        source.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// One connection on the database file; each handle is like another process.
 #[derive(Debug)]
 pub struct SqliteDirectory {
@@ -72,6 +90,19 @@ impl SqliteDirectory {
     /// Opens (creating when missing) the database file and brings the directory tables up to
     /// date. A file that is not a database, or that cannot be read, is an error naming it.
     pub fn open(path: &Path) -> Result<Self, BackendError> {
+        let mut tries = 0;
+        loop {
+            match Self::open_once(path) {
+                Err(e) if is_busy(&e) && tries < OPEN_BUSY_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(OPEN_BUSY_PAUSE);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, BackendError> {
         let mut conn = sqlite::open(path)?;
         sqlite::migrate(&mut conn, path, COMPONENT, MIGRATIONS)?;
         Ok(SqliteDirectory {
@@ -312,6 +343,26 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("omero-sessiond.db");
         super::super::contract::check_backend(&|| Box::new(SqliteDirectory::open(&path).unwrap()));
+    }
+
+    // Without the retry, about one round in a hundred lost the race on this machine: enough
+    // rounds to catch it in most runs, few enough to stay quick.
+    #[test]
+    fn handles_opening_a_new_file_together_all_succeed() {
+        for _ in 0..60 {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("omero-sessiond.db");
+            std::thread::scope(|scope| {
+                let opening: Vec<_> = (0..8)
+                    .map(|_| scope.spawn(|| SqliteDirectory::open(&path).map(|_| ())))
+                    .collect();
+                for o in opening {
+                    if let Err(e) = o.join().unwrap() {
+                        panic!("concurrent open: {e}");
+                    }
+                }
+            });
+        }
     }
 
     #[test]
