@@ -132,11 +132,14 @@ impl PgDatabase {
         if config.get_application_name().is_none() {
             config.application_name("omero-sessiond");
         }
+        // The server gives up too, so a statement we stopped waiting for holds no locks. A
+        // statement_timeout of the URL's own options comes later and wins.
         let statement_ms = settings.statement_timeout.as_millis();
-        if config.get_options().is_none() {
-            // The server gives up too, so a statement we stopped waiting for holds no locks.
-            config.options(format!("-c statement_timeout={statement_ms}"));
-        }
+        let options = match config.get_options() {
+            Some(given) => format!("-c statement_timeout={statement_ms} {given}"),
+            None => format!("-c statement_timeout={statement_ms}"),
+        };
+        config.options(options);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
