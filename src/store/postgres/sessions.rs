@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -80,6 +81,9 @@ const ROW_COLUMNS: &str = "id, uuid, owner_id, group_id, started, closed, time_t
 pub struct PgSessionStore {
     db: PgDatabase,
     listener: PgListener,
+    /// One subscription kept for [`SessionStore::wait_closed`], so a close notified while
+    /// the caller was reading the feed is still queued for its next wait.
+    closes: tokio::sync::Mutex<broadcast::Receiver<PgEvent>>,
 }
 
 impl PgSessionStore {
@@ -88,7 +92,12 @@ impl PgSessionStore {
     pub async fn open(db: PgDatabase) -> Result<Self, StoreError> {
         db.migrate(COMPONENT, MIGRATIONS).await?;
         let listener = PgListener::spawn(&db, &[CLOSED_CHANNEL]);
-        Ok(PgSessionStore { db, listener })
+        let closes = tokio::sync::Mutex::new(listener.subscribe());
+        Ok(PgSessionStore {
+            db,
+            listener,
+            closes,
+        })
     }
 
     pub fn database(&self) -> &PgDatabase {
@@ -106,8 +115,8 @@ impl SessionStore for PgSessionStore {
     /// Wakes on a close notification, or when the listener reconnected and may have missed
     /// some.
     async fn wait_closed(&self, poll: Duration) {
-        let mut events = self.listener.subscribe();
         let woken = async {
+            let mut events = self.closes.lock().await;
             loop {
                 match events.recv().await {
                     Ok(PgEvent::Notified { channel, .. }) if channel == CLOSED_CHANNEL => break,
@@ -117,6 +126,8 @@ impl SessionStore for PgSessionStore {
                     Err(RecvError::Closed) => std::future::pending::<()>().await,
                 }
             }
+            // One read of the feed covers every close already queued.
+            while events.try_recv().is_ok() {}
         };
         let _ = tokio::time::timeout(poll, woken).await;
     }
