@@ -139,4 +139,13 @@ async fn a_session_made_by_another_manager_is_joined_from_the_store() {
     );
     // A's count catches up at its next durable change.
     assert_eq!(a.close_session(&s.uuid).await, Ok(1));
+    // A third node closes the last reference although its cache never held the session...
+    let c = open(dir.path(), &clock);
+    assert_eq!(c.close_session(&s.uuid).await, Ok(-2));
+    assert_eq!(c.close_session(&s.uuid).await, Ok(-1));
+    // ...and A and B learn it from the feed of closes.
+    assert_eq!(a.follow_closes().await.expect("feed"), 1);
+    assert_eq!(b.follow_closes().await.expect("feed"), 1);
+    assert!(a.lookup(&s.uuid, true).is_err());
+    assert!(b.lookup(&s.uuid, true).is_err());
 }

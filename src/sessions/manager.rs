@@ -384,7 +384,7 @@ impl<V: EnvValue> SessionManager<V> {
     /// session, else the remaining reference count.
     pub async fn close_session(&self, uuid: &str) -> Result<i64, SessionError> {
         let Some(entry) = self.entry(uuid) else {
-            return Ok(-1);
+            return self.close_uncached(uuid).await;
         };
         let now = self.clock.now_ms();
         {
@@ -418,6 +418,30 @@ impl<V: EnvValue> SessionManager<V> {
     /// leave their sessions as they are, so the next start finds them open.
     pub fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// closeSession of a session this cache lacks (made on another node sharing the store):
+    /// the store's row decides, with the same answers as for a cached one.
+    async fn close_uncached(&self, uuid: &str) -> Result<i64, SessionError> {
+        if Uuid::parse_str(uuid).is_err() {
+            return Ok(-1);
+        }
+        match self.check_stored_expiry(uuid).await {
+            Ok(()) => {}
+            Err(SessionError::Removed(_) | SessionError::Timeout(_)) => return Ok(-1),
+            Err(e) => return Err(e),
+        }
+        let now = self.clock.now_ms();
+        let remaining = self
+            .store
+            .detach(uuid, Some(now))
+            .await
+            .map_err(|e| unavailable("session close", uuid, e))?;
+        Ok(match remaining {
+            None => -1,
+            Some(n) if n < 1 => -2,
+            Some(n) => n,
+        })
     }
 
     /// A ServiceFactory of this session was destroyed (§2.3).
