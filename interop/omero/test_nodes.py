@@ -114,14 +114,18 @@ def nodes(start_nodes):
     return start_nodes()
 
 
+def add_user(database, name):
+    res = subprocess.run(
+        [str(BIN), "user", "add", name, "--password-stdin", "--data",
+         tempfile.mkdtemp(prefix="omero-sessiond-cli-"), "--database", database],
+        input=PASSWORDS[name], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+
+
 def make_nodes(idle_ms):
     database = fresh_database()
     for name in USERS:
-        res = subprocess.run(
-            [str(BIN), "user", "add", name, "--password-stdin", "--data",
-             tempfile.mkdtemp(prefix="omero-sessiond-cli-"), "--database", database],
-            input=PASSWORDS[name], capture_output=True, text=True, timeout=60)
-        assert res.returncode == 0, res.stderr
+        add_user(database, name)
     a = Node(database, "a", idle_ms)
     try:
         return a, Node(database, "b", idle_ms)
@@ -186,6 +190,14 @@ def test_made_on_a_joined_on_b_after_a_is_killed(nodes, clients):
     assert sfb.getAdminService().getEventContext().userName == "alice"
     cb.killSession()
     assert refused(b, uuid)
+
+
+def test_a_user_added_elsewhere_logs_in_on_every_node(nodes, clients):
+    a, b = nodes
+    add_user(a.database, "carol")  # the command line on a third machine, say
+    for node in (a, b):
+        c, sf = login(node, clients, user="carol")
+        assert sf.getAdminService().getEventContext().userName == "carol"
 
 
 def test_reference_counts_are_global(nodes, clients):
