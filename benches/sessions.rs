@@ -5,7 +5,9 @@
 //! (each waits for its own commit). The database lives in a temporary directory on the
 //! same file system as the system's temp dir; set TMPDIR to measure another disk.
 //! `sqlite` commits with fsync (the server's setting), `sqlite-n` without (process-crash
-//! safe only), to show what the disk's fsync costs. Figures are printed, never asserted.
+//! safe only), to show what the disk's fsync costs. With `OMERO_TEST_POSTGRES` set
+//! (`interop/pg run cargo bench --bench sessions`) the PostgreSQL store is measured too.
+//! Figures are printed, never asserted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +16,8 @@ use omero_sessiond::sessions::{
     MemorySessionStore, NewSession, SessionConfig, SessionManager, SessionStore,
     SqliteSessionStore, SystemClock,
 };
+use omero_sessiond::store::postgres::sessions::PgSessionStore;
+use omero_sessiond::store::postgres::{PgDatabase, PgSettings};
 use omero_sessiond::store::sqlite::Durability;
 
 const CREATES: usize = 20_000;
@@ -112,5 +116,30 @@ fn main() {
             );
             run(name, Arc::new(store)).await;
         }
+        run_postgres().await;
     });
+}
+
+/// The PostgreSQL store, when a database is named (e.g. `interop/pg run cargo bench --bench
+/// sessions`, which names a throw-away one).
+async fn run_postgres() {
+    let Ok(url) = std::env::var("OMERO_TEST_POSTGRES") else {
+        println!("postgres: not measured (no OMERO_TEST_POSTGRES; run under interop/pg run)");
+        return;
+    };
+    // `pg-async` commits without waiting for the WAL flush (what the disk's fsync costs, as
+    // sqlite-n shows for SQLite); the server never runs like that unless its URL says so.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let no_flush = format!("{url}{separator}options=-c%20synchronous_commit%3Doff");
+    for (name, url) in [("postgres", url.as_str()), ("pg-async", no_flush.as_str())] {
+        let db = match PgDatabase::new(PgSettings::new(url)) {
+            Ok(db) => db,
+            Err(e) => panic!("bad PostgreSQL URL: {e}"),
+        };
+        println!("{name}: {}", db.target());
+        match PgSessionStore::open(db).await {
+            Ok(store) => run(name, Arc::new(store)).await,
+            Err(e) => panic!("cannot open the PostgreSQL store: {e}"),
+        }
+    }
 }

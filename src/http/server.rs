@@ -343,6 +343,17 @@ impl<V: crate::sessions::EnvValue> HttpService<V> {
                 tracing::warn!(user = %username, error = %e, "HTTP session not created");
                 return reason(StatusCode::BAD_REQUEST, format!("{CANNOT_CREATE}: {e}"));
             }
+            // The session store failed (its database is down): the caller may retry soon.
+            Err(e @ SessionError::Internal(_)) => {
+                tracing::warn!(user = %username, error = %e, "HTTP session not created");
+                let mut resp = reason(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{CANNOT_CREATE}: {e}"),
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(1u64));
+                return resp;
+            }
             Err(e) => {
                 tracing::warn!(user = %username, error = %e, "HTTP session not created");
                 return reason(StatusCode::BAD_REQUEST, CANNOT_CREATE);
@@ -595,6 +606,49 @@ mod tests {
         assert_eq!(info.time_to_idle, 600_000);
         assert_eq!(info.agent.as_deref(), Some(DEFAULT_AGENT));
         svc.stop_keep_alives();
+    }
+
+    #[tokio::test]
+    async fn a_session_store_that_is_down_gets_503_with_its_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Directory::open(tmp.path()).unwrap();
+        dir.add_experimenter(NewExperimenter {
+            ome_name: "alice".into(),
+            first_name: None,
+            last_name: None,
+            email: None,
+            password: Password::new("alicepw"),
+            admin: false,
+            groups: vec![],
+            owner_of: vec![],
+        })
+        .unwrap();
+        let clock = Arc::new(SystemClock);
+        let throttle = Arc::new(Throttle::new(ThrottleConfig::default(), clock.clone()));
+        let store = Arc::new(MemorySessionStore::default());
+        store.set_unavailable(true);
+        let sessions = Arc::new(SessionManager::new(SessionConfig::default(), clock, store));
+        let svc: HttpService<()> = HttpService::new(
+            HttpDeps {
+                sessions,
+                auth: Authenticator::new(dir, throttle),
+            },
+            HttpConfig::default(),
+        );
+        let resp = svc
+            .router()
+            .oneshot(post_json(
+                r#"{"omeroHost":"h","username":"alice","password":"alicepw"}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(RETRY_AFTER));
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("unavailable"), "{text}");
     }
 
     #[tokio::test]

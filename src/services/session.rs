@@ -266,7 +266,8 @@ impl ISession for SessionService {
         let count = self
             .services
             .sessions
-            .reference_count(&session_uuid)
+            .current_reference_count(&session_uuid)
+            .await
             .or_omero()?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }

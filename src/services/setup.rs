@@ -10,7 +10,12 @@ use crate::auth::{
     AuthFileConfig, Authenticator, Directory, DirectoryError, PasswordChecker, Throttle,
 };
 use crate::sessions::manager::DEFAULT_REAP_INTERVAL;
-use crate::sessions::{Clock, SessionConfig, SessionManager, SqliteSessionStore, SystemClock};
+use crate::sessions::{
+    Clock, SessionConfig, SessionManager, SessionStore, SqliteSessionStore, SystemClock,
+};
+use crate::store::directory::is_postgres_url;
+use crate::store::postgres::sessions::PgSessionStore;
+use crate::store::postgres::{PgDatabase, PgSettings};
 use crate::store::{write_atomic, StoreError};
 
 use super::config::ConfigValues;
@@ -106,12 +111,31 @@ pub fn open_services_on(
     let throttle = Throttle::new(auth_config.throttle_config(), clock.clone());
     let checker = PasswordChecker::new(auth_config.checker_config());
     let auth = Authenticator::with_checker(directory, Arc::new(throttle), Arc::new(checker));
-    let store = SqliteSessionStore::open(data, clock.now_ms())?;
-    let sessions = SessionManager::new(config.session_config(), clock, Arc::new(store));
+    let store = open_session_store(data, database, clock.now_ms())?;
+    let sessions = SessionManager::new(config.session_config(), clock, store);
     let mut services = Services::new(auth, Arc::new(sessions));
     let uuid = database_uuid(data)?;
     services.config = Arc::new(ConfigValues::new(services.sessions.config(), &uuid));
     Ok(services)
+}
+
+/// The session store the `database` setting names (the directory checked the scheme).
+/// PostgreSQL's store lives on the caller's tokio runtime: call from `spawn_blocking`.
+fn open_session_store(
+    data: &Path,
+    database: Option<&str>,
+    now_ms: i64,
+) -> Result<Arc<dyn SessionStore>, StoreError> {
+    match database.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(url) if is_postgres_url(url) => {
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                StoreError::Unavailable("PostgreSQL sessions need a tokio runtime".to_string())
+            })?;
+            let db = PgDatabase::new(PgSettings::new(url))?;
+            Ok(Arc::new(runtime.block_on(PgSessionStore::open(db))?))
+        }
+        _ => Ok(Arc::new(SqliteSessionStore::open(data, now_ms)?)),
+    }
 }
 
 /// The name of this data directory (IConfig.getDatabaseUuid, `omero.db.uuid`): made once,

@@ -359,6 +359,27 @@ impl<V: EnvValue> SessionManager<V> {
         self.with_live(uuid, true, |e| e.info.refcount)
     }
 
+    /// [`Self::reference_count`] as the store counts it: on a store shared by several nodes
+    /// the cache misses joins and detaches made elsewhere. While the store cannot answer,
+    /// the cached count serves.
+    pub async fn current_reference_count(&self, uuid: &str) -> Result<i64, SessionError> {
+        let cached = self.reference_count(uuid)?;
+        match self.store.refcount(uuid).await {
+            Ok(Some(stored)) => {
+                if let Some(entry) = self.entry(uuid) {
+                    lock(&entry).info.refcount = stored;
+                }
+                Ok(stored)
+            }
+            // Closed elsewhere just now: the close feed drops it from the cache shortly.
+            Ok(None) => Ok(cached),
+            Err(e) => {
+                tracing::warn!(session = %super::short(uuid), error = %e, "stored reference count unavailable; answering from the cache");
+                Ok(cached)
+            }
+        }
+    }
+
     /// ISession.closeSession: -1 when unknown or expired, -2 when this call destroyed the
     /// session, else the remaining reference count.
     pub async fn close_session(&self, uuid: &str) -> Result<i64, SessionError> {

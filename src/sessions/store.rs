@@ -147,6 +147,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Write-behind of last accesses; each time only ever moves a row's last access forward.
     async fn touch_many(&self, accesses: &[(String, i64)]) -> Result<(), StoreError>;
 
+    /// The reference count of an open row as stored (counting every node's joins), `None`
+    /// when unknown or closed. The default reads the listing; stores override it.
+    async fn refcount(&self, uuid: &str) -> Result<Option<i64>, StoreError> {
+        let open = self.list_open().await?;
+        Ok(open
+            .into_iter()
+            .find(|r| r.row.uuid == uuid)
+            .map(|r| r.refcount))
+    }
+
     /// The latest last access written by anyone, `None` when unknown or closed.
     async fn last_access(&self, uuid: &str) -> Result<Option<i64>, StoreError>;
 
@@ -164,6 +174,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Rows closed after `cursor`, by anyone (this process included), in closing order.
     async fn closed_since(&self, cursor: i64) -> Result<ClosedFeed, StoreError>;
+
+    /// Resolves when sessions may have been closed elsewhere, or after `poll` at the latest;
+    /// the caller then reads [`Self::closed_since`]. Stores that are told of closes
+    /// (PostgreSQL's LISTEN/NOTIFY) wake early; the default just waits.
+    async fn wait_closed(&self, poll: std::time::Duration) {
+        tokio::time::sleep(poll).await;
+    }
 }
 
 #[derive(Debug, Clone)]

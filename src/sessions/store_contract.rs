@@ -89,6 +89,11 @@ pub async fn join_counts_references_and_returns_maps(store: &dyn SessionStore) {
         .expect("join")
         .expect("open");
     assert_eq!((again.refcount, again.last_access), (3, 5_000));
+    assert_eq!(store.refcount(&row.uuid).await.expect("refcount"), Some(3));
+    assert_eq!(
+        store.refcount("no-such-uuid").await.expect("refcount"),
+        None
+    );
     assert_eq!(store.join("no-such-uuid", 1).await.expect("join"), None);
 }
 

@@ -100,14 +100,35 @@ impl<V: EnvValue> SessionManager<V> {
                 tracing::warn!(error = %e, "cannot write session access times; will retry");
             }
         });
-        let watcher = every(self, CLOSE_WATCH_INTERVAL, |manager| async move {
-            match manager.follow_closes().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(count = n, "sessions closed elsewhere dropped"),
-                Err(e) => tracing::warn!(error = %e, "cannot read closed sessions; will retry"),
+        vec![
+            self.spawn_reaper(reap_interval),
+            writer,
+            self.watch_closes(),
+        ]
+    }
+
+    /// Follows closes made elsewhere: at least every [`CLOSE_WATCH_INTERVAL`], and at once
+    /// when the store hears of one (PostgreSQL's NOTIFY; see `SessionStore::wait_closed`).
+    fn watch_closes(self: &Arc<Self>) -> JoinHandle<()> {
+        let weak: Weak<SessionManager<V>> = Arc::downgrade(self);
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            loop {
+                store.wait_closed(CLOSE_WATCH_INTERVAL).await;
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
+                match manager.follow_closes().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(count = n, "sessions closed elsewhere dropped"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read closed sessions; will retry");
+                        // A store that is down may answer at once: keep to the poll pace.
+                        tokio::time::sleep(CLOSE_WATCH_INTERVAL).await;
+                    }
+                }
             }
-        });
-        vec![self.spawn_reaper(reap_interval), writer, watcher]
+        })
     }
 }
 

@@ -365,10 +365,8 @@ pub fn open_backend(
         None => Ok(Box::new(sqlite::SqliteDirectory::open(
             &crate::store::sqlite::database_path(data_dir),
         )?)),
-        Some(url) if is_postgres_url(url) => Err(BackendError::Unsupported(
-            "PostgreSQL support not built: this omero-sessiond keeps users only in its \
-             embedded database (leave `database` unset)"
-                .to_string(),
+        Some(url) if is_postgres_url(url) => Ok(Box::new(
+            crate::store::postgres::directory::PgDirectory::open(url)?,
         )),
         // The setting may hold a password: name only its scheme.
         Some(url) => Err(BackendError::Unsupported(format!(

@@ -7,6 +7,7 @@
 //! loses the other's change, and a running server holds [`DataDirLock`] for its whole life.
 
 pub mod directory;
+pub mod postgres;
 pub mod sqlite;
 
 use std::fs::{self, File, OpenOptions};
@@ -64,6 +65,20 @@ pub enum StoreError {
     /// The database cannot be reached or its worker is gone (a server, a stopped writer).
     #[error("the session database is unavailable: {0}")]
     Unavailable(String),
+    /// PostgreSQL refused an operation (outages are [`StoreError::Unavailable`]).
+    #[error(transparent)]
+    Postgres(postgres::PgError),
+}
+
+impl From<postgres::PgError> for StoreError {
+    fn from(e: postgres::PgError) -> Self {
+        match e {
+            postgres::PgError::Unavailable { target, reason } => {
+                StoreError::Unavailable(format!("{target}: {reason}"))
+            }
+            other => StoreError::Postgres(other),
+        }
+    }
 }
 
 impl StoreError {
