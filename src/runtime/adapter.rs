@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -41,13 +41,15 @@ struct Table {
     servants: HashMap<(Identity, String), Arc<dyn Dispatch>>,
     /// Category → servant for every identity of that category; "" serves any category.
     defaults: HashMap<String, Arc<dyn Dispatch>>,
-    locator: Option<Arc<dyn Locator>>,
 }
 
 /// Identity (+ facet) → servant, default servants per category, and an optional locator.
 #[derive(Default)]
 pub struct ObjectAdapter {
     table: RwLock<Table>,
+    /// Set once and read without a lock: every request consults it first, and a routed
+    /// request needs nothing else from the adapter.
+    locator: OnceLock<Arc<dyn Locator>>,
 }
 
 enum Lookup {
@@ -86,20 +88,24 @@ impl ObjectAdapter {
         self.write().defaults.remove(category)
     }
 
-    pub fn set_locator(&self, locator: Arc<dyn Locator>) {
-        self.write().locator = Some(locator);
+    /// Installs the locator; an adapter has at most one for its whole life, so a second
+    /// one is refused (false).
+    pub fn set_locator(&self, locator: Arc<dyn Locator>) -> bool {
+        let installed = self.locator.set(locator).is_ok();
+        if !installed {
+            tracing::error!("the object adapter already has a locator; the new one is ignored");
+        }
+        installed
     }
 
     pub(crate) fn heartbeat(&self, info: &ConnectionInfo) {
-        let locator = self.read().locator.clone();
-        if let Some(locator) = locator {
+        if let Some(locator) = self.locator.get() {
             locator.heartbeat(info);
         }
     }
 
     pub(crate) fn connection_closed(&self, info: &ConnectionInfo) {
-        let locator = self.read().locator.clone();
-        if let Some(locator) = locator {
+        if let Some(locator) = self.locator.get() {
             locator.connection_closed(info);
         }
     }
@@ -135,14 +141,14 @@ impl ObjectAdapter {
     }
 
     fn lookup(&self, current: &Current) -> Lookup {
-        let table = self.read();
-        if let Some(locator) = &table.locator {
+        if let Some(locator) = self.locator.get() {
             match locator.find(current) {
                 Located::Servant(s) => return Lookup::Found(s),
                 Located::Denied => return Lookup::NoObject,
                 Located::Pass => {}
             }
         }
+        let table = self.read();
         let key = (current.id.clone(), current.facet.clone());
         if let Some(s) = table.servants.get(&key) {
             return Lookup::Found(s.clone());

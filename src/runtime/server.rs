@@ -372,6 +372,7 @@ where
         local,
         transport,
         handle,
+        slot: Default::default(),
     });
     tracing::debug!(connection = info.id, %remote, transport, "connection accepted");
     connection::run(stream, info, parts, shared).await
