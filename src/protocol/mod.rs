@@ -14,7 +14,8 @@ use crate::encoding::DecodeError;
 pub use codec::{IceCodec, Inbound};
 pub use compress::{compress_frame, decompress_body, prepare_reply, MIN_COMPRESS_SIZE};
 pub use connection::{
-    Action, CloseReason, ConnectionState, DispatchDone, Limits, Phase, OUTPUT_HIGH_WATER,
+    encode_reply, Action, CloseReason, ConnectionState, DispatchDone, Limits, Phase,
+    IDLE_INPUT_CAPACITY, OUTPUT_HIGH_WATER,
 };
 pub use header::{
     parse_header, Header, MessageType, CLOSE_CONNECTION, DEFAULT_MAX_MESSAGE_SIZE, HEADER_SIZE,
