@@ -113,31 +113,32 @@ impl ObjectAdapter {
     /// Finds the servant, answers built-ins or dispatches, and maps every outcome (panics
     /// included) to a reply body in the request's encoding.
     pub async fn dispatch(&self, current: &Current, params: &[u8]) -> ReplyBody {
-        let servant = match self.lookup(current) {
-            Lookup::Found(s) => s,
-            Lookup::NoObject => return ReplyBody::ObjectNotExist(not_exist(current)),
-            Lookup::NoFacet => return ReplyBody::FacetNotExist(not_exist(current)),
-        };
-        if let Some(result) = builtin(servant.as_ref(), current, params) {
-            return reply_body(current, result);
+        match self.prepare(current, params) {
+            Prepared::Done(body) => body,
+            Prepared::Run(servant) => run(servant.as_ref(), current, params).await,
         }
-        let outcome = AssertUnwindSafe(servant.dispatch(current, params))
-            .catch_unwind()
-            .await;
-        match outcome {
-            Ok(result) => reply_body(current, result),
-            Err(_) => {
-                tracing::error!(
-                    operation = %current.operation,
-                    id = %super::redact::short_uuids(&current.id.to_string()),
-                    "servant panicked"
-                );
-                ReplyBody::Unknown(format!(
-                    "servant panicked in {} on {}",
-                    current.operation, current.id
-                ))
+    }
+
+    /// What can be decided without waiting: the lookup, and the answer of a built-in
+    /// operation or a missing object. Cheap and never blocks, so the connection task calls
+    /// it inline and spawns a task only for a servant's own operation.
+    pub(crate) fn prepare(&self, current: &Current, params: &[u8]) -> Prepared {
+        let looked_up = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let servant = match self.lookup(current) {
+                Lookup::Found(s) => s,
+                Lookup::NoObject => {
+                    return Prepared::Done(ReplyBody::ObjectNotExist(not_exist(current)))
+                }
+                Lookup::NoFacet => {
+                    return Prepared::Done(ReplyBody::FacetNotExist(not_exist(current)))
+                }
+            };
+            match builtin(servant.as_ref(), current, params) {
+                Some(result) => Prepared::Done(reply_body(current, result)),
+                None => Prepared::Run(servant),
             }
-        }
+        }));
+        looked_up.unwrap_or_else(|_| Prepared::Done(panicked(current, "the object's lookup")))
     }
 
     fn lookup(&self, current: &Current) -> Lookup {
@@ -170,6 +171,37 @@ impl ObjectAdapter {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
         self.table.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What [`ObjectAdapter::prepare`] decided.
+pub(crate) enum Prepared {
+    /// The reply, decided inline.
+    Done(ReplyBody),
+    /// The servant's operation must run: [`run`] it.
+    Run(Arc<dyn Dispatch>),
+}
+
+/// Runs a servant's own operation, mapping its outcome (panics included) to a reply body.
+pub(crate) async fn run(servant: &dyn Dispatch, current: &Current, params: &[u8]) -> ReplyBody {
+    let outcome = AssertUnwindSafe(servant.dispatch(current, params))
+        .catch_unwind()
+        .await;
+    match outcome {
+        Ok(result) => reply_body(current, result),
+        Err(_) => panicked(current, "servant"),
+    }
+}
+
+fn panicked(current: &Current, what: &str) -> ReplyBody {
+    tracing::error!(
+        operation = %current.operation,
+        id = %super::redact::short_uuids(&current.id.to_string()),
+        "{what} panicked"
+    );
+    ReplyBody::Unknown(format!(
+        "{what} panicked in {} on {}",
+        current.operation, current.id
+    ))
 }
 
 fn not_exist(current: &Current) -> NotExist {
