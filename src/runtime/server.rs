@@ -244,21 +244,36 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) {
     let local = stream.local_addr().ok();
+    // The TLS and WebSocket paths are boxed: a task is as large as its largest path, and
+    // they would make every plain tcp connection carry ~9 KiB it never uses.
     match transport {
         Transport::Tcp => {
             start(stream, remote, local, "tcp", shared).await;
         }
         Transport::Ssl(acceptor) => {
-            if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
-                start(tls_stream, remote, local, "ssl", shared).await;
-            }
+            Box::pin(serve_ssl(acceptor, stream, remote, local, shared)).await
         }
-        Transport::Ws => start_ws(stream, remote, local, "ws", shared).await,
+        Transport::Ws => Box::pin(start_ws(stream, remote, local, "ws", shared)).await,
         Transport::Wss(acceptor) => {
-            if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
-                start_ws(tls_stream, remote, local, "wss", shared).await;
-            }
+            Box::pin(async move {
+                if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
+                    start_ws(tls_stream, remote, local, "wss", shared).await;
+                }
+            })
+            .await
         }
+    }
+}
+
+async fn serve_ssl(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    shared: Arc<Shared>,
+) {
+    if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
+        start(tls_stream, remote, local, "ssl", shared).await;
     }
 }
 
@@ -346,4 +361,41 @@ where
     });
     tracing::debug!(connection = info.id, %remote, transport, "connection accepted");
     connection::run(stream, info, parts, shared).await
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain tcp connection's task must not be sized for the TLS or WebSocket paths.
+    #[tokio::test]
+    async fn a_tcp_connection_task_is_sized_for_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            adapter: ObjectAdapter::new(),
+            config: Default::default(),
+            shutdown: CancellationToken::new(),
+        });
+        let whole = serve_connection(
+            TcpStream::connect(addr).await.unwrap(),
+            addr,
+            Transport::Tcp,
+            shared.clone(),
+        );
+        let tcp_only = start(
+            TcpStream::connect(addr).await.unwrap(),
+            addr,
+            None,
+            "tcp",
+            shared,
+        );
+        let (whole, tcp_only) = (
+            std::mem::size_of_val(&whole),
+            std::mem::size_of_val(&tcp_only),
+        );
+        assert!(
+            whole <= tcp_only + 1024,
+            "a tcp connection's future is {whole} bytes, its tcp part {tcp_only}"
+        );
+    }
 }
