@@ -14,6 +14,7 @@
 //! [`SessionManager`] pushes deaths to the sessions it made), one lookup of the object.
 
 pub mod manager;
+pub mod proxy;
 pub mod servant;
 pub mod state;
 

@@ -9,9 +9,9 @@ use crate::generated::glacier2::{
 };
 use crate::generated::ice::RouterFinder;
 use crate::runtime::{Located, Locator};
-use crate::services::proxy::{callback_endpoints, proxy_for};
 
 use super::manager::SessionManager;
+use super::proxy::{callback_endpoints, proxy_for};
 use super::state::{Connections, RouterSession};
 
 /// Router settings.
