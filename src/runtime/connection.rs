@@ -27,9 +27,10 @@ use crate::protocol::{
 
 /// Frames queued by other tasks towards the connection; when full, they wait.
 pub(crate) const OUTGOING_QUEUE: usize = 256;
-/// Room made in the input buffer before a read when it has less: enough for a burst of
-/// small requests, small enough that an idle connection holds little.
-const READ_MIN: usize = 1024;
+/// Room made in the input buffer before a read when it has less: enough for a few small
+/// requests (a burst doubles it read by read), small enough that an idle connection holds
+/// little.
+const READ_MIN: usize = 512;
 /// The most room a read asks for at once; a larger message grows the buffer read by read.
 const READ_MAX: usize = 64 * 1024;
 
