@@ -31,6 +31,8 @@ pub(crate) const OUTGOING_QUEUE: usize = 256;
 /// requests (a burst doubles it read by read), small enough that an idle connection holds
 /// little.
 const READ_MIN: usize = 512;
+/// Where a timer with nothing to wait for points (never polled then).
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 /// The most room a read asks for at once; a larger message grows the buffer read by read.
 const READ_MAX: usize = 64 * 1024;
 
@@ -148,11 +150,24 @@ impl Driver {
             shutdown_open = false;
             self.state.begin_close(true, now());
         }
+        // One timer for the connection's life, moved as its next deadline moves: a new
+        // timer per loop turn costs a registration and a removal in tokio's timer wheel,
+        // while moving a registered one later is an atomic store.
+        let far = tokio::time::Instant::now() + FAR_FUTURE;
+        let timer = tokio::time::sleep_until(far);
+        tokio::pin!(timer);
+        let mut armed: Option<tokio::time::Instant> = None;
+        let login_timer = tokio::time::sleep_until(self.login_deadline.unwrap_or(far));
+        tokio::pin!(login_timer);
         loop {
             let deadline = self
                 .state
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
+            if let Some(d) = deadline.filter(|d| armed != Some(*d)) {
+                timer.as_mut().reset(d);
+                armed = Some(d);
+            }
             let writing = !self.state.output().is_empty() || self.state.wants_flush();
             let reading = self.state.wants_read();
             let mut input = self.state.take_input();
@@ -209,8 +224,11 @@ impl Driver {
                     shutdown_open = false;
                     self.state.begin_close(true, now())
                 }
-                () = sleep_until(deadline), if deadline.is_some() => self.state.on_tick(now()),
-                () = sleep_until(self.login_deadline), if self.login_deadline.is_some() => {
+                () = &mut timer, if deadline.is_some() => {
+                    armed = None;
+                    self.state.on_tick(now())
+                }
+                () = &mut login_timer, if self.login_deadline.is_some() => {
                     self.login_deadline_passed()
                 }
             };
@@ -363,12 +381,6 @@ impl Driver {
             compression,
             body,
         })
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d).await;
     }
 }
 
