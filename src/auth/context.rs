@@ -2,7 +2,7 @@
 //! what a session may do (effective roles, sudo intersection, group sudo); ISession, IAdmin,
 //! the ServiceFactory, the router and the HTTPS endpoint ask it rather than the directory.
 //! Also here: the event context (spec §6) and the group a login starts in. The Glacier2
-//! verifier's refusal text lives with the one login path in `crate::router::login`.
+//! verifier's refusal text lives with the one login path in `crate::services::login`.
 
 use crate::sessions::{SessionError, SessionInfo};
 use crate::store::directory::{GUEST_GROUP_ID, SYSTEM_GROUP_ID, USER_GROUP_ID};

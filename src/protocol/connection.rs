@@ -18,6 +18,9 @@ use super::{
 /// other tasks, so a peer that does not read cannot make us buffer without bound.
 pub const OUTPUT_HIGH_WATER: usize = 1 << 20;
 
+/// An emptied input or output buffer larger than this is released rather than kept.
+pub const IDLE_INPUT_CAPACITY: usize = 4 * 1024;
+
 /// The limits and timeouts the state machine enforces.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -122,6 +125,20 @@ pub struct DispatchDone {
     pub body: ReplyBody,
 }
 
+/// The reply frame of `done` (compressed when its request was and it pays), `None` for a
+/// oneway request.
+pub fn encode_reply(done: DispatchDone, compression_level: u32) -> Option<Vec<u8>> {
+    if done.request_id == 0 {
+        return None;
+    }
+    let frame = Reply {
+        request_id: done.request_id,
+        body: done.body,
+    }
+    .encode();
+    Some(prepare_reply(frame, done.compression, compression_level))
+}
+
 #[derive(Debug)]
 pub struct ConnectionState {
     limits: Limits,
@@ -208,13 +225,39 @@ impl ConnectionState {
 
     /// Bytes read from the peer.
     pub fn on_data(&mut self, data: &[u8], now: Instant) -> Vec<Action> {
+        if self.open() {
+            self.input.extend_from_slice(data);
+        }
+        self.decode_input(now)
+    }
+
+    /// Lends the input buffer, so the driver reads straight into it (no copy through a
+    /// scratch buffer); hand it back with [`Self::on_input`] or [`Self::return_input`].
+    pub fn take_input(&mut self) -> BytesMut {
+        std::mem::take(&mut self.input)
+    }
+
+    /// The lent buffer is back with more bytes read into it.
+    pub fn on_input(&mut self, input: BytesMut, now: Instant) -> Vec<Action> {
+        self.input = input;
+        self.decode_input(now)
+    }
+
+    /// The lent buffer is back unchanged (nothing was read).
+    pub fn return_input(&mut self, input: BytesMut) {
+        self.input = input;
+    }
+
+    fn decode_input(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         match self.phase {
             Phase::Active | Phase::Closing => {}
             // Ice discards whatever arrives while it waits for the peer's EOF.
-            Phase::ClosingPending | Phase::Closed => return actions,
+            Phase::ClosingPending | Phase::Closed => {
+                self.input.clear();
+                return actions;
+            }
         }
-        self.input.extend_from_slice(data);
         while self.phase != Phase::Closed {
             match self.codec.decode(&mut self.input) {
                 Ok(Some(inbound)) => {
@@ -228,6 +271,10 @@ impl ConnectionState {
         }
         if self.input.is_empty() {
             self.partial_since = None;
+            // An idle connection keeps no large buffer from the last big message.
+            if self.input.capacity() > IDLE_INPUT_CAPACITY {
+                self.input = BytesMut::new();
+            }
         } else {
             self.partial_since.get_or_insert(now);
         }
@@ -260,6 +307,9 @@ impl ConnectionState {
     pub fn on_written(&mut self, n: usize, now: Instant) {
         let n = n.min(self.output.len());
         self.output.advance(n);
+        if self.output.is_empty() && self.output.capacity() > IDLE_INPUT_CAPACITY {
+            self.output = BytesMut::new();
+        }
         if n > 0 {
             self.unflushed = true;
             self.stalled_since = Some(now);
@@ -292,19 +342,27 @@ impl ConnectionState {
         done: Option<DispatchDone>,
         now: Instant,
     ) -> Vec<Action> {
+        let frame = done.and_then(|d| self.encode_reply(d));
+        self.on_reply_ready(frame.as_deref(), now)
+    }
+
+    /// The reply frame of a finished dispatch, compressed as its request was; `None` for
+    /// a oneway request. Pure, so a dispatch task can run it (bzip2 is costly) and hand
+    /// the frame to [`Self::on_reply_ready`].
+    pub fn encode_reply(&self, done: DispatchDone) -> Option<Vec<u8>> {
+        encode_reply(done, self.limits.compression_level)
+    }
+
+    /// Like [`Self::on_dispatch_finished`], with the reply already encoded (`None` when
+    /// none is owed or the dispatch was lost).
+    pub fn on_reply_ready(&mut self, frame: Option<&[u8]>, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         self.dispatching = self.dispatching.saturating_sub(1);
         if !matches!(self.phase, Phase::Active | Phase::Closing) {
             return actions;
         }
-        if let Some(done) = done.filter(|d| d.request_id != 0) {
-            let frame = Reply {
-                request_id: done.request_id,
-                body: done.body,
-            }
-            .encode();
-            let frame = prepare_reply(frame, done.compression, self.limits.compression_level);
-            self.queue(&frame, now);
+        if let Some(frame) = frame {
+            self.queue(frame, now);
         }
         if let Some((request, compression)) = self.next_waiting(&mut actions) {
             self.start(request, compression, &mut actions);
@@ -923,5 +981,53 @@ mod tests {
         );
         assert_eq!(c.output(), &expected[..]);
         assert_eq!(c.output()[9], 2, "compressed");
+    }
+
+    #[test]
+    fn a_lent_buffer_decodes_like_on_data_and_big_ones_are_released() {
+        let (mut c, t0) = started(limits());
+        let mut input = c.take_input();
+        input.extend_from_slice(&request(1).encode());
+        input.extend_from_slice(&request(2).encode()[..5]);
+        assert_eq!(dispatched(&c.on_input(input, t0)), vec![1]);
+        let mut input = c.take_input();
+        assert_eq!(input.len(), 5, "the partial message stays in the buffer");
+        input.extend_from_slice(&request(2).encode()[5..]);
+        assert_eq!(dispatched(&c.on_input(input, t0)), vec![2]);
+        // A large message leaves no large buffer behind once it is decoded.
+        let mut big = request(3);
+        big.params = Bytes::from(vec![0u8; 64 * 1024]);
+        let mut input = c.take_input();
+        input.extend_from_slice(&big.encode());
+        assert_eq!(dispatched(&c.on_input(input, t0)), vec![3]);
+        assert!(c.take_input().capacity() <= IDLE_INPUT_CAPACITY);
+        // Nothing read: the buffer comes back as it was.
+        let mut input = BytesMut::with_capacity(100);
+        input.extend_from_slice(b"\x49");
+        c.return_input(input);
+        assert_eq!(&c.take_input()[..], b"\x49");
+    }
+
+    #[test]
+    fn a_reply_encoded_elsewhere_is_queued_as_is() {
+        let (mut c, t0) = started(limits());
+        let actions = c.on_data(&request(4).encode(), t0);
+        assert_eq!(dispatched(&actions), vec![4]);
+        let frame = c.encode_reply(done(4).unwrap());
+        assert_eq!(frame.as_deref(), Some(&reply_frame(4)[..]));
+        assert!(c.on_reply_ready(frame.as_deref(), t0).is_empty());
+        assert_eq!(c.dispatching(), 0);
+        assert_eq!(drain(&mut c, t0), reply_frame(4));
+        // Oneway: no frame.
+        assert_eq!(c.encode_reply(done(0).unwrap()), None);
+    }
+
+    #[test]
+    fn a_big_written_output_is_released() {
+        let (mut c, t0) = started(limits());
+        let frame = vec![0u8; 3 * IDLE_INPUT_CAPACITY];
+        assert!(c.send_frame(&frame, t0));
+        assert_eq!(drain(&mut c, t0).len(), frame.len());
+        assert!(c.output.capacity() <= IDLE_INPUT_CAPACITY);
     }
 }

@@ -15,7 +15,8 @@ use crate::encoding::DecodeError;
 pub use codec::IceCodec;
 pub use compress::{compress_frame, decompress_body, prepare_reply, MIN_COMPRESS_SIZE};
 pub use connection::{
-    Action, CloseReason, ConnectionState, DispatchDone, Limits, Phase, OUTPUT_HIGH_WATER,
+    encode_reply, Action, CloseReason, ConnectionState, DispatchDone, Limits, Phase,
+    IDLE_INPUT_CAPACITY, OUTPUT_HIGH_WATER,
 };
 pub use frame::{FrameDecoder, Inbound};
 pub use header::{

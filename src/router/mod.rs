@@ -8,8 +8,13 @@
 //! itself, `Ice/RouterFinder`, the connection's own ServiceFactory
 //! (`session-<clientUuid>/<sessionUuid>`) and the services its own client opened (category
 //! `<sessionUuid>`). Anything else is ObjectNotExist.
+//!
+//! The session of a connection hangs in that connection's slot, so a routed request takes
+//! no process-wide lock: one read of the slot, atomics for activity and liveness (the
+//! [`SessionManager`] pushes deaths to the sessions it made), one lookup of the object.
 
-pub mod login;
+pub mod manager;
+pub mod proxy;
 pub mod servant;
 pub mod state;
 
@@ -21,9 +26,8 @@ use serde::Deserialize;
 use crate::generated::glacier2::RouterDispatcher;
 use crate::generated::ice::RouterFinderDispatcher;
 use crate::runtime::ObjectAdapter;
-use crate::services::Services;
-use crate::sessions::SessionEvent;
 
+pub use manager::{BackendSession, SessionManager};
 pub use servant::{FinderServant, GlacierRouter, RouterConfig, RouterLocator, RouterServant};
 
 /// The `[router]` section of the configuration file.
@@ -55,13 +59,13 @@ impl RouterConfig {
 
 /// Registers `<instance>/router` and `Ice/RouterFinder` on `adapter`, makes the router
 /// decide what every request may reach, and starts the background jobs (inactivity
-/// timeout; dropping the servants of sessions that die). Call inside a tokio runtime.
+/// timeout; the manager's news of dying sessions). Call inside a tokio runtime.
 pub fn install(
     adapter: &ObjectAdapter,
     config: RouterConfig,
-    services: Services,
+    manager: impl Into<Arc<dyn SessionManager>>,
 ) -> Arc<GlacierRouter> {
-    let router = GlacierRouter::new(config, services);
+    let router = GlacierRouter::new(config, manager.into());
     adapter.add(
         router.router_identity(),
         Arc::new(RouterDispatcher(Arc::new(RouterServant(router.clone())))),
@@ -74,33 +78,8 @@ pub fn install(
     );
     adapter.set_locator(Arc::new(RouterLocator(router.clone())));
     router.spawn_idle_reaper();
-    spawn_session_listener(&router);
+    router.manager.start();
     router
-}
-
-/// When an OMERO session dies (closed, reaped), its servants go with it.
-fn spawn_session_listener(router: &Arc<GlacierRouter>) {
-    let mut events = router.services.sessions.subscribe();
-    let weak = Arc::downgrade(router);
-    tokio::spawn(async move {
-        loop {
-            let event = match events.recv().await {
-                Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "session events lagged");
-                    continue;
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            };
-            let Some(router) = weak.upgrade() else {
-                return;
-            };
-            let SessionEvent::Closed { uuid, reason } = event;
-            let session = crate::sessions::short(&uuid);
-            tracing::debug!(session, ?reason, "dropping servants of a dead session");
-            router.services.registry.drop_session(&uuid);
-        }
-    });
 }
 
 #[cfg(test)]

@@ -9,11 +9,9 @@ use crate::generated::glacier2::{
 };
 use crate::generated::ice::RouterFinder;
 use crate::runtime::{Located, Locator};
-use crate::services::proxy::{callback_endpoints, proxy_for};
-use crate::services::{FactoryServant, Services};
-use crate::sessions::short;
 
-use super::login::login;
+use super::manager::SessionManager;
+use super::proxy::{callback_endpoints, proxy_for};
 use super::state::{Connections, RouterSession};
 
 /// Router settings.
@@ -41,21 +39,27 @@ impl Default for RouterConfig {
 /// The router: state shared by the router servant, the RouterFinder and the locator.
 pub struct GlacierRouter {
     pub config: RouterConfig,
-    pub services: Services,
+    pub manager: Arc<dyn SessionManager>,
+    /// Every connection's session, for what spans connections (logins, the inactivity
+    /// timeout); a routed request reads its connection's slot instead.
     pub connections: Connections,
+    router_identity: Identity,
+    finder_identity: Identity,
 }
 
 impl GlacierRouter {
-    pub fn new(config: RouterConfig, services: Services) -> Arc<Self> {
+    pub fn new(config: RouterConfig, manager: Arc<dyn SessionManager>) -> Arc<Self> {
         Arc::new(GlacierRouter {
+            router_identity: Identity::new(config.instance_name.clone(), "router"),
+            finder_identity: Self::finder_identity(),
             config,
-            services,
+            manager,
             connections: Connections::default(),
         })
     }
 
     pub fn router_identity(&self) -> Identity {
-        Identity::new(self.config.instance_name.clone(), "router")
+        self.router_identity.clone()
     }
 
     pub fn finder_identity() -> Identity {
@@ -66,23 +70,34 @@ impl GlacierRouter {
     /// directly (`sf.destroy()`) ends its Glacier2 session too, as OMERO's SessionControl
     /// destroy does.
     fn session_of(&self, conn: &ConnectionInfo) -> Option<Arc<RouterSession>> {
-        let session = self.connections.get(conn.id)?;
-        if session.factory.is_destroyed() {
+        let session = conn.slot.get::<RouterSession>()?;
+        if session.is_ended() {
+            return None;
+        }
+        if session.backend.is_destroyed() {
             self.connections.remove_if(conn.id, &session);
+            conn.slot.clear_if(&session);
             return None;
         }
         Some(session)
     }
 
-    /// Ends the Glacier2 session of a connection, destroying its ServiceFactory.
-    pub async fn end_session(&self, conn: u64) -> bool {
-        match self.connections.remove(conn) {
+    /// Ends the Glacier2 session of a connection, destroying its backend session.
+    pub async fn end_session(&self, conn: &ConnectionInfo) -> bool {
+        match self.detach(conn) {
             Some(session) => {
-                session.factory.destroy(&self.services).await;
+                session.backend.destroy().await;
                 true
             }
             None => false,
         }
+    }
+
+    /// Takes the connection's Glacier2 session off the connection and the router; the
+    /// caller destroys its backend session.
+    fn detach(&self, conn: &ConnectionInfo) -> Option<Arc<RouterSession>> {
+        conn.slot.set(None);
+        self.connections.remove(conn.id)
     }
 
     /// Destroys the sessions idle longer than the session timeout; returns how many.
@@ -94,12 +109,9 @@ impl GlacierRouter {
             .connections
             .take_idle(std::time::Instant::now(), timeout);
         for session in &idle {
-            tracing::info!(
-                session = %short(&session.factory.session_uuid),
-                client = %session.factory.client_uuid,
-                "glacier2 session timed out"
-            );
-            session.factory.destroy(&self.services).await;
+            let (backend, client) = session.backend.describe();
+            tracing::info!(session = %backend, client, "glacier2 session timed out");
+            session.backend.destroy().await;
         }
         idle.len()
     }
@@ -174,27 +186,30 @@ impl Router for RouterServant {
         current: &Current,
     ) -> Result<Option<Proxy>, DispatchError> {
         let router = &self.0;
-        let conn = current.connection.id;
+        let info = &current.connection;
         // A session whose factory was destroyed frees the connection for a new one.
-        let _ = router.session_of(&current.connection);
-        if router.connections.begin_create(conn).is_err() {
+        let _ = router.session_of(info);
+        if router.connections.begin_create(info.id).is_err() {
             return Err(CannotCreateSessionException {
                 reason: "session exists".to_string(),
             }
             .into());
         }
-        let factory = match login(&router.services, &user_id, password, current).await {
-            Ok(f) => f,
+        let backend = match router.manager.create(&user_id, password, current).await {
+            Ok(b) => b,
             Err(e) => {
-                router.connections.abort_create(conn);
+                router.connections.abort_create(info.id);
                 return Err(e);
             }
         };
-        let servant = FactoryServant::dispatcher(router.services.clone(), factory.clone());
-        let session = Arc::new(RouterSession::new(factory, servant));
-        let identity = session.factory_identity.clone();
-        if !router.connections.finish_create(conn, session.clone()) {
-            session.factory.destroy(&router.services).await;
+        let session = Arc::new(RouterSession::new(backend));
+        let identity = session.backend.identity().clone();
+        // In the slot before the map: a close that comes in between empties the slot, and
+        // then the map refuses the session below.
+        info.slot.set(Some(session.clone()));
+        if !router.connections.finish_create(info.id, session.clone()) {
+            info.slot.clear_if(&session);
+            session.backend.destroy().await;
             return Err(CannotCreateSessionException {
                 reason: "the connection closed during login".to_string(),
             }
@@ -221,12 +236,8 @@ impl Router for RouterServant {
             .ok_or_else(session_not_exist)?;
         // Glacier2 pings the backend session here; once the OMERO session is gone that
         // ping fails, and the Glacier2 session is destroyed with it.
-        let uuid = &session.factory.session_uuid;
-        if matches!(
-            router.services.sessions.lookup(uuid, true),
-            Err(crate::sessions::SessionError::Removed(_))
-        ) {
-            router.end_session(current.connection.id).await;
+        if session.backend.is_gone() {
+            router.end_session(&current.connection).await;
             return Err(session_not_exist());
         }
         session.touch();
@@ -235,7 +246,7 @@ impl Router for RouterServant {
 
     async fn destroy_session(&self, current: &Current) -> Result<(), DispatchError> {
         let _ = self.0.session_of(&current.connection);
-        if self.0.end_session(current.connection.id).await {
+        if self.0.end_session(&current.connection).await {
             Ok(())
         } else {
             Err(session_not_exist())
@@ -269,32 +280,29 @@ impl RouterFinder for FinderServant {
 pub struct RouterLocator(pub Arc<GlacierRouter>);
 
 impl Locator for RouterLocator {
+    /// The hot path: everything it reads hangs off the request's own connection.
     fn find(&self, current: &Current) -> Located {
         let router = &self.0;
-        if current.id == router.router_identity() || current.id == GlacierRouter::finder_identity()
-        {
+        if current.id == router.router_identity || current.id == router.finder_identity {
             return Located::Pass;
         }
-        let Some(session) = router.session_of(&current.connection) else {
+        let Some(session) = current.connection.slot.get::<RouterSession>() else {
             return Located::Denied;
         };
-        session.touch();
-        let uuid = &session.factory.session_uuid;
         // Once the OMERO session is gone (closed, reaped) its objects no longer exist;
         // while it is merely expired they answer SessionTimeoutException.
-        if matches!(
-            router.services.sessions.lookup(uuid, true),
-            Err(crate::sessions::SessionError::Removed(_))
-        ) {
+        if !session.is_routable() {
             return Located::Denied;
         }
-        if current.id == session.factory_identity {
-            return Located::Servant(session.factory_servant.clone());
+        session.touch();
+        let backend = &session.backend;
+        if current.id == *backend.identity() {
+            return Located::Servant(backend.servant().clone());
         }
         // Only the services this connection's own client opened: another client of the same
         // session (a leaked uuid joined) must not reach them, nor borrow its HasPassword.
-        if current.id.category == *uuid {
-            if let Some(servant) = session.factory.service(&current.id.name) {
+        if current.id.category == backend.category() {
+            if let Some(servant) = backend.object(&current.id.name) {
                 return Located::Servant(servant);
             }
         }
@@ -304,22 +312,130 @@ impl Locator for RouterLocator {
     fn heartbeat(&self, connection: &ConnectionInfo) {
         // Glacier2 counts heartbeats as activity, so idle but connected clients keep their
         // session (spec ice-protocol §7.6).
-        if let Some(session) = self.0.connections.get(connection.id) {
+        if let Some(session) = connection.slot.get::<RouterSession>() {
             session.touch();
         }
     }
 
     fn connection_closed(&self, connection: &ConnectionInfo) {
-        // Nobody waits for an answer here; the session store's write finishes on its own.
-        let router = Arc::clone(&self.0);
-        let id = connection.id;
-        tokio::spawn(async move {
-            if router.end_session(id).await {
-                tracing::info!(
-                    connection = id,
-                    "glacier2 session ended with its connection"
-                );
-            }
-        });
+        if let Some(session) = self.0.detach(connection) {
+            tracing::info!(
+                connection = connection.id,
+                "glacier2 session ended with its connection"
+            );
+            // Nobody waits for an answer here; the session store's write finishes on its own.
+            tokio::spawn(async move { session.backend.destroy().await });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Context, Encoding};
+    use crate::router::manager::tests::FakeBackend;
+    use crate::router::manager::BackendSession;
+    use crate::runtime::OperationMode;
+    use std::sync::atomic::Ordering;
+
+    struct NoLogins;
+
+    #[crate::facade::async_trait]
+    impl SessionManager for NoLogins {
+        async fn create(
+            &self,
+            _: &str,
+            _: String,
+            _: &Current,
+        ) -> Result<Arc<dyn BackendSession>, DispatchError> {
+            Err(DispatchError::ObjectNotExist)
+        }
+    }
+
+    fn request(conn: &Arc<ConnectionInfo>, id: Identity) -> Current {
+        Current {
+            id,
+            facet: String::new(),
+            operation: "ice_ping".into(),
+            mode: OperationMode::Idempotent,
+            ctx: Context::new(),
+            request_id: 1,
+            encoding: Encoding::V1_1,
+            connection: conn.clone(),
+        }
+    }
+
+    fn routed(locator: &RouterLocator, current: &Current) -> bool {
+        matches!(locator.find(current), Located::Servant(_))
+    }
+
+    /// A connection with a session installed as createSession installs it.
+    fn logged_in(router: &Arc<GlacierRouter>, backend: Arc<FakeBackend>) -> Arc<ConnectionInfo> {
+        let conn = Arc::new(ConnectionInfo::detached(7, "tcp"));
+        let session = Arc::new(RouterSession::new(backend));
+        conn.slot.set(Some(session.clone()));
+        router.connections.begin_create(conn.id).unwrap();
+        assert!(router.connections.finish_create(conn.id, session));
+        conn
+    }
+
+    #[test]
+    fn a_connection_reaches_its_own_objects_only() {
+        let router = GlacierRouter::new(RouterConfig::default(), Arc::new(NoLogins));
+        let locator = RouterLocator(router.clone());
+        let backend = FakeBackend::new("a");
+        let conn = logged_in(&router, backend.clone());
+        let other = Arc::new(ConnectionInfo::detached(8, "tcp"));
+        let factory = backend.identity().clone();
+        assert!(routed(&locator, &request(&conn, factory.clone())));
+        assert!(routed(
+            &locator,
+            &request(&conn, Identity::new("sess-uuid", "asvc"))
+        ));
+        assert!(!routed(
+            &locator,
+            &request(&conn, Identity::new("sess-uuid", "bsvc"))
+        ));
+        assert!(!routed(&locator, &request(&other, factory.clone())));
+        assert!(matches!(
+            locator.find(&request(&other, router.router_identity())),
+            Located::Pass
+        ));
+        // Pushed death: the next request is refused without asking anyone.
+        backend.gone.store(true, Ordering::SeqCst);
+        assert!(!routed(&locator, &request(&conn, factory)));
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_session_stops_routing_though_its_slot_still_holds_it() {
+        let config = RouterConfig {
+            session_timeout: Some(Duration::ZERO),
+            ..RouterConfig::default()
+        };
+        let router = GlacierRouter::new(config, Arc::new(NoLogins));
+        let locator = RouterLocator(router.clone());
+        let backend = FakeBackend::new("a");
+        let conn = logged_in(&router, backend.clone());
+        let factory = backend.identity().clone();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(router.expire_idle().await, 1);
+        assert_eq!(backend.destroyed.load(Ordering::SeqCst), 1);
+        assert!(conn.slot.get::<RouterSession>().is_some());
+        assert!(!routed(&locator, &request(&conn, factory)));
+        // The connection may log in again.
+        assert!(router.connections.begin_create(conn.id).is_ok());
+    }
+
+    #[test]
+    fn closing_the_connection_empties_its_slot_and_destroys_once() {
+        let router = GlacierRouter::new(RouterConfig::default(), Arc::new(NoLogins));
+        let locator = RouterLocator(router.clone());
+        let backend = FakeBackend::new("a");
+        let conn = logged_in(&router, backend.clone());
+        locator.connection_closed(&conn);
+        locator.connection_closed(&conn);
+        assert!(conn.slot.get::<RouterSession>().is_none());
+        assert_eq!(backend.destroyed.load(Ordering::SeqCst), 1);
+        assert!(router.connections.is_empty());
     }
 }

@@ -2,14 +2,14 @@
 //! keys them, so a connection reaches only its own session's objects.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-use crate::facade::{Dispatch, Identity};
-use crate::services::{factory_identity, Factory};
+use super::manager::BackendSession;
 
 /// Length of the per-session callback category (Glacier2 uses 20 characters).
 pub const CATEGORY_LEN: usize = 20;
@@ -24,39 +24,70 @@ pub fn random_category() -> String {
         .collect()
 }
 
-/// The Glacier2 session of one connection.
+/// The Glacier2 session of one connection. It also hangs in the connection's slot, where a
+/// routed request finds it without any process-wide lock.
 pub struct RouterSession {
     /// Category of the client's callback objects (`getCategoryForClient`).
     pub category: String,
-    pub factory: Arc<Factory>,
-    /// Dispatcher of the ServiceFactory servant.
-    pub factory_servant: Arc<dyn Dispatch>,
-    pub factory_identity: Identity,
-    last_activity: Mutex<Instant>,
+    pub backend: Arc<dyn BackendSession>,
+    /// Milliseconds since [`epoch`] at the last activity: written on every routed request,
+    /// so an atomic rather than a lock.
+    last_activity: AtomicU64,
+    /// Set once the router has ended this session; a stale copy in a slot then routes
+    /// nothing.
+    ended: AtomicBool,
+}
+
+/// The instant activity times count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl RouterSession {
-    pub fn new(factory: Arc<Factory>, factory_servant: Arc<dyn Dispatch>) -> Self {
+    pub fn new(backend: Arc<dyn BackendSession>) -> Self {
         RouterSession {
             category: random_category(),
-            factory_identity: factory_identity(&factory.client_uuid, &factory.session_uuid),
-            factory,
-            factory_servant,
-            last_activity: Mutex::new(Instant::now()),
+            backend,
+            last_activity: AtomicU64::new(millis_since_epoch(Instant::now())),
+            ended: AtomicBool::new(false),
         }
     }
 
-    /// Records activity on the session (a routed request, refreshSession).
+    /// Records activity on the session (a routed request, refreshSession, a heartbeat).
     pub fn touch(&self) {
-        *self.activity() = Instant::now();
+        self.touch_at(Instant::now());
+    }
+
+    pub fn touch_at(&self, now: Instant) {
+        // fetch_max: a request that read the clock earlier never moves the time back.
+        self.last_activity
+            .fetch_max(millis_since_epoch(now), Ordering::Relaxed);
     }
 
     pub fn idle_for(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(*self.activity())
+        let last = self.last_activity.load(Ordering::Relaxed);
+        Duration::from_millis(millis_since_epoch(now).saturating_sub(last))
     }
 
-    fn activity(&self) -> MutexGuard<'_, Instant> {
-        self.last_activity.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether requests may still be routed through this session: not ended by the
+    /// router, its backend neither destroyed by the client nor dead.
+    pub fn is_routable(&self) -> bool {
+        !self.ended.load(Ordering::Acquire)
+            && !self.backend.is_gone()
+            && !self.backend.is_destroyed()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
     }
 }
 
@@ -123,7 +154,10 @@ impl Connections {
     /// Forgets the connection; returns its session if it had one.
     pub fn remove(&self, conn: u64) -> Option<Arc<RouterSession>> {
         match self.lock().remove(&conn) {
-            Some(Slot::Active(s)) => Some(s),
+            Some(Slot::Active(s)) => {
+                s.end();
+                Some(s)
+            }
             _ => None,
         }
     }
@@ -134,6 +168,7 @@ impl Connections {
         let same = matches!(slots.get(&conn), Some(Slot::Active(s)) if Arc::ptr_eq(s, session));
         if same {
             slots.remove(&conn);
+            session.end();
         }
         same
     }
@@ -150,7 +185,10 @@ impl Connections {
             .collect();
         idle.iter()
             .filter_map(|conn| match slots.remove(conn) {
-                Some(Slot::Active(s)) => Some(s),
+                Some(Slot::Active(s)) => {
+                    s.end();
+                    Some(s)
+                }
                 _ => None,
             })
             .collect()
@@ -171,26 +209,10 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facade::{async_trait, Current, DispatchError};
-
-    struct Nothing;
-
-    #[async_trait]
-    impl Dispatch for Nothing {
-        fn type_ids(&self) -> &'static [&'static str] {
-            &["::Ice::Object"]
-        }
-        fn most_derived_type_id(&self) -> &'static str {
-            "::Ice::Object"
-        }
-        async fn dispatch(&self, _: &Current, _: &[u8]) -> Result<Vec<u8>, DispatchError> {
-            Err(DispatchError::OperationNotExist)
-        }
-    }
+    use crate::router::manager::tests::FakeBackend;
 
     fn session(client: &str) -> Arc<RouterSession> {
-        let factory = Arc::new(Factory::new(client, "sess-uuid", true));
-        Arc::new(RouterSession::new(factory, Arc::new(Nothing)))
+        Arc::new(RouterSession::new(FakeBackend::new(client)))
     }
 
     #[test]
@@ -211,10 +233,11 @@ mod tests {
         assert!(c.finish_create(1, s.clone()));
         assert_eq!(c.begin_create(1), Err(SessionExists));
         assert!(c.get(1).is_some_and(|g| Arc::ptr_eq(&g, &s)));
-        assert_eq!(s.factory_identity, Identity::new("session-a", "sess-uuid"));
         assert_eq!(c.len(), 1);
+        assert!(s.is_routable());
         assert!(c.remove(1).is_some());
         assert!(c.is_empty());
+        assert!(!s.is_routable(), "an ended session routes nothing");
         assert_eq!(c.begin_create(1), Ok(()));
         c.abort_create(1);
         assert_eq!(c.begin_create(1), Ok(()));
@@ -236,8 +259,33 @@ mod tests {
         c.begin_create(1).unwrap();
         c.finish_create(1, s1.clone());
         assert!(!c.remove_if(1, &s2));
+        assert!(s2.is_routable());
         assert!(c.remove_if(1, &s1));
         assert!(c.get(1).is_none());
+        assert!(s1.is_ended());
+    }
+
+    #[test]
+    fn activity_only_moves_forward() {
+        let s = session("a");
+        let now = Instant::now();
+        s.touch_at(now + Duration::from_secs(10));
+        s.touch_at(now);
+        assert_eq!(
+            s.idle_for(now + Duration::from_secs(15)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(s.idle_for(now), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_gone_backend_routes_nothing() {
+        let backend = FakeBackend::new("a");
+        let s = RouterSession::new(backend.clone());
+        assert!(s.is_routable());
+        backend.gone.store(true, Ordering::SeqCst);
+        assert!(!s.is_routable());
+        assert!(!s.is_ended(), "the router has not ended it yet");
     }
 
     #[test]
@@ -251,6 +299,7 @@ mod tests {
         let later = now + Duration::from_secs(61);
         let idle = c.take_idle(later, Duration::from_secs(60));
         assert_eq!(idle.len(), 1);
+        assert!(idle[0].is_ended());
         assert!(c.get(1).is_none());
         // A login still running is not a session yet.
         assert_eq!(c.begin_create(2), Err(SessionExists));

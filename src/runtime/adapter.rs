@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -35,7 +35,8 @@ pub trait Locator: Send + Sync {
     fn heartbeat(&self, _connection: &ConnectionInfo) {}
 }
 
-/// Told of every connection and dispatch, for metrics; called inline, so it must be cheap.
+/// Watches connections and dispatches (the metrics endpoint); installed once, read without
+/// a lock.
 pub trait Observer: Send + Sync {
     fn connection_opened(&self, _connection: &ConnectionInfo) {}
     fn connection_closed(&self, _connection: &ConnectionInfo) {}
@@ -49,14 +50,16 @@ struct Table {
     servants: HashMap<(Identity, String), Arc<dyn Dispatch>>,
     /// Category → servant for every identity of that category; "" serves any category.
     defaults: HashMap<String, Arc<dyn Dispatch>>,
-    locator: Option<Arc<dyn Locator>>,
-    observer: Option<Arc<dyn Observer>>,
 }
 
 /// Identity (+ facet) → servant, default servants per category, and an optional locator.
 #[derive(Default)]
 pub struct ObjectAdapter {
     table: RwLock<Table>,
+    /// Set once and read without a lock: every request consults it first, and a routed
+    /// request needs nothing else from the adapter.
+    locator: OnceLock<Arc<dyn Locator>>,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 enum Lookup {
@@ -95,37 +98,48 @@ impl ObjectAdapter {
         self.write().defaults.remove(category)
     }
 
-    pub fn set_locator(&self, locator: Arc<dyn Locator>) {
-        self.write().locator = Some(locator);
+    /// Installs the locator; an adapter has at most one for its whole life, so a second
+    /// one is refused (false).
+    pub fn set_locator(&self, locator: Arc<dyn Locator>) -> bool {
+        let installed = self.locator.set(locator).is_ok();
+        if !installed {
+            tracing::error!("the object adapter already has a locator; the new one is ignored");
+        }
+        installed
     }
 
     pub(crate) fn heartbeat(&self, info: &ConnectionInfo) {
-        let locator = self.read().locator.clone();
-        if let Some(locator) = locator {
+        if let Some(locator) = self.locator.get() {
             locator.heartbeat(info);
         }
     }
 
-    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
-        self.write().observer = Some(observer);
-    }
-
-    fn observer(&self) -> Option<Arc<dyn Observer>> {
-        self.read().observer.clone()
+    /// Installs the observer; like the locator, at most one for the adapter's life.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) -> bool {
+        let installed = self.observer.set(observer).is_ok();
+        if !installed {
+            tracing::error!("the object adapter already has an observer; the new one is ignored");
+        }
+        installed
     }
 
     pub(crate) fn connection_opened(&self, info: &ConnectionInfo) {
-        if let Some(observer) = self.observer() {
+        if let Some(observer) = self.observer.get() {
             observer.connection_opened(info);
         }
     }
 
+    pub(crate) fn dispatched(&self, operation: &str, started: std::time::Instant) {
+        if let Some(observer) = self.observer.get() {
+            observer.dispatched(operation, started.elapsed());
+        }
+    }
+
     pub(crate) fn connection_closed(&self, info: &ConnectionInfo) {
-        if let Some(observer) = self.observer() {
+        if let Some(observer) = self.observer.get() {
             observer.connection_closed(info);
         }
-        let locator = self.read().locator.clone();
-        if let Some(locator) = locator {
+        if let Some(locator) = self.locator.get() {
             locator.connection_closed(info);
         }
     }
@@ -133,52 +147,46 @@ impl ObjectAdapter {
     /// Finds the servant, answers built-ins or dispatches, and maps every outcome (panics
     /// included) to a reply body in the request's encoding.
     pub async fn dispatch(&self, current: &Current, params: &[u8]) -> ReplyBody {
-        let Some(observer) = self.observer() else {
-            return self.dispatch_unobserved(current, params).await;
-        };
         let started = std::time::Instant::now();
-        let body = self.dispatch_unobserved(current, params).await;
-        observer.dispatched(&current.operation, started.elapsed());
+        let body = match self.prepare(current, params) {
+            Prepared::Done(body) => body,
+            Prepared::Run(servant) => run(servant.as_ref(), current, params).await,
+        };
+        self.dispatched(&current.operation, started);
         body
     }
 
-    async fn dispatch_unobserved(&self, current: &Current, params: &[u8]) -> ReplyBody {
-        let servant = match self.lookup(current) {
-            Lookup::Found(s) => s,
-            Lookup::NoObject => return ReplyBody::ObjectNotExist(not_exist(current)),
-            Lookup::NoFacet => return ReplyBody::FacetNotExist(not_exist(current)),
-        };
-        if let Some(result) = builtin(servant.as_ref(), current, params) {
-            return reply_body(current, result);
-        }
-        let outcome = AssertUnwindSafe(servant.dispatch(current, params))
-            .catch_unwind()
-            .await;
-        match outcome {
-            Ok(result) => reply_body(current, result),
-            Err(_) => {
-                tracing::error!(
-                    operation = %current.operation,
-                    id = %super::redact::short_uuids(&current.id.to_string()),
-                    "servant panicked"
-                );
-                ReplyBody::Unknown(format!(
-                    "servant panicked in {} on {}",
-                    current.operation, current.id
-                ))
+    /// What can be decided without waiting: the lookup, and the answer of a built-in
+    /// operation or a missing object. Cheap and never blocks, so the connection task calls
+    /// it inline and spawns a task only for a servant's own operation.
+    pub(crate) fn prepare(&self, current: &Current, params: &[u8]) -> Prepared {
+        let looked_up = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let servant = match self.lookup(current) {
+                Lookup::Found(s) => s,
+                Lookup::NoObject => {
+                    return Prepared::Done(ReplyBody::ObjectNotExist(not_exist(current)))
+                }
+                Lookup::NoFacet => {
+                    return Prepared::Done(ReplyBody::FacetNotExist(not_exist(current)))
+                }
+            };
+            match builtin(servant.as_ref(), current, params) {
+                Some(result) => Prepared::Done(reply_body(current, result)),
+                None => Prepared::Run(servant),
             }
-        }
+        }));
+        looked_up.unwrap_or_else(|_| Prepared::Done(panicked(current, "the object's lookup")))
     }
 
     fn lookup(&self, current: &Current) -> Lookup {
-        let table = self.read();
-        if let Some(locator) = &table.locator {
+        if let Some(locator) = self.locator.get() {
             match locator.find(current) {
                 Located::Servant(s) => return Lookup::Found(s),
                 Located::Denied => return Lookup::NoObject,
                 Located::Pass => {}
             }
         }
+        let table = self.read();
         let key = (current.id.clone(), current.facet.clone());
         if let Some(s) = table.servants.get(&key) {
             return Lookup::Found(s.clone());
@@ -200,6 +208,37 @@ impl ObjectAdapter {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
         self.table.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// What [`ObjectAdapter::prepare`] decided.
+pub(crate) enum Prepared {
+    /// The reply, decided inline.
+    Done(ReplyBody),
+    /// The servant's operation must run: [`run`] it.
+    Run(Arc<dyn Dispatch>),
+}
+
+/// Runs a servant's own operation, mapping its outcome (panics included) to a reply body.
+pub(crate) async fn run(servant: &dyn Dispatch, current: &Current, params: &[u8]) -> ReplyBody {
+    let outcome = AssertUnwindSafe(servant.dispatch(current, params))
+        .catch_unwind()
+        .await;
+    match outcome {
+        Ok(result) => reply_body(current, result),
+        Err(_) => panicked(current, "servant"),
+    }
+}
+
+fn panicked(current: &Current, what: &str) -> ReplyBody {
+    tracing::error!(
+        operation = %current.operation,
+        id = %super::redact::short_uuids(&current.id.to_string()),
+        "{what} panicked"
+    );
+    ReplyBody::Unknown(format!(
+        "{what} panicked in {} on {}",
+        current.operation, current.id
+    ))
 }
 
 fn not_exist(current: &Current) -> NotExist {

@@ -1,32 +1,47 @@
 //! The tokio driver of one connection: it reads bytes into the protocol state machine
 //! ([`ConnectionState`]), writes what it queues, runs the dispatches it asks for and sleeps
 //! until its next deadline. Every protocol decision lives in the state machine.
+//!
+//! The task does IO and little else: reads land straight in the state machine's buffer,
+//! a request the adapter answers without waiting (`ice_ping`, a missing object) is
+//! answered inline, and every other one runs in a task of its own that also encodes (and
+//! compresses) its reply. Replies that are ready together go out in one write.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use std::collections::VecDeque;
 
-use super::adapter::ObjectAdapter;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::adapter::{self, ObjectAdapter, Prepared};
 use super::config::ConnectionConfig;
 use super::dispatch::{ConnectionInfo, Current, OperationMode};
 use super::handle::{CloseRequest, HandleParts, Outgoing};
 use crate::protocol::{
-    Action, CloseReason, ConnectionState, DispatchDone, Limits, ReplyBody, Request,
+    encode_reply, Action, CloseReason, ConnectionState, DispatchDone, Limits, ReplyBody, Request,
 };
 
 /// Frames queued by other tasks towards the connection; when full, they wait.
 pub(crate) const OUTGOING_QUEUE: usize = 256;
-/// The most bytes taken from the socket in one read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Room made in the input buffer before a read when it has less: enough for a few small
+/// requests (a burst doubles it read by read), small enough that an idle connection holds
+/// little.
+const READ_MIN: usize = 512;
+/// Where a timer with nothing to wait for points (never polled then).
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+/// The most room a read asks for at once; a larger message grows the buffer read by read.
+const READ_MAX: usize = 64 * 1024;
 
 /// What the connection task needs from the server.
 pub(crate) struct Shared {
     pub adapter: Arc<ObjectAdapter>,
     pub config: ConnectionConfig,
-    pub shutdown: watch::Receiver<bool>,
+    /// Cancelled when the server shuts down: every connection then closes gracefully.
+    pub shutdown: CancellationToken,
 }
 
 /// Runs a connection after its transport handshake, until it is closed; why it closed (a
@@ -47,6 +62,7 @@ where
         info: info.clone(),
         shared: shared.clone(),
         dispatches: JoinSet::new(),
+        read_room: READ_MIN,
         login_deadline: shared
             .config
             .login_timeout
@@ -105,7 +121,11 @@ struct Driver {
     state: ConnectionState,
     info: Arc<ConnectionInfo>,
     shared: Arc<Shared>,
-    dispatches: JoinSet<DispatchDone>,
+    /// Running dispatches; each yields its encoded reply frame (`None` for oneway).
+    dispatches: JoinSet<Option<Vec<u8>>>,
+    /// Room the next read asks for: doubled while reads fill it, back to the minimum once
+    /// the buffer empties.
+    read_room: usize,
     /// When the login deadline acts next; `None` once it is settled.
     login_deadline: Option<tokio::time::Instant>,
     /// The deadline passed while requests (perhaps the login itself, slow on a busy
@@ -123,21 +143,38 @@ impl Driver {
             mut close_rx,
             mut out_rx,
         } = parts;
-        let mut shutdown = self.shared.shutdown.clone();
+        let shutdown = self.shared.shutdown.clone();
         let mut shutdown_open = true;
         let mut close_open = true;
         let mut frames_open = true;
-        let mut buf = vec![0u8; READ_CHUNK];
-        if *shutdown.borrow_and_update() {
+        if shutdown.is_cancelled() {
             shutdown_open = false;
             self.state.begin_close(true, now());
         }
+        // One timer for the connection's life, moved as its next deadline moves: a new
+        // timer per loop turn costs a registration and a removal in tokio's timer wheel,
+        // while moving a registered one later is an atomic store.
+        let far = tokio::time::Instant::now() + FAR_FUTURE;
+        let timer = tokio::time::sleep_until(far);
+        tokio::pin!(timer);
+        let mut armed: Option<tokio::time::Instant> = None;
+        let login_timer = tokio::time::sleep_until(self.login_deadline.unwrap_or(far));
+        tokio::pin!(login_timer);
         loop {
             let deadline = self
                 .state
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
+            if let Some(d) = deadline.filter(|d| armed != Some(*d)) {
+                timer.as_mut().reset(d);
+                armed = Some(d);
+            }
             let writing = !self.state.output().is_empty() || self.state.wants_flush();
+            let reading = self.state.wants_read();
+            let mut input = self.state.take_input();
+            if reading {
+                self.make_room(&mut input);
+            }
             let actions = tokio::select! {
                 res = write_or_flush(&mut wr, self.state.output()), if writing => match res {
                     Ok(Wrote::Bytes(n)) => {
@@ -150,17 +187,17 @@ impl Driver {
                     }
                     Err(e) => self.state.on_write_error(e.to_string()),
                 },
-                res = rd.read(&mut buf), if self.state.wants_read() => match res {
+                res = rd.read_buf(&mut input), if reading => match res {
                     Ok(0) => self.state.on_eof(),
-                    Ok(n) => self.state.on_data(&buf[..n], now()),
+                    Ok(_) => {
+                        let filled = input.capacity() == input.len();
+                        self.adjust_room(filled);
+                        self.state.on_input(std::mem::take(&mut input), now())
+                    }
                     Err(e) => self.state.on_read_error(e.to_string()),
                 },
                 Some(done) = self.dispatches.join_next(), if !self.dispatches.is_empty() => {
-                    let mut actions = self.state.on_dispatch_finished(done.ok(), now());
-                    if self.login_deferred && self.dispatches.is_empty() {
-                        actions.extend(self.settle_login());
-                    }
-                    actions
+                    self.dispatches_finished(done.ok().flatten())
                 }
                 frame = out_rx.recv(), if frames_open && self.state.accepts_frames() => {
                     match frame {
@@ -184,23 +221,57 @@ impl Driver {
                         }
                     }
                 }
-                changed = shutdown.changed(), if shutdown_open => {
+                () = shutdown.cancelled(), if shutdown_open => {
                     shutdown_open = false;
-                    if changed.is_ok() {
-                        self.state.begin_close(true, now())
-                    } else {
-                        Vec::new()
-                    }
+                    self.state.begin_close(true, now())
                 }
-                () = sleep_until(deadline), if deadline.is_some() => self.state.on_tick(now()),
-                () = sleep_until(self.login_deadline), if self.login_deadline.is_some() => {
+                () = &mut timer, if deadline.is_some() => {
+                    armed = None;
+                    self.state.on_tick(now())
+                }
+                () = &mut login_timer, if self.login_deadline.is_some() => {
                     self.login_deadline_passed()
                 }
             };
+            // Whatever did not take the lent buffer gives it back (a read took it).
+            if input.capacity() > 0 {
+                self.state.return_input(input);
+            }
             if let Some(reason) = self.perform(actions) {
                 return reason;
             }
         }
+    }
+
+    /// Makes sure the next read has room, without copying what is buffered.
+    fn make_room(&self, input: &mut BytesMut) {
+        if input.capacity() - input.len() < READ_MIN {
+            input.reserve(self.read_room);
+        }
+    }
+
+    /// Grows the room asked for while reads fill it (a large message, a burst); a read
+    /// that drained the socket sets it back to the minimum.
+    fn adjust_room(&mut self, filled: bool) {
+        self.read_room = if filled {
+            (self.read_room * 2).min(READ_MAX)
+        } else {
+            READ_MIN
+        };
+    }
+
+    /// One dispatch finished, and every other one already finished with it: their
+    /// replies are queued together, so they leave in one write.
+    fn dispatches_finished(&mut self, first: Option<Vec<u8>>) -> Vec<Action> {
+        let mut actions = self.state.on_reply_ready(first.as_deref(), now());
+        while let Some(done) = self.dispatches.try_join_next() {
+            let frame = done.ok().flatten();
+            actions.extend(self.state.on_reply_ready(frame.as_deref(), now()));
+        }
+        if self.login_deferred && self.dispatches.is_empty() {
+            actions.extend(self.settle_login());
+        }
+        actions
     }
 
     /// A connection that never logged in holds a socket and a task for nothing (or for a
@@ -232,14 +303,20 @@ impl Driver {
         self.state.begin_close(true, now())
     }
 
-    /// Carries out the state machine's actions; the close reason when it closed.
+    /// Carries out the state machine's actions, and those that answering a request inline
+    /// brings (a waiting request started); the close reason when it closed.
     fn perform(&mut self, actions: Vec<Action>) -> Option<CloseReason> {
-        for action in actions {
+        let mut work = VecDeque::from(actions);
+        while let Some(action) = work.pop_front() {
             match action {
                 Action::Dispatch {
                     request,
                     compression,
-                } => self.spawn_dispatch(request, compression),
+                } => {
+                    if let Some(frame) = self.dispatch(request, compression) {
+                        work.extend(self.state.on_reply_ready(frame.as_deref(), now()));
+                    }
+                }
                 Action::DeliverReply { request_id, body } => {
                     if !self.info.handle.deliver_reply(request_id, body) {
                         tracing::debug!(
@@ -261,7 +338,9 @@ impl Driver {
         None
     }
 
-    fn spawn_dispatch(&mut self, request: Request, compression: u8) {
+    /// Answers the request inline when that cannot block (returns its reply frame,
+    /// `Some(None)` for oneway); otherwise starts a task for it and returns `None`.
+    fn dispatch(&mut self, request: Request, compression: u8) -> Option<Option<Vec<u8>>> {
         // Never the parameters: createSession carries a password in them.
         tracing::trace!(
             connection = self.info.id,
@@ -272,36 +351,57 @@ impl Driver {
             compression,
             "inbound request"
         );
-        let adapter = self.shared.adapter.clone();
-        let info = self.info.clone();
-        self.dispatches.spawn(async move {
-            let request_id = request.request_id;
-            let body = dispatch(&adapter, info, request).await;
-            DispatchDone {
-                request_id,
-                compression,
-                body,
+        let request_id = request.request_id;
+        let (current, params) = match current_of(self.info.clone(), request) {
+            Ok(c) => c,
+            Err(body) => return Some(self.reply(request_id, compression, body)),
+        };
+        let started = Instant::now();
+        let servant = match self.shared.adapter.prepare(&current, &params) {
+            Prepared::Done(body) => {
+                self.shared.adapter.dispatched(&current.operation, started);
+                return Some(self.reply(request_id, compression, body));
             }
+            Prepared::Run(servant) => servant,
+        };
+        let level = self.shared.config.compression_level;
+        let adapter = self.shared.adapter.clone();
+        self.dispatches.spawn(async move {
+            let body = adapter::run(servant.as_ref(), &current, &params).await;
+            adapter.dispatched(&current.operation, started);
+            // Encoded (and compressed) here, not on the connection's task.
+            encode_reply(
+                DispatchDone {
+                    request_id,
+                    compression,
+                    body,
+                },
+                level,
+            )
         });
+        None
+    }
+
+    fn reply(&self, request_id: i32, compression: u8, body: ReplyBody) -> Option<Vec<u8>> {
+        self.state.encode_reply(DispatchDone {
+            request_id,
+            compression,
+            body,
+        })
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(d).await;
-    }
-}
-
-async fn dispatch(
-    adapter: &ObjectAdapter,
+/// The request as a servant sees it, and its parameters; a reply body instead when its
+/// encoding is not one we speak.
+fn current_of(
     connection: Arc<ConnectionInfo>,
     r: Request,
-) -> ReplyBody {
+) -> Result<(Current, bytes::Bytes), ReplyBody> {
     let Some(encoding) = r.encoding.supported() else {
-        return ReplyBody::UnknownLocal(format!(
+        return Err(ReplyBody::UnknownLocal(format!(
             "UnsupportedEncodingException: encoding {} is not supported",
             r.encoding
-        ));
+        )));
     };
     let current = Current {
         id: r.id,
@@ -313,5 +413,142 @@ async fn dispatch(
         encoding,
         connection,
     };
-    adapter.dispatch(&current, &r.params).await
+    Ok((current, r.params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::{Encoding, Identity};
+    use crate::facade::{async_trait, DispatchError};
+    use crate::protocol::{Reply, HEADER_SIZE, VALIDATE_CONNECTION};
+    use crate::runtime::Dispatch;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncWriteExt, DuplexStream, ReadBuf};
+
+    /// A servant whose own operations never finish: only what is answered inline is.
+    struct Stuck;
+
+    #[async_trait]
+    impl Dispatch for Stuck {
+        fn type_ids(&self) -> &'static [&'static str] {
+            &["::Ice::Object"]
+        }
+        fn most_derived_type_id(&self) -> &'static str {
+            "::Ice::Object"
+        }
+        async fn dispatch(&self, _: &Current, _: &[u8]) -> Result<Vec<u8>, DispatchError> {
+            std::future::pending().await
+        }
+    }
+
+    /// The server's end of the pipe, recording the size of every write.
+    struct Recording {
+        inner: DuplexStream,
+        writes: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl AsyncRead for Recording {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Recording {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = res {
+                self.writes.lock().unwrap().push(n);
+            }
+            res
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    fn ping(id: i32) -> Vec<u8> {
+        Request {
+            request_id: id,
+            id: Identity::new("", "stuck"),
+            facet: String::new(),
+            operation: "ice_ping".into(),
+            mode: 1,
+            context: Default::default(),
+            encoding: Encoding::V1_1.into(),
+            params: bytes::Bytes::new(),
+        }
+        .encode()
+    }
+
+    #[tokio::test]
+    async fn pings_are_answered_inline_and_their_replies_leave_together() {
+        let adapter = ObjectAdapter::new();
+        adapter.add(Identity::new("", "stuck"), Arc::new(Stuck));
+        let config = ConnectionConfig {
+            // One slot: a ping that needed a task of its own would wait behind the stuck call.
+            max_dispatches: 1,
+            ..ConnectionConfig::default()
+        };
+        let shared = Arc::new(Shared {
+            adapter,
+            config,
+            shutdown: CancellationToken::new(),
+        });
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let server = Recording {
+            inner: server,
+            writes: writes.clone(),
+        };
+        let mut burst = Vec::new();
+        for id in 1..=10 {
+            burst.extend(ping(id));
+        }
+        client.write_all(&burst).await.unwrap();
+        let (handle, parts) = super::super::handle::ConnectionHandle::new(4);
+        let mut info = ConnectionInfo::detached(1, "tcp");
+        info.handle = handle;
+        let task = tokio::spawn(run(server, Arc::new(info), parts, shared));
+        let mut got = vec![0u8; VALIDATE_CONNECTION.len()];
+        client.read_exact(&mut got).await.unwrap();
+        let reply_len = Reply {
+            request_id: 1,
+            body: ReplyBody::Ok {
+                encoding: Encoding::V1_1.into(),
+                payload: bytes::Bytes::new(),
+            },
+        }
+        .encode()
+        .len();
+        let mut replies = vec![0u8; 10 * reply_len];
+        client.read_exact(&mut replies).await.unwrap();
+        for (i, frame) in replies.chunks(reply_len).enumerate() {
+            let id = i32::from_le_bytes(frame[HEADER_SIZE..HEADER_SIZE + 4].try_into().unwrap());
+            assert_eq!(id, i as i32 + 1);
+        }
+        let writes = writes.lock().unwrap().clone();
+        assert!(
+            writes.iter().any(|n| *n >= 10 * reply_len),
+            "ten replies to one read went out in one write: {writes:?}"
+        );
+        drop(client);
+        task.await.unwrap();
+    }
 }

@@ -1,8 +1,9 @@
 //! What a servant sees of a request, and how its outcome is told back to the runtime.
 
+use std::any::Any;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
@@ -40,6 +41,8 @@ pub struct ConnectionInfo {
     pub transport: &'static str,
     /// Lets a servant (or the router) end this connection.
     pub handle: ConnectionHandle,
+    /// What a layer above keeps for this connection (the router: its Glacier2 session).
+    pub slot: ConnectionSlot,
 }
 
 impl ConnectionInfo {
@@ -52,7 +55,51 @@ impl ConnectionInfo {
             local: None,
             transport,
             handle: ConnectionHandle::detached(),
+            slot: ConnectionSlot::default(),
         }
+    }
+}
+
+type SlotValue = Arc<dyn Any + Send + Sync>;
+
+/// State a layer above the runtime hangs on one connection, so that a request reaches it
+/// through its own connection instead of a process-wide map. The lock is the connection's
+/// own: only that connection's requests (and whoever ends its session) ever take it.
+#[derive(Default)]
+pub struct ConnectionSlot(RwLock<Option<SlotValue>>);
+
+impl ConnectionSlot {
+    /// The value, if there is one and it is a `T`.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let value = self.0.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        value.downcast::<T>().ok()
+    }
+
+    /// Replaces the value; returns the previous one.
+    pub fn set(&self, value: Option<SlotValue>) -> Option<SlotValue> {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, value)
+    }
+
+    /// Empties the slot only if it still holds `value` (compared by address).
+    pub fn clear_if<T: Any + Send + Sync>(&self, value: &Arc<T>) -> bool {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let same = slot
+            .as_ref()
+            .is_some_and(|v| std::ptr::addr_eq(Arc::as_ptr(v), Arc::as_ptr(value)));
+        if same {
+            *slot = None;
+        }
+        same
+    }
+}
+
+impl fmt::Debug for ConnectionSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let full = self.0.read().map(|s| s.is_some()).unwrap_or(false);
+        f.debug_struct("ConnectionSlot")
+            .field("full", &full)
+            .finish()
     }
 }
 

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,9 +20,10 @@ pub(crate) enum CloseRequest {
     Forceful,
 }
 
-/// A frame for the connection to write.
+/// A frame for the connection to write. Kept to two words: the queue allocates room for
+/// 32 of them per connection up front, used or not.
 pub(crate) enum Outgoing {
-    Frame(Bytes),
+    Frame(Box<[u8]>),
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -145,7 +145,7 @@ impl ConnectionHandle {
         let id = outbound.register(tx)?;
         let _forget = ForgetOnDrop { outbound, id };
         request.request_id = id;
-        let frame = Outgoing::Frame(Bytes::from(request.encode()));
+        let frame = Outgoing::Frame(request.encode().into_boxed_slice());
         outbound
             .out_tx
             .send(frame)
@@ -163,7 +163,7 @@ impl ConnectionHandle {
         request.request_id = 0;
         outbound
             .out_tx
-            .send(Outgoing::Frame(Bytes::from(request.encode())))
+            .send(Outgoing::Frame(request.encode().into_boxed_slice()))
             .await
             .map_err(|_| InvokeError::ConnectionClosed)
     }
@@ -258,6 +258,12 @@ mod tests {
             !h.deliver_reply(id, ReplyBody::Unknown("x".into())),
             "only once"
         );
+    }
+
+    #[test]
+    fn queued_frames_stay_two_words() {
+        // The outgoing queue reserves 32 of these per connection, even an idle one.
+        assert!(std::mem::size_of::<Outgoing>() <= 2 * std::mem::size_of::<usize>());
     }
 
     #[test]

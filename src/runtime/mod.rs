@@ -16,7 +16,9 @@ mod ws;
 
 pub use adapter::{Located, Locator, ObjectAdapter, Observer};
 pub use admission::{Admission, AdmissionLimits, Admitted, Refusal};
-pub use dispatch::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
+pub use dispatch::{
+    ConnectionInfo, ConnectionSlot, Current, Dispatch, DispatchError, OperationMode,
+};
 pub use handle::{ConnectionHandle, InvokeError};
 pub use invoke::{InvokeReply, Invoker};
 pub use server::{Server, ServerError};

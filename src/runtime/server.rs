@@ -1,16 +1,17 @@
 //! Listeners and the server's lifetime.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::adapter::ObjectAdapter;
 use super::admission::{self, Admission, AdmissionLimits, Admitted};
@@ -32,29 +33,6 @@ pub enum ServerError {
     Tls(#[from] TlsError),
 }
 
-/// Live connections, so that shutdown can wait for them.
-#[derive(Default)]
-struct Tracker {
-    live: AtomicUsize,
-    gone: Notify,
-}
-
-struct Guard(Arc<Tracker>);
-
-impl Guard {
-    fn new(t: &Arc<Tracker>) -> Self {
-        t.live.fetch_add(1, Ordering::SeqCst);
-        Guard(t.clone())
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::SeqCst);
-        self.0.gone.notify_waiters();
-    }
-}
-
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How a listener's connections get to the Ice byte stream.
@@ -73,9 +51,10 @@ pub struct Server {
     ssl_addr: Option<SocketAddr>,
     ws_addr: Option<SocketAddr>,
     wss_addr: Option<SocketAddr>,
-    shutdown: watch::Sender<bool>,
+    shutdown: CancellationToken,
     listeners: Vec<JoinHandle<()>>,
-    tracker: Arc<Tracker>,
+    /// The connections' tasks, so that shutdown can wait for them.
+    tracker: TaskTracker,
     admission: Arc<Admission>,
 }
 
@@ -86,13 +65,13 @@ impl Server {
         config: ServerConfig,
         adapter: Arc<ObjectAdapter>,
     ) -> Result<Server, ServerError> {
-        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             adapter: adapter.clone(),
             config: config.connection.clone(),
-            shutdown: shutdown_rx.clone(),
+            shutdown: shutdown.clone(),
         });
-        let tracker = Arc::new(Tracker::default());
+        let tracker = TaskTracker::new();
         // One admission for every listener: the caps count tcp and ssl connections together.
         let admission = Admission::new(AdmissionLimits {
             max_connections: config.connection.max_connections,
@@ -113,7 +92,6 @@ impl Server {
             shared,
             tracker,
             admission,
-            shutdown: shutdown_rx,
         };
         if let Some(addr) = &config.tcp {
             let listener = bind(addr).await?;
@@ -170,7 +148,7 @@ impl Server {
 
     /// Connections currently open.
     pub fn connection_count(&self) -> usize {
-        self.tracker.live.load(Ordering::SeqCst)
+        self.tracker.len()
     }
 
     /// The admission the listeners share (its counts include connections still in their
@@ -182,21 +160,16 @@ impl Server {
     /// Stops accepting, closes every connection gracefully (owed replies are sent first)
     /// and waits for them, at most `grace`; whatever is left is then dropped.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
         for l in &self.listeners {
             l.abort();
         }
-        let tracker = self.tracker.clone();
-        let wait = async move {
-            loop {
-                let gone = tracker.gone.notified();
-                if tracker.live.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                gone.await;
-            }
-        };
-        if tokio::time::timeout(grace, wait).await.is_err() {
+        // No connection is tracked after this; the listeners, aborted, start none.
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 left = self.connection_count(),
                 "connections still open at shutdown"
@@ -209,7 +182,7 @@ impl Server {
 /// connection to close gracefully, without waiting.
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
         for l in &self.listeners {
             l.abort();
         }
@@ -229,16 +202,15 @@ async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
 #[derive(Clone)]
 struct Listening {
     shared: Arc<Shared>,
-    tracker: Arc<Tracker>,
+    tracker: TaskTracker,
     admission: Arc<Admission>,
-    shutdown: watch::Receiver<bool>,
 }
 
-async fn accept_loop(listener: TcpListener, transport: Transport, mut l: Listening) {
+async fn accept_loop(listener: TcpListener, transport: Transport, l: Listening) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = l.shutdown.changed() => return,
+            () = l.shared.shutdown.cancelled() => return,
         };
         let (stream, remote) = match accepted {
             Ok(a) => a,
@@ -256,12 +228,10 @@ async fn accept_loop(listener: TcpListener, transport: Transport, mut l: Listeni
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let guard = Guard::new(&l.tracker);
         let shared = l.shared.clone();
         let transport = transport.clone();
-        tokio::spawn(async move {
+        l.tracker.spawn(async move {
             serve_connection(stream, remote, transport, shared).await;
-            drop(guard);
             drop::<Admitted>(place);
         });
     }
@@ -274,21 +244,36 @@ async fn serve_connection(
     shared: Arc<Shared>,
 ) {
     let local = stream.local_addr().ok();
+    // The TLS and WebSocket paths are boxed: a task is as large as its largest path, and
+    // they would make every plain tcp connection carry ~9 KiB it never uses.
     match transport {
         Transport::Tcp => {
             start(stream, remote, local, "tcp", shared).await;
         }
         Transport::Ssl(acceptor) => {
-            if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
-                start(tls_stream, remote, local, "ssl", shared).await;
-            }
+            Box::pin(serve_ssl(acceptor, stream, remote, local, shared)).await
         }
-        Transport::Ws => start_ws(stream, remote, local, "ws", shared).await,
+        Transport::Ws => Box::pin(start_ws(stream, remote, local, "ws", shared)).await,
         Transport::Wss(acceptor) => {
-            if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
-                start_ws(tls_stream, remote, local, "wss", shared).await;
-            }
+            Box::pin(async move {
+                if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
+                    start_ws(tls_stream, remote, local, "wss", shared).await;
+                }
+            })
+            .await
         }
+    }
+}
+
+async fn serve_ssl(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    shared: Arc<Shared>,
+) {
+    if let Some(tls_stream) = tls_handshake(acceptor, stream, remote, &shared).await {
+        start(tls_stream, remote, local, "ssl", shared).await;
     }
 }
 
@@ -372,7 +357,45 @@ where
         local,
         transport,
         handle,
+        slot: Default::default(),
     });
     tracing::debug!(connection = info.id, %remote, transport, "connection accepted");
     connection::run(stream, info, parts, shared).await
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain tcp connection's task must not be sized for the TLS or WebSocket paths.
+    #[tokio::test]
+    async fn a_tcp_connection_task_is_sized_for_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            adapter: ObjectAdapter::new(),
+            config: Default::default(),
+            shutdown: CancellationToken::new(),
+        });
+        let whole = serve_connection(
+            TcpStream::connect(addr).await.unwrap(),
+            addr,
+            Transport::Tcp,
+            shared.clone(),
+        );
+        let tcp_only = start(
+            TcpStream::connect(addr).await.unwrap(),
+            addr,
+            None,
+            "tcp",
+            shared,
+        );
+        let (whole, tcp_only) = (
+            std::mem::size_of_val(&whole),
+            std::mem::size_of_val(&tcp_only),
+        );
+        assert!(
+            whole <= tcp_only + 1024,
+            "a tcp connection's future is {whole} bytes, its tcp part {tcp_only}"
+        );
+    }
 }

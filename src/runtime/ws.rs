@@ -12,12 +12,13 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::protocol::CloseReason;
 
@@ -272,7 +273,7 @@ pub async fn pump<S>(
     pipe: DuplexStream,
     driver_end: oneshot::Receiver<CloseReason>,
     close_timeout: Duration,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -391,7 +392,7 @@ async fn outbound<R, K>(
     mut from_driver: R,
     mut sink: K,
     ends: Ends,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     write_limit: Duration,
 ) -> Outbound
 where
@@ -411,7 +412,7 @@ where
                     if !driver.await.is_ok_and(|r| sends_close_frame(&r)) {
                         return Outbound::Dropped;
                     }
-                    break if *shutdown.borrow() { CloseCode::Away } else { CloseCode::Normal };
+                    break if shutdown.is_cancelled() { CloseCode::Away } else { CloseCode::Normal };
                 }
                 Ok(n) => {
                     let frame = Message::Binary(bytes::Bytes::copy_from_slice(&buf[..n]));
@@ -489,7 +490,7 @@ mod tests {
             inbound: end_rx,
             driver: driver_rx,
         };
-        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let write_limit = Duration::from_millis(50);
         let done = outbound(from_driver, StuckSink, ends, shutdown, write_limit);
         // The guard only catches a hang; the send gives up after `write_limit`.

@@ -103,12 +103,24 @@ impl Registry {
         }
     }
 
-    /// The session died: every client's servants go.
+    /// The session died: every client's servants go, and the router stops routing to
+    /// its ServiceFactories.
     pub fn drop_session(&self, session_uuid: &str) {
         let list = self.lock().remove(session_uuid).unwrap_or_default();
         for factory in list.iter().filter_map(Weak::upgrade) {
+            factory.mark_gone();
             factory.clear_services();
         }
+    }
+
+    /// Drops every session `is_dead` names; for when news of deaths was lost.
+    pub fn drop_dead(&self, is_dead: impl Fn(&str) -> bool) -> usize {
+        let uuids: Vec<String> = self.lock().keys().cloned().collect();
+        let dead: Vec<&String> = uuids.iter().filter(|u| is_dead(u)).collect();
+        for uuid in &dead {
+            self.drop_session(uuid);
+        }
+        dead.len()
     }
 }
 
@@ -122,6 +134,8 @@ pub struct Factory {
     has_password: AtomicBool,
     mode: Mutex<DestroyMode>,
     destroyed: AtomicBool,
+    /// The OMERO session died; set when the news arrives, read on every routed request.
+    gone: AtomicBool,
     /// Identity name (`<clientUuid><service>`, category = session uuid) → servant. The
     /// servants hold this factory; [`Factory::destroy`] empties the map to end that cycle.
     services: Mutex<BTreeMap<String, Arc<dyn Dispatch>>>,
@@ -146,6 +160,7 @@ impl Factory {
             has_password: AtomicBool::new(has_password),
             mode: Mutex::new(DestroyMode::Close),
             destroyed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
             services: Mutex::new(BTreeMap::new()),
         }
     }
@@ -168,6 +183,15 @@ impl Factory {
 
     pub fn is_destroyed(&self) -> bool {
         self.destroyed.load(Ordering::SeqCst)
+    }
+
+    /// Whether its OMERO session died (closed, reaped).
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_gone(&self) {
+        self.gone.store(true, Ordering::Release);
     }
 
     /// Identity name of a stateless service of this client: `<clientUuid><serviceName>`.
@@ -323,9 +347,11 @@ pub(crate) mod tests {
             r.service_names("s"),
             vec!["c1omero.api.IAdmin", "c2omero.api.IAdmin"]
         );
+        assert!(!c1.is_gone());
         r.drop_session("s");
         assert!(r.service_names("s").is_empty());
         assert!(!c2.has_service("c2omero.api.IAdmin"));
+        assert!(c1.is_gone() && c2.is_gone());
     }
 
     #[tokio::test]
