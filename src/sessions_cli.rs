@@ -14,6 +14,9 @@ use crate::auth::cli::DataDir;
 use crate::auth::Directory;
 use crate::sessions::rowlog::SESSION_LOG_FILE;
 use crate::sessions::{java_timestamp, short, OpenRow, SessionStore, SqliteSessionStore};
+use crate::store::directory::is_postgres_url;
+use crate::store::postgres::sessions::PgSessionStore;
+use crate::store::postgres::{PgDatabase, PgSettings};
 
 /// The shortest prefix `sessions close` accepts: what `sessions list` prints.
 pub const MIN_PREFIX: usize = 8;
@@ -46,15 +49,15 @@ pub fn run(cmd: SessionsCommand) -> anyhow::Result<()> {
     runtime.block_on(async {
         match cmd {
             SessionsCommand::List { user, data } => {
-                let store = open_store(&data.data)?;
-                let directory = Directory::open(&data.data)?;
-                let rows = list(&store, &directory, user.as_deref()).await?;
+                let store = open_any_store(&data).await?;
+                let directory = Directory::open_database(&data.data, data.database.as_deref())?;
+                let rows = list(store.as_ref(), &directory, user.as_deref()).await?;
                 print!("{}", render(&rows));
                 Ok(())
             }
             SessionsCommand::Close { uuid, data } => {
-                let store = open_store(&data.data)?;
-                let closed = close(&store, &uuid, now_ms()).await?;
+                let store = open_any_store(&data).await?;
+                let closed = close(store.as_ref(), &uuid, now_ms()).await?;
                 println!("closed session {}", short(&closed));
                 Ok(())
             }
@@ -67,6 +70,27 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The session store `--database` names: PostgreSQL for a `postgres://` URL, else the data
+/// directory's embedded database.
+async fn open_any_store(data: &DataDir) -> anyhow::Result<Box<dyn SessionStore>> {
+    match data
+        .database
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        Some(url) if is_postgres_url(url) => {
+            let db = PgDatabase::new(PgSettings::new(url))?;
+            let store = PgSessionStore::open(db)
+                .await
+                .context("cannot open the session database")?;
+            Ok(Box::new(store))
+        }
+        Some(_) => bail!("--database takes a postgres:// URL (or nothing for the embedded one)"),
+        None => Ok(Box::new(open_store(&data.data)?)),
+    }
 }
 
 /// The data directory's session database. A directory still holding the JSON-lines log of an
