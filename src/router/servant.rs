@@ -426,16 +426,23 @@ mod tests {
         assert!(router.connections.begin_create(conn.id).is_ok());
     }
 
-    #[test]
-    fn closing_the_connection_empties_its_slot_and_destroys_once() {
+    #[tokio::test]
+    async fn closing_the_connection_empties_its_slot_and_destroys_once() {
         let router = GlacierRouter::new(RouterConfig::default(), Arc::new(NoLogins));
         let locator = RouterLocator(router.clone());
         let backend = FakeBackend::new("a");
         let conn = logged_in(&router, backend.clone());
         locator.connection_closed(&conn);
         locator.connection_closed(&conn);
+        // Routing stops at once; the backend session is destroyed by a spawned task.
         assert!(conn.slot.get::<RouterSession>().is_none());
-        assert_eq!(backend.destroyed.load(Ordering::SeqCst), 1);
         assert!(router.connections.is_empty());
+        while backend.destroyed.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(backend.destroyed.load(Ordering::SeqCst), 1);
     }
 }
