@@ -50,11 +50,6 @@ impl<V> EnvMap<V> {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.values.clear();
-        self.bytes = 0;
-    }
-
     pub(crate) fn remove(&mut self, key: &str) {
         if let Some((_, size)) = self.values.remove(key) {
             self.bytes = self.bytes.saturating_sub(key.len().saturating_add(size));

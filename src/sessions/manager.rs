@@ -32,23 +32,34 @@ pub(super) struct Entry<V> {
     pub(super) closed: bool,
     /// The last access the store is known to have.
     pub(super) written_access: i64,
-    input: EnvMap<V>,
-    output: EnvMap<V>,
+    /// The input and output maps, made by the first value set: most sessions never hold
+    /// one, and two empty maps would cost every session about a hundred bytes.
+    envs: Option<Box<[EnvMap<V>; 2]>>,
+}
+
+fn env_index(env: Env) -> usize {
+    match env {
+        Env::Input => 0,
+        Env::Output => 1,
+    }
 }
 
 impl<V> Entry<V> {
     fn env(&mut self, env: Env) -> &mut EnvMap<V> {
-        match env {
-            Env::Input => &mut self.input,
-            Env::Output => &mut self.output,
-        }
+        let maps = self
+            .envs
+            .get_or_insert_with(|| Box::new([EnvMap::new(), EnvMap::new()]));
+        &mut maps[env_index(env)]
+    }
+
+    fn env_ref(&self, env: Env) -> Option<&EnvMap<V>> {
+        self.envs.as_deref().map(|maps| &maps[env_index(env)])
     }
 
     // Marks the entry dead and drops its environment; the caller then unlinks it.
     pub(super) fn kill(&mut self) {
         self.closed = true;
-        self.input.clear();
-        self.output.clear();
+        self.envs = None;
     }
 }
 
@@ -494,7 +505,9 @@ impl<V: EnvValue> SessionManager<V> {
     /// getInput/getOutput: the value or `None`; does not refresh the target.
     pub fn get_env(&self, uuid: &str, env: Env, key: &str) -> Result<Option<V>, SessionError> {
         self.with_live(uuid, false, |e| {
-            e.env(env).values.get(key).map(|(v, _)| v.clone())
+            e.env_ref(env)
+                .and_then(|map| map.values.get(key))
+                .map(|(v, _)| v.clone())
         })
     }
 
@@ -511,7 +524,9 @@ impl<V: EnvValue> SessionManager<V> {
         let config = self.config;
         if value.is_some() {
             self.with_live(uuid, false, |e| {
-                e.env(env).check(key, size, &config, env).map(|_| ())
+                let empty = EnvMap::new();
+                let map = e.env_ref(env).unwrap_or(&empty);
+                map.check(key, size, &config, env).map(|_| ())
             })??;
         } else {
             self.with_live(uuid, false, |_| ())?;
@@ -536,7 +551,10 @@ impl<V: EnvValue> SessionManager<V> {
     /// getInputKeys/getOutputKeys (sorted); refreshes the target.
     pub fn env_keys(&self, uuid: &str, env: Env) -> Result<Vec<String>, SessionError> {
         self.with_live(uuid, true, |e| {
-            let mut keys: Vec<String> = e.env(env).values.keys().cloned().collect();
+            let mut keys: Vec<String> = e
+                .env_ref(env)
+                .map(|map| map.values.keys().cloned().collect())
+                .unwrap_or_default();
             keys.sort();
             keys
         })
@@ -545,11 +563,14 @@ impl<V: EnvValue> SessionManager<V> {
     /// getInputs/getOutputs: a copy; refreshes the target.
     pub fn env_copy(&self, uuid: &str, env: Env) -> Result<HashMap<String, V>, SessionError> {
         self.with_live(uuid, true, |e| {
-            e.env(env)
-                .values
-                .iter()
-                .map(|(k, (v, _))| (k.clone(), v.clone()))
-                .collect()
+            e.env_ref(env)
+                .map(|map| {
+                    map.values
+                        .iter()
+                        .map(|(k, (v, _))| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
         })
     }
 
@@ -887,8 +908,7 @@ fn entry_parts<V>(info: SessionInfo, written_access: i64) -> Entry<V> {
         info,
         closed: false,
         written_access,
-        input: EnvMap::new(),
-        output: EnvMap::new(),
+        envs: None,
     }
 }
 
@@ -1224,6 +1244,30 @@ mod tests {
             m.set_env(&s.uuid, Env::Output, "k", None, 0).await,
             Err(SessionError::Timeout(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn maps_are_made_by_the_first_value_only() {
+        let (m, _, _) = setup();
+        let s = new_session(&m).await;
+        let has_maps = |m: &SessionManager<String>| {
+            let entry = m.entry(&s.uuid).unwrap();
+            let made = lock(&entry).envs.is_some();
+            made
+        };
+        assert_eq!(m.get_env(&s.uuid, Env::Input, "a").unwrap(), None);
+        assert!(m.env_keys(&s.uuid, Env::Output).unwrap().is_empty());
+        assert!(m.env_copy(&s.uuid, Env::Input).unwrap().is_empty());
+        assert!(!has_maps(&m), "reads make no maps");
+        m.set_env(&s.uuid, Env::Output, "k", Some("v".into()), 1)
+            .await
+            .unwrap();
+        assert!(has_maps(&m));
+        assert_eq!(m.get_env(&s.uuid, Env::Input, "k").unwrap(), None);
+        assert_eq!(
+            m.get_env(&s.uuid, Env::Output, "k").unwrap(),
+            Some("v".into())
+        );
     }
 
     #[tokio::test]
