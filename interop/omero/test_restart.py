@@ -1,6 +1,6 @@
 """Sessions outlive the server process (issue 9): unchanged omero-py clients rejoin with the
 session uuid after a graceful restart and after kill -9, with the same reference count and
-input map, over tcp and ssl."""
+input map, over tcp and ssl, and keys made by the HTTPS endpoint."""
 import Glacier2
 import pytest
 
@@ -81,6 +81,24 @@ def test_counts_and_maps_survive_kill_9_on_every_listener(restart_server, client
     assert refcount(sf4, uuid) == 4
     for expected in (3, 2, 1, -2):
         assert svc3.closeSession(bare_session(uuid)) == expected
+
+
+def test_a_key_made_over_https_survives_kill_9(restart_server, clients):
+    from test_http import create
+
+    srv = restart_server
+    key = create(srv, user="alice")
+
+    srv.restart(crash=True)
+
+    c, sf = join(srv, clients, key)
+    assert c.getSessionId() == key
+    svc = sf.getSessionService()
+    assert unwrap(svc.getSession(key).getUserAgent()) == "omero-sessiond.rest"
+    # The endpoint's reference plus this join.
+    assert refcount(sf, key) == 2
+    for expected in (1, -2):
+        assert svc.closeSession(bare_session(key)) == expected
 
 
 def test_a_damaged_database_stops_the_server_naming_the_file(tmp_path):
