@@ -304,7 +304,7 @@ pub fn event_context(
         is_admin: r.roles.is_admin,
         admin_privileges: r.roles.privileges(),
         event_id: -1,
-        event_type: session.event_type.clone(),
+        event_type: session.event_type.to_string(),
         member_of_groups: r.roles.member_of,
         leader_of_groups: r.roles.leader_of,
         group_permissions_perm1: r.group.perm1,
@@ -371,7 +371,7 @@ mod tests {
             refcount: 1,
             agent: None,
             ip: None,
-            event_type: "User".into(),
+            event_type: "User",
             sudoer_id: None,
             group_sudo: false,
         }

@@ -226,7 +226,7 @@ pub fn session(info: &SessionInfo, directory: &Directory) -> ValueRef {
         time_to_live: rlong(info.time_to_live),
         started: rtime(info.started),
         message: rstring(INITIAL_MESSAGE),
-        default_event_type: rstring(&info.event_type),
+        default_event_type: rstring(info.event_type),
         user_agent: info.agent.as_deref().and_then(rstring),
         user_ip: info.ip.as_deref().and_then(rstring),
         ..Default::default()

@@ -196,7 +196,7 @@ impl<V: EnvValue> SessionManager<V> {
             time_to_live: new.time_to_live.unwrap_or(self.config.default_time_to_live),
             agent: new.agent,
             ip: new.ip,
-            event_type: new.event_type,
+            event_type: new.event_type.to_string(),
             sudoer_id: new.sudoer_id,
             group_sudo: new.group_sudo,
         };
@@ -897,7 +897,7 @@ fn info_from_row(row: SessionRow, last_access: i64, refcount: i64) -> SessionInf
         refcount,
         agent: row.agent,
         ip: row.ip,
-        event_type: row.event_type,
+        event_type: stored_event_type(&row.event_type),
         sudoer_id: row.sudoer_id,
         group_sudo: row.group_sudo,
     }

@@ -90,7 +90,7 @@ pub struct NewSession {
     pub agent: Option<String>,
     pub ip: Option<String>,
     /// Already validated, see [`normalize_event_type`].
-    pub event_type: String,
+    pub event_type: &'static str,
     pub sudoer_id: Option<i64>,
     /// Made by a group owner's sudo: may never change group.
     pub group_sudo: bool,
@@ -107,7 +107,7 @@ impl NewSession {
             group_id,
             agent: None,
             ip: None,
-            event_type: "User".to_string(),
+            event_type: "User",
             sudoer_id: None,
             group_sudo: false,
             time_to_idle: None,
@@ -133,7 +133,7 @@ pub struct SessionInfo {
     pub refcount: i64,
     pub agent: Option<String>,
     pub ip: Option<String>,
-    pub event_type: String,
+    pub event_type: &'static str,
     pub sudoer_id: Option<i64>,
     pub group_sudo: bool,
 }
@@ -239,17 +239,29 @@ impl TimeoutUpdateError {
 
 /// The event type of a new session: empty means "User"; unknown values are refused with the
 /// message OMERO's create methods give.
-pub fn normalize_event_type(value: &str) -> Result<String, SessionError> {
+///
+/// The answer is one of OMERO's fixed names, so a session holds no string of its own for it.
+pub fn normalize_event_type(value: &str) -> Result<&'static str, SessionError> {
     if value.is_empty() {
-        return Ok("User".to_string());
+        return Ok("User");
     }
-    if EVENT_TYPES.contains(&value) {
-        Ok(value.to_string())
-    } else {
-        Err(SessionError::Authentication(
-            "Error creating session.".to_string(),
-        ))
-    }
+    EVENT_TYPES
+        .iter()
+        .find(|known| **known == value)
+        .copied()
+        .ok_or_else(|| SessionError::Authentication("Error creating session.".to_string()))
+}
+
+/// The event type of a stored row, validated when it was created; a row that names no known
+/// type (written by hand, say) is read as "User".
+pub(crate) fn stored_event_type(value: &str) -> &'static str {
+    normalize_event_type(value).unwrap_or_else(|_| {
+        tracing::warn!(
+            event_type = value,
+            "stored session has an unknown event type; read as User"
+        );
+        "User"
+    })
 }
 
 /// The SessionTimeoutException message when `info` is expired at `now`, else `None`.
