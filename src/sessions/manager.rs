@@ -1514,6 +1514,8 @@ mod tests {
                 "Error creating session.".into()
             ))
         );
+        assert_eq!(stored_event_type("Import"), "Import");
+        assert_eq!(stored_event_type("Bogus"), "User");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
