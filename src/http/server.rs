@@ -544,6 +544,14 @@ mod tests {
     }
 
     fn service_with(tmp: &std::path::Path, config: SessionConfig) -> HttpService<()> {
+        service_on(tmp, config, Arc::new(MemorySessionStore::default()))
+    }
+
+    fn service_on(
+        tmp: &std::path::Path,
+        config: SessionConfig,
+        store: Arc<MemorySessionStore>,
+    ) -> HttpService<()> {
         let dir = Directory::open(tmp).unwrap();
         dir.add_experimenter(NewExperimenter {
             ome_name: "alice".into(),
@@ -558,11 +566,7 @@ mod tests {
         .unwrap();
         let clock = Arc::new(SystemClock);
         let throttle = Arc::new(Throttle::new(ThrottleConfig::default(), clock.clone()));
-        let sessions = Arc::new(SessionManager::new(
-            config,
-            clock,
-            Arc::new(MemorySessionStore::default()),
-        ));
+        let sessions = Arc::new(SessionManager::new(config, clock, store));
         HttpService::new(
             HttpDeps {
                 sessions,
@@ -611,30 +615,9 @@ mod tests {
     #[tokio::test]
     async fn a_session_store_that_is_down_gets_503_with_its_reason() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = Directory::open(tmp.path()).unwrap();
-        dir.add_experimenter(NewExperimenter {
-            ome_name: "alice".into(),
-            first_name: None,
-            last_name: None,
-            email: None,
-            password: Password::new("alicepw"),
-            admin: false,
-            groups: vec![],
-            owner_of: vec![],
-        })
-        .unwrap();
-        let clock = Arc::new(SystemClock);
-        let throttle = Arc::new(Throttle::new(ThrottleConfig::default(), clock.clone()));
         let store = Arc::new(MemorySessionStore::default());
         store.set_unavailable(true);
-        let sessions = Arc::new(SessionManager::new(SessionConfig::default(), clock, store));
-        let svc: HttpService<()> = HttpService::new(
-            HttpDeps {
-                sessions,
-                auth: Authenticator::new(dir, throttle),
-            },
-            HttpConfig::default(),
-        );
+        let svc = service_on(tmp.path(), SessionConfig::default(), store);
         let resp = svc
             .router()
             .oneshot(post_json(
