@@ -2,67 +2,20 @@
 //! UnknownLocalException (an `Arc` cycle would never be freed), and still takes shared,
 //! acyclic graphs.
 
-use std::sync::Arc;
-
-use omero_sessiond::auth::{Authenticator, Directory, Throttle, ThrottleConfig};
-use omero_sessiond::encoding::{
-    Context, Encode, Encoding, Format, Identity, OutputStream, ValueRef,
-};
-use omero_sessiond::generated::omero::api::{ISession, ISessionDispatcher};
+use omero_sessiond::encoding::{Encode, Encoding, Format, OutputStream, ValueRef};
+use omero_sessiond::generated::omero::api::ISession;
 use omero_sessiond::generated::omero::{RCollection, RList, RType};
-use omero_sessiond::runtime::{ConnectionInfo, Current, Dispatch, DispatchError, OperationMode};
+use omero_sessiond::runtime::{Dispatch, DispatchError};
 use omero_sessiond::services::model::rlong;
-use omero_sessiond::services::session::SessionService;
-use omero_sessiond::services::{Factory, Services};
-use omero_sessiond::sessions::{
-    ManualClock, MemorySessionStore, NewSession, SessionConfig, SessionManager,
-};
+
+mod isession_fixture;
+use isession_fixture::{current, session};
 
 const FORMATS: [(Encoding, Format); 3] = [
     (Encoding::V1_0, Format::Compact),
     (Encoding::V1_1, Format::Compact),
     (Encoding::V1_1, Format::Sliced),
 ];
-
-/// An ISession dispatcher on a fresh session, and that session's uuid.
-async fn session(dir: &tempfile::TempDir) -> (ISessionDispatcher<SessionService>, String) {
-    let clock = ManualClock::new(1_700_000_000_000);
-    let directory = Directory::open(dir.path()).unwrap();
-    let throttle = Throttle::new(ThrottleConfig::default(), Arc::new(clock.clone()));
-    let auth = Authenticator::new(directory, Arc::new(throttle));
-    let sessions = SessionManager::new(
-        SessionConfig::default(),
-        Arc::new(clock),
-        Arc::new(MemorySessionStore::default()),
-    );
-    let services = Services::new(auth, Arc::new(sessions));
-    let uuid = services
-        .sessions
-        .create(NewSession::new(0, 0))
-        .await
-        .unwrap()
-        .uuid;
-    let factory = Arc::new(Factory::new("client", &uuid, true));
-    let servant = SessionService::new(services, factory);
-    (ISessionDispatcher(Arc::new(servant)), uuid)
-}
-
-fn current(operation: &str, encoding: Encoding) -> Current {
-    Current {
-        id: Identity::new("session", "x"),
-        facet: String::new(),
-        operation: operation.into(),
-        // ISession's setInput and getInput are idempotent; the dispatcher checks the mode.
-        mode: match operation {
-            "setInput" | "getInput" => OperationMode::Idempotent,
-            _ => OperationMode::Normal,
-        },
-        ctx: Context::new(),
-        request_id: 1,
-        encoding,
-        connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
-    }
-}
 
 fn rlist(items: Vec<Option<ValueRef>>) -> RList {
     RList {
