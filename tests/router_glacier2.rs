@@ -2,25 +2,18 @@
 //! reference counts, what a connection may reach, and the end of a session when its
 //! connection goes, on destroySession and on inactivity.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use omero_sessiond::auth::{NewExperimenter, Password};
 use omero_sessiond::config::ServerConfig;
-use omero_sessiond::encoding::{
-    Context, Encoding, Endpoint, Identity, InputStream, OutputStream, Proxy,
-};
-use omero_sessiond::protocol::{IceCodec, Message, ReplyBody, Request};
+use omero_sessiond::encoding::{Encoding, Endpoint, Identity, InputStream, OutputStream};
+use omero_sessiond::protocol::ReplyBody;
 use omero_sessiond::router::{install, RouterConfig};
 use omero_sessiond::runtime::{ObjectAdapter, Server};
 use omero_sessiond::services::{open_services, Services, SessionsFileConfig};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-use tokio_util::codec::Framed;
 
-const GUARD: Duration = Duration::from_secs(20);
+mod router_client;
+use router_client::{proxy_of, router_id, Client};
 
 struct Fixture {
     server: Server,
@@ -55,110 +48,6 @@ async fn start(router: RouterConfig) -> Fixture {
         server,
         services,
         _dir: dir,
-    }
-}
-
-struct Client {
-    framed: Framed<TcpStream, IceCodec>,
-    next_id: i32,
-    ctx: Context,
-}
-
-/// The mode a ZeroC client sends for `operation` (its Slice declaration): 1 for the
-/// `["nonmutating"] idempotent` ones, 2 for `idempotent`, else 0. The server refuses others.
-fn declared_mode(operation: &str) -> u8 {
-    match operation {
-        "ice_ping"
-        | "ice_isA"
-        | "ice_id"
-        | "ice_ids"
-        | "getCategoryForClient"
-        | "getClientProxy"
-        | "getServerProxy"
-        | "getSessionTimeout"
-        | "getACMTimeout" => 1,
-        "addProxies" | "getEventContext" => 2,
-        _ => 0,
-    }
-}
-
-fn router_id() -> Identity {
-    Identity::new("OMERO.Glacier2", "router")
-}
-
-impl Client {
-    async fn connect(f: &Fixture, client_uuid: &str) -> Client {
-        let tcp = TcpStream::connect(f.server.tcp_addr().unwrap())
-            .await
-            .unwrap();
-        let mut framed = Framed::new(tcp, IceCodec::new(1 << 24));
-        let first = timeout(GUARD, framed.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.message, Message::ValidateConnection);
-        let mut ctx = HashMap::new();
-        ctx.insert("omero.client.uuid".to_string(), client_uuid.to_string());
-        ctx.insert("omero.agent".to_string(), "router-test".to_string());
-        Client {
-            framed,
-            next_id: 1,
-            ctx,
-        }
-    }
-
-    async fn call(&mut self, id: &Identity, operation: &str, params: Vec<u8>) -> ReplyBody {
-        let request_id = self.next_id;
-        self.next_id += 1;
-        let request = Request {
-            request_id,
-            id: id.clone(),
-            facet: String::new(),
-            operation: operation.into(),
-            mode: declared_mode(operation),
-            context: self.ctx.clone(),
-            encoding: Encoding::V1_1.into(),
-            params: Bytes::from(params),
-        };
-        self.framed
-            .send(Bytes::from(request.encode()))
-            .await
-            .unwrap();
-        loop {
-            let m = timeout(GUARD, self.framed.next())
-                .await
-                .expect("hang guard")
-                .expect("connection closed")
-                .expect("protocol error");
-            match m.message {
-                Message::Reply(r) if r.request_id == request_id => return r.body,
-                _ => continue,
-            }
-        }
-    }
-
-    async fn login(&mut self, user: &str, password: &str) -> ReplyBody {
-        let mut w = OutputStream::new(Encoding::V1_1);
-        w.write_string(user);
-        w.write_string(password);
-        self.call(&router_id(), "createSession", w.into_bytes())
-            .await
-    }
-
-    /// Logs in and returns the ServiceFactory proxy.
-    async fn session(&mut self, user: &str, password: &str) -> Proxy {
-        proxy_of(self.login(user, password).await)
-    }
-}
-
-fn proxy_of(body: ReplyBody) -> Proxy {
-    match body {
-        ReplyBody::Ok { payload, .. } => InputStream::new(&payload, Encoding::V1_1)
-            .read_proxy()
-            .unwrap()
-            .expect("non-null proxy"),
-        other => panic!("expected a proxy, got {other:?}"),
     }
 }
 
@@ -206,7 +95,7 @@ async fn wait_for(mut check: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn login_reaches_only_its_own_objects() {
     let f = start(RouterConfig::default()).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let sf = a.session("alice", "alicepw").await;
     assert_eq!(sf.identity.category, "session-client-a");
     let uuid = sf.identity.name.clone();
@@ -225,7 +114,7 @@ async fn login_reaches_only_its_own_objects() {
     ));
 
     // A connection without a session reaches nothing but the router.
-    let mut b = Client::connect(&f, "client-b").await;
+    let mut b = Client::connect(f.server.tcp_addr().unwrap(), "client-b").await;
     assert!(is_one(&b.call(&sf.identity, "ice_ping", Vec::new()).await));
     assert!(is_ok(&b.call(&router_id(), "ice_ping", Vec::new()).await));
     // Nor does another user's connection reach alice's objects.
@@ -239,7 +128,7 @@ async fn login_reaches_only_its_own_objects() {
 #[tokio::test]
 async fn refusals_and_one_session_per_connection() {
     let f = start(RouterConfig::default()).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let (id, reason) = exception_of(&a.login("alice", "wrong-secret").await);
     assert_eq!(id, "::Glacier2::PermissionDeniedException");
     assert!(!reason.contains("wrong-secret"));
@@ -263,7 +152,7 @@ async fn refusals_and_one_session_per_connection() {
     assert!(!reason.is_empty());
 
     // Without omero.client.uuid no ServiceFactory can be made.
-    let mut c = Client::connect(&f, "client-c").await;
+    let mut c = Client::connect(f.server.tcp_addr().unwrap(), "client-c").await;
     c.ctx.remove("omero.client.uuid");
     let (id, reason) = exception_of(&c.login("bob", "bobpw").await);
     assert_eq!(id, "::omero::WrappedCreateSessionException");
@@ -273,12 +162,12 @@ async fn refusals_and_one_session_per_connection() {
 #[tokio::test]
 async fn a_joined_client_cannot_reach_another_clients_services() {
     let f = start(RouterConfig::default()).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let uuid = a.session("alice", "alicepw").await.identity.name;
     let sf_a = Identity::new("session-client-a", uuid.clone());
     let admin_a = proxy_of(a.call(&sf_a, "getAdminService", Vec::new()).await);
     // b knows the session uuid (leaked) and so joins it; a's IAdmin stays a's.
-    let mut b = Client::connect(&f, "client-b").await;
+    let mut b = Client::connect(f.server.tcp_addr().unwrap(), "client-b").await;
     let sf_b = b.session(&uuid, &uuid).await;
     assert!(is_one(
         &b.call(&admin_a.identity, "getEventContext", Vec::new())
@@ -302,14 +191,14 @@ async fn a_joined_client_cannot_reach_another_clients_services() {
 async fn join_and_connection_loss_count_references() {
     let f = start(RouterConfig::default()).await;
     let sessions = f.services.sessions.clone();
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let uuid = a.session("alice", "alicepw").await.identity.name;
-    let mut b = Client::connect(&f, "client-b").await;
+    let mut b = Client::connect(f.server.tcp_addr().unwrap(), "client-b").await;
     let joined = b.session(&uuid, &uuid).await;
     assert_eq!(joined.identity.name, uuid);
     assert_eq!(sessions.reference_count(&uuid).unwrap(), 2);
     // Joining needs the uuid as both user and password.
-    let mut c = Client::connect(&f, "client-c").await;
+    let mut c = Client::connect(f.server.tcp_addr().unwrap(), "client-c").await;
     let (_, reason) = exception_of(&c.login("alice", &uuid).await);
     assert!(reason.contains("joinSession"));
 
@@ -334,7 +223,7 @@ async fn join_and_connection_loss_count_references() {
 async fn detach_keeps_the_session_after_the_connection() {
     let f = start(RouterConfig::default()).await;
     let sessions = f.services.sessions.clone();
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let sf = a.session("alice", "alicepw").await;
     assert!(is_ok(
         &a.call(&sf.identity, "detachOnDestroy", Vec::new()).await
@@ -342,7 +231,7 @@ async fn detach_keeps_the_session_after_the_connection() {
     drop(a);
     let uuid = sf.identity.name;
     assert!(wait_for(|| sessions.lookup(&uuid, true).map(|i| i.refcount).ok() == Some(0)).await);
-    let mut b = Client::connect(&f, "client-b").await;
+    let mut b = Client::connect(f.server.tcp_addr().unwrap(), "client-b").await;
     b.session(&uuid, &uuid).await;
     assert_eq!(sessions.reference_count(&uuid).unwrap(), 1);
 }
@@ -350,7 +239,7 @@ async fn detach_keeps_the_session_after_the_connection() {
 #[tokio::test]
 async fn destroy_session_then_no_session() {
     let f = start(RouterConfig::default()).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let sf = a.session("alice", "alicepw").await;
     assert!(is_ok(
         &a.call(&router_id(), "refreshSession", Vec::new()).await
@@ -373,7 +262,7 @@ async fn inactivity_ends_the_glacier2_session() {
         ..RouterConfig::default()
     };
     let f = start(config).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let sf = a.session("alice", "alicepw").await;
     let uuid = sf.identity.name.clone();
     assert!(wait_for(|| !f.services.sessions.is_live(&uuid)).await);
@@ -385,7 +274,7 @@ async fn inactivity_ends_the_glacier2_session() {
 #[tokio::test]
 async fn a_closed_session_ends_the_glacier2_session_on_refresh() {
     let f = start(RouterConfig::default()).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     let sf = a.session("alice", "alicepw").await;
     let admin = proxy_of(a.call(&sf.identity, "getAdminService", Vec::new()).await);
     assert_eq!(
@@ -405,7 +294,7 @@ async fn a_closed_session_ends_the_glacier2_session_on_refresh() {
 #[tokio::test]
 async fn router_proxies_and_timeouts() {
     let f = start(RouterConfig::default()).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     a.session("alice", "alicepw").await;
     match a.call(&router_id(), "getClientProxy", Vec::new()).await {
         ReplyBody::Ok { payload, .. } => {
@@ -466,7 +355,7 @@ async fn router_proxies_and_timeouts() {
 #[tokio::test]
 async fn repeated_failures_are_throttled() {
     let f = start(RouterConfig::default()).await;
-    let mut a = Client::connect(&f, "client-a").await;
+    let mut a = Client::connect(f.server.tcp_addr().unwrap(), "client-a").await;
     for _ in 0..5 {
         let (_, reason) = exception_of(&a.login("alice", "guess").await);
         assert_eq!(reason, "Password check failed for 'alice': []");
