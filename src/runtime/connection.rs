@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::adapter::{self, ObjectAdapter, Prepared};
 use super::config::ConnectionConfig;
 use super::dispatch::{ConnectionInfo, Current, OperationMode};
-use super::handle::{CloseRequest, HandleParts, Outgoing};
+use super::handle::{CloseRequest, HandleParts, Mail, OpenConnections};
 use crate::protocol::{
     encode_reply, Action, CloseReason, ConnectionState, DispatchDone, Limits, ReplyBody, Request,
 };
@@ -40,8 +40,10 @@ const READ_MAX: usize = 64 * 1024;
 pub(crate) struct Shared {
     pub adapter: Arc<ObjectAdapter>,
     pub config: ConnectionConfig,
-    /// Cancelled when the server shuts down: every connection then closes gracefully.
+    /// Cancelled when the server shuts down (the listeners and WebSocket pumps watch it).
     pub shutdown: CancellationToken,
+    /// Asked to close, gracefully, when the server shuts down.
+    pub open: OpenConnections,
 }
 
 /// Runs a connection after its transport handshake, until it is closed; why it closed (a
@@ -56,6 +58,7 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     shared.adapter.connection_opened(&info);
+    shared.open.add(info.id, &info.handle);
     let (rd, wr) = tokio::io::split(stream);
     let mut driver = Driver {
         state: ConnectionState::new(limits(&shared.config), now()),
@@ -78,6 +81,7 @@ where
         driver.dispatches.detach_all();
     }
     info.handle.connection_ended();
+    shared.open.remove(info.id);
     shared.adapter.connection_closed(&info);
     reason
 }
@@ -139,18 +143,7 @@ impl Driver {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let HandleParts {
-            mut close_rx,
-            mut out_rx,
-        } = parts;
-        let shutdown = self.shared.shutdown.clone();
-        let mut shutdown_open = true;
-        let mut close_open = true;
-        let mut frames_open = true;
-        if shutdown.is_cancelled() {
-            shutdown_open = false;
-            self.state.begin_close(true, now());
-        }
+        let mut mailbox = parts;
         // One timer for the connection's life, moved as its next deadline moves: a new
         // timer per loop turn costs a registration and a removal in tokio's timer wheel,
         // while moving a registered one later is an atomic store.
@@ -199,32 +192,17 @@ impl Driver {
                 Some(done) = self.dispatches.join_next(), if !self.dispatches.is_empty() => {
                     self.dispatches_finished(done.ok().flatten())
                 }
-                frame = out_rx.recv(), if frames_open && self.state.accepts_frames() => {
-                    match frame {
-                        Some(Outgoing::Frame(bytes)) => {
-                            self.state.send_frame(&bytes, now());
+                mail = mailbox.mail(self.state.accepts_frames()) => match mail {
+                    Mail::Frames(frames) => {
+                        for frame in frames {
+                            self.state.send_frame(&frame, now());
                         }
-                        None => frames_open = false,
-                    }
-                    Vec::new()
-                }
-                changed = close_rx.changed(), if close_open => {
-                    if changed.is_err() {
-                        close_open = false;
                         Vec::new()
-                    } else {
-                        let request = *close_rx.borrow_and_update();
-                        match request {
-                            CloseRequest::Forceful => self.state.begin_close(false, now()),
-                            CloseRequest::Graceful => self.state.begin_close(true, now()),
-                            CloseRequest::None => Vec::new(),
-                        }
                     }
-                }
-                () = shutdown.cancelled(), if shutdown_open => {
-                    shutdown_open = false;
-                    self.state.begin_close(true, now())
-                }
+                    Mail::Close(CloseRequest::Forceful) => self.state.begin_close(false, now()),
+                    Mail::Close(CloseRequest::Graceful) => self.state.begin_close(true, now()),
+                    Mail::Close(CloseRequest::None) => Vec::new(),
+                },
                 () = &mut timer, if deadline.is_some() => {
                     armed = None;
                     self.state.on_tick(now())
@@ -510,6 +488,7 @@ mod tests {
             adapter,
             config,
             shutdown: CancellationToken::new(),
+            open: Default::default(),
         });
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let writes = Arc::new(Mutex::new(Vec::new()));

@@ -52,6 +52,8 @@ pub struct Server {
     ws_addr: Option<SocketAddr>,
     wss_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
+    /// What the connections share; its registry of open connections closes them.
+    shared: Arc<Shared>,
     listeners: Vec<JoinHandle<()>>,
     /// The connections' tasks, so that shutdown can wait for them.
     tracker: TaskTracker,
@@ -70,6 +72,7 @@ impl Server {
             adapter: adapter.clone(),
             config: config.connection.clone(),
             shutdown: shutdown.clone(),
+            open: Default::default(),
         });
         let tracker = TaskTracker::new();
         // One admission for every listener: the caps count tcp and ssl connections together.
@@ -84,6 +87,7 @@ impl Server {
             ws_addr: None,
             wss_addr: None,
             shutdown,
+            shared: shared.clone(),
             listeners: Vec::new(),
             tracker: tracker.clone(),
             admission: admission.clone(),
@@ -161,6 +165,7 @@ impl Server {
     /// and waits for them, at most `grace`; whatever is left is then dropped.
     pub async fn shutdown(self, grace: Duration) {
         self.shutdown.cancel();
+        self.shared.open.close_all();
         for l in &self.listeners {
             l.abort();
         }
@@ -183,6 +188,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        self.shared.open.close_all();
         for l in &self.listeners {
             l.abort();
         }
@@ -375,6 +381,7 @@ mod tests {
             adapter: ObjectAdapter::new(),
             config: Default::default(),
             shutdown: CancellationToken::new(),
+            open: Default::default(),
         });
         let whole = serve_connection(
             TcpStream::connect(addr).await.unwrap(),
