@@ -13,7 +13,7 @@ use omero_sessiond::config::{
     DEFAULT_TCP,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
-use omero_sessiond::router::{RouterConfig, RouterFileConfig};
+use omero_sessiond::router::RouterConfig;
 use omero_sessiond::runtime::{ObjectAdapter, Server};
 use omero_sessiond::services::setup::open_services_on;
 use omero_sessiond::services::SessionsFileConfig;
@@ -250,7 +250,7 @@ async fn run(
     let mut shutdown = Shutdown::install()?;
     let sessions_config: SessionsFileConfig = section("sessions", &file.sessions)?;
     let auth_config: AuthFileConfig = section("auth", &file.auth)?;
-    let router_config: RouterFileConfig = section("router", &file.router)?;
+    let router_config: RouterConfig = section("router", &file.router)?;
     let reaper_interval = sessions_config.reaper_interval();
     let services = tokio::task::spawn_blocking(move || {
         open_services_on(&data, database.as_deref(), &sessions_config, &auth_config)
@@ -263,11 +263,7 @@ async fn run(
     if let Some(addr) = endpoints.metrics.as_deref() {
         serve_metrics(addr, &services, &adapter).await?;
     }
-    omero_sessiond::router::install(
-        &adapter,
-        RouterConfig::from_file(&router_config),
-        services.clone(),
-    );
+    omero_sessiond::router::install(&adapter, router_config, services.clone());
     let http = HttpService::new(
         HttpDeps {
             sessions: services.sessions.clone(),
