@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
-use omero_sessiond::auth::{AuthFileConfig, Directory};
+use omero_sessiond::auth::{AuthConfig, Directory};
 use omero_sessiond::config::{
     listener_address, section, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR, DEFAULT_SSL,
     DEFAULT_TCP,
@@ -249,7 +249,7 @@ async fn run(
     // find the handler in place, or the process dies without closing its connections.
     let mut shutdown = Shutdown::install()?;
     let sessions_config: SessionConfig = section("sessions", &file.sessions)?;
-    let auth_config: AuthFileConfig = section("auth", &file.auth)?;
+    let auth_config: AuthConfig = section("auth", &file.auth)?;
     let router_config: RouterConfig = section("router", &file.router)?;
     let services = tokio::task::spawn_blocking(move || {
         open_services_on(&data, database.as_deref(), &sessions_config, &auth_config)

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::auth::{
-    AuthFileConfig, Authenticator, Directory, DirectoryError, PasswordChecker, Throttle,
+    AuthConfig, Authenticator, Directory, DirectoryError, PasswordChecker, Throttle,
 };
 use crate::sessions::{
     Clock, SessionConfig, SessionManager, SessionStore, SqliteSessionStore, SystemClock,
@@ -28,14 +28,14 @@ pub enum SetupError {
 /// Opens the user directory (giving root a first password if it has none) and the session
 /// store in `data`, with the default `[auth]` settings. Blocking: call before serving.
 pub fn open_services(data: &Path, config: &SessionConfig) -> Result<Services, SetupError> {
-    open_services_with(data, config, &AuthFileConfig::default())
+    open_services_with(data, config, &AuthConfig::default())
 }
 
 /// [`open_services`] with `[auth]` settings (password check admission, throttle allowances).
 pub fn open_services_with(
     data: &Path,
     config: &SessionConfig,
-    auth_config: &AuthFileConfig,
+    auth_config: &AuthConfig,
 ) -> Result<Services, SetupError> {
     open_services_on(data, None, config, auth_config)
 }
@@ -45,15 +45,15 @@ pub fn open_services_on(
     data: &Path,
     database: Option<&str>,
     config: &SessionConfig,
-    auth_config: &AuthFileConfig,
+    auth_config: &AuthConfig,
 ) -> Result<Services, SetupError> {
     let directory = Directory::open_database(data, database)?;
     if let Some(path) = directory.ensure_root_password()? {
         tracing::warn!(file = %path.display(), "root had no password; generated one");
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let throttle = Throttle::new(auth_config.throttle_config(), clock.clone());
-    let checker = PasswordChecker::new(auth_config.checker_config());
+    let throttle = Throttle::new(auth_config.throttle(), clock.clone());
+    let checker = PasswordChecker::new(auth_config.checker());
     let auth = Authenticator::with_checker(directory, Arc::new(throttle), Arc::new(checker));
     let store = open_session_store(data, database, clock.now_ms())?;
     let sessions = SessionManager::new(*config, clock, store);
