@@ -93,8 +93,8 @@ impl<V: EnvValue> SessionManager<V> {
         })
     }
 
-    /// Starts the reaper (every [`crate::sessions::SessionConfig::reaper_interval`]), the access writer and
-    /// the close watcher; they end with the manager.
+    /// Starts the reaper (every [`crate::sessions::SessionConfig::reaper_interval`]), the
+    /// access writer and the close watcher; they end with the manager.
     pub fn spawn_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         let writer = every(self, ACCESS_WRITE_INTERVAL, |manager| async move {
             if let Err(e) = manager.flush_accesses().await {
