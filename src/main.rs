@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use omero_sessiond::auth::cli::{self as auth_cli, AuthCommand};
-use omero_sessiond::auth::{AuthFileConfig, Directory};
+use omero_sessiond::auth::{AuthConfig, Directory};
 use omero_sessiond::config::{
     listener_address, section, FileConfig, ServerConfig, TlsSource, DEFAULT_DATA_DIR, DEFAULT_SSL,
     DEFAULT_TCP,
 };
 use omero_sessiond::http::{HttpConfig, HttpDeps, HttpService};
-use omero_sessiond::router::{RouterConfig, RouterFileConfig};
+use omero_sessiond::router::RouterConfig;
 use omero_sessiond::runtime::{ObjectAdapter, Server};
 use omero_sessiond::services::setup::open_services_on;
-use omero_sessiond::services::SessionsFileConfig;
+use omero_sessiond::sessions::SessionConfig;
 use omero_sessiond::store::DataDirLock;
 
 #[derive(Parser)]
@@ -248,26 +248,21 @@ async fn run(
     // Before any listener opens: a SIGTERM sent as soon as the server says it listens must
     // find the handler in place, or the process dies without closing its connections.
     let mut shutdown = Shutdown::install()?;
-    let sessions_config: SessionsFileConfig = section("sessions", &file.sessions)?;
-    let auth_config: AuthFileConfig = section("auth", &file.auth)?;
-    let router_config: RouterFileConfig = section("router", &file.router)?;
-    let reaper_interval = sessions_config.reaper_interval();
+    let sessions_config: SessionConfig = section("sessions", &file.sessions)?;
+    let auth_config: AuthConfig = section("auth", &file.auth)?;
+    let router_config: RouterConfig = section("router", &file.router)?;
     let services = tokio::task::spawn_blocking(move || {
         open_services_on(&data, database.as_deref(), &sessions_config, &auth_config)
     })
     .await??;
     let live = services.sessions.load().await?;
     println!("omero-sessiond: {live} sessions restored");
-    services.sessions.spawn_tasks(reaper_interval);
+    services.sessions.spawn_tasks();
     let adapter = ObjectAdapter::new();
     if let Some(addr) = endpoints.metrics.as_deref() {
         serve_metrics(addr, &services, &adapter).await?;
     }
-    omero_sessiond::router::install(
-        &adapter,
-        RouterConfig::from_file(&router_config),
-        services.clone(),
-    );
+    omero_sessiond::router::install(&adapter, router_config, services.clone());
     let http = HttpService::new(
         HttpDeps {
             sessions: services.sessions.clone(),

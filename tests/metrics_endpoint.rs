@@ -6,7 +6,8 @@ use omero_sessiond::config::ServerConfig;
 use omero_sessiond::protocol::ReplyBody;
 use omero_sessiond::router::{install, RouterConfig};
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::{open_services, SessionsFileConfig};
+use omero_sessiond::services::open_services;
+use omero_sessiond::sessions::SessionConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -38,7 +39,7 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 #[tokio::test]
 async fn counters_move_with_logins_joins_and_calls() {
     let dir = tempfile::tempdir().unwrap();
-    let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
+    let services = open_services(dir.path(), &SessionConfig::default()).unwrap();
     services
         .directory
         .add_experimenter(NewExperimenter {

@@ -10,7 +10,8 @@ use omero_sessiond::encoding::{Encoding, Endpoint, Identity, InputStream, Output
 use omero_sessiond::protocol::ReplyBody;
 use omero_sessiond::router::{install, RouterConfig};
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::{open_services, Services, SessionsFileConfig};
+use omero_sessiond::services::{open_services, Services};
+use omero_sessiond::sessions::SessionConfig;
 
 mod router_client;
 use router_client::{proxy_of, router_id, Client};
@@ -23,7 +24,7 @@ struct Fixture {
 
 async fn start(router: RouterConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
+    let services = open_services(dir.path(), &SessionConfig::default()).unwrap();
     for (name, pw) in [("alice", "alicepw"), ("bob", "bobpw")] {
         services
             .directory

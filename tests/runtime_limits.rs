@@ -13,7 +13,8 @@ use omero_sessiond::encoding::{Context, Encoding, Identity, OutputStream};
 use omero_sessiond::protocol::{IceCodec, Message, ReplyBody, Request};
 use omero_sessiond::router::{install, RouterConfig};
 use omero_sessiond::runtime::{Current, Dispatch, DispatchError, ObjectAdapter, Server};
-use omero_sessiond::services::{open_services, SessionsFileConfig};
+use omero_sessiond::services::open_services;
+use omero_sessiond::sessions::SessionConfig;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -30,7 +31,7 @@ struct Fixture {
 
 async fn start(edit: impl FnOnce(&mut ConnectionConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
+    let services = open_services(dir.path(), &SessionConfig::default()).unwrap();
     services
         .directory
         .add_experimenter(NewExperimenter {

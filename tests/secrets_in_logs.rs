@@ -11,7 +11,8 @@ use omero_sessiond::encoding::{Context, Encoding, Identity, OutputStream};
 use omero_sessiond::protocol::{IceCodec, Message, ReplyBody, Request};
 use omero_sessiond::router::{install, RouterConfig};
 use omero_sessiond::runtime::{ObjectAdapter, Server};
-use omero_sessiond::services::{open_services, SessionsFileConfig};
+use omero_sessiond::services::open_services;
+use omero_sessiond::sessions::SessionConfig;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
@@ -64,7 +65,7 @@ async fn create_session_passwords_are_not_logged_at_trace() {
     let (capture, _guard) = log_capture::capture("trace");
 
     let dir = tempfile::tempdir().unwrap();
-    let services = open_services(dir.path(), &SessionsFileConfig::default()).unwrap();
+    let services = open_services(dir.path(), &SessionConfig::default()).unwrap();
     services
         .directory
         .add_experimenter(NewExperimenter {

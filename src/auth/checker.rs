@@ -32,13 +32,9 @@ pub struct CheckerConfig {
 }
 
 impl Default for CheckerConfig {
+    /// Those of the `[auth]` settings.
     fn default() -> Self {
-        let cores = thread::available_parallelism().map_or(1, usize::from);
-        CheckerConfig {
-            workers: cores,
-            queue: 32,
-            max_wait: Duration::from_secs(5),
-        }
+        super::AuthConfig::default().checker()
     }
 }
 

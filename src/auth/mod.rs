@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 pub use checker::{CheckError, CheckerConfig, HashMemory, PasswordChecker};
 pub use context::{
@@ -52,49 +52,85 @@ pub enum AuthError {
     Internal(String),
 }
 
-/// The `[auth]` section of the configuration file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthFileConfig {
-    /// argon2id checks running at once, each holding 12 MiB (default: the number of cores).
-    pub max_concurrent_password_checks: Option<usize>,
-    /// Checks allowed to wait for a free worker; more are refused as busy (default 32).
-    pub password_check_queue: Option<usize>,
-    /// How long a check may wait for a worker before it is refused as busy (default 5000).
-    pub password_check_max_wait_ms: Option<u64>,
-    /// Failed logins per user name allowed without delay (default 5).
-    pub free_failures_per_user: Option<u32>,
-    /// Failed logins per client address allowed without delay (default 20).
-    pub free_failures_per_addr: Option<u32>,
+/// The auth layer's settings. The `[auth]` section of the config file deserializes straight
+/// into them (times in milliseconds, as the key names say); keys left out keep the
+/// `Default`, the one place the defaults are written: [`CheckerConfig`] and
+/// [`ThrottleConfig`] take theirs from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// argon2id checks running at once, each holding 12 MiB; at least one.
+    #[serde(deserialize_with = "at_least_one")]
+    pub max_concurrent_password_checks: usize,
+    /// Checks allowed to wait for a free worker; more are refused as busy.
+    pub password_check_queue: usize,
+    /// How long a check may wait for a worker before it is refused as busy.
+    #[serde(rename = "password_check_max_wait_ms", deserialize_with = "millis")]
+    pub password_check_max_wait: Duration,
+    /// Failed logins per user name allowed without delay.
+    pub free_failures_per_user: u32,
+    /// Failed logins per client address allowed without delay (higher: addresses may be
+    /// shared by NAT).
+    pub free_failures_per_addr: u32,
+    /// The rest of the throttle's settings, not in the file.
+    #[serde(skip)]
+    pub throttle_window: Duration,
+    #[serde(skip)]
+    pub throttle_base_delay: Duration,
+    #[serde(skip)]
+    pub throttle_max_delay: Duration,
+    #[serde(skip)]
+    pub throttle_max_entries: usize,
 }
 
-impl AuthFileConfig {
-    pub fn checker_config(&self) -> CheckerConfig {
-        let d = CheckerConfig::default();
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            // argon2 is CPU-bound: more checks than cores at once only share the cores and
+            // hold more memory.
+            max_concurrent_password_checks: std::thread::available_parallelism()
+                .map_or(1, usize::from),
+            password_check_queue: 32,
+            password_check_max_wait: Duration::from_secs(5),
+            free_failures_per_user: 5,
+            free_failures_per_addr: 20,
+            throttle_window: Duration::from_secs(15 * 60),
+            throttle_base_delay: Duration::from_secs(1),
+            throttle_max_delay: Duration::from_secs(5 * 60),
+            throttle_max_entries: 100_000,
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn checker(&self) -> CheckerConfig {
         CheckerConfig {
-            workers: self
-                .max_concurrent_password_checks
-                .unwrap_or(d.workers)
-                .max(1),
-            queue: self.password_check_queue.unwrap_or(d.queue),
-            max_wait: self
-                .password_check_max_wait_ms
-                .map_or(d.max_wait, Duration::from_millis),
+            workers: self.max_concurrent_password_checks,
+            queue: self.password_check_queue,
+            max_wait: self.password_check_max_wait,
         }
     }
 
-    pub fn throttle_config(&self) -> ThrottleConfig {
-        let d = ThrottleConfig::default();
+    pub fn throttle(&self) -> ThrottleConfig {
         ThrottleConfig {
-            free_failures_per_user: self
-                .free_failures_per_user
-                .unwrap_or(d.free_failures_per_user),
-            free_failures_per_addr: self
-                .free_failures_per_addr
-                .unwrap_or(d.free_failures_per_addr),
-            ..d
+            free_failures_per_user: self.free_failures_per_user,
+            free_failures_per_addr: self.free_failures_per_addr,
+            window: self.throttle_window,
+            base_delay: self.throttle_base_delay,
+            max_delay: self.throttle_max_delay,
+            max_entries: self.throttle_max_entries,
         }
     }
+}
+
+/// The auth layer knows only the sessions layer, so these two are its own rather than the
+/// runtime's.
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    usize::deserialize(d).map(|n| n.max(1))
+}
+
+fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
 }
 
 /// Password logins with throttling and bounded checks.
@@ -303,26 +339,69 @@ mod tests {
         ));
     }
 
+    fn parse(text: &str) -> AuthConfig {
+        match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{text:?}: {e}"),
+        }
+    }
+
     #[test]
-    fn auth_section_maps_to_checker_and_throttle_settings() {
-        let f: AuthFileConfig = toml::from_str(
-            r#"
-            max_concurrent_password_checks = 3
-            password_check_queue = 0
-            password_check_max_wait_ms = 250
-            free_failures_per_addr = 1000
-            "#,
-        )
-        .unwrap();
-        let checker = f.checker_config();
-        assert_eq!(checker.workers, 3);
-        assert_eq!(checker.queue, 0);
-        assert_eq!(checker.max_wait, std::time::Duration::from_millis(250));
-        let throttle = f.throttle_config();
-        assert_eq!(throttle.free_failures_per_addr, 1000);
-        assert_eq!(throttle.free_failures_per_user, 5);
-        let defaults = AuthFileConfig::default().checker_config();
-        assert!(defaults.workers >= 1);
-        assert!(toml::from_str::<AuthFileConfig>("bogus = 1").is_err());
+    fn missing_auth_keys_keep_the_defaults() {
+        let d = AuthConfig::default();
+        assert_eq!(parse(""), d);
+        assert!(d.max_concurrent_password_checks >= 1);
+        assert_eq!(d.checker(), CheckerConfig::default());
+        assert_eq!(d.throttle(), ThrottleConfig::default());
+        let c = parse("free_failures_per_addr = 1000\n");
+        assert_eq!(c.throttle().free_failures_per_addr, 1000);
+        assert_eq!(c.throttle().free_failures_per_user, 5);
+        assert_eq!(c.checker(), CheckerConfig::default());
+    }
+
+    #[test]
+    fn auth_keys_mean_what_the_file_says() {
+        let c = parse(
+            "max_concurrent_password_checks = 3\npassword_check_queue = 0\n\
+             password_check_max_wait_ms = 250\nfree_failures_per_user = 2\n\
+             free_failures_per_addr = 1000\n",
+        );
+        assert_eq!(
+            c.checker(),
+            CheckerConfig {
+                workers: 3,
+                queue: 0,
+                max_wait: Duration::from_millis(250),
+            }
+        );
+        assert_eq!(
+            c.throttle(),
+            ThrottleConfig {
+                free_failures_per_user: 2,
+                free_failures_per_addr: 1000,
+                ..ThrottleConfig::default()
+            }
+        );
+        assert_eq!(
+            parse("max_concurrent_password_checks = 0")
+                .checker()
+                .workers,
+            1
+        );
+    }
+
+    #[test]
+    fn unknown_and_mistyped_auth_keys_are_refused() {
+        for text in [
+            "bogus = 1",
+            "password_check_max_wait = 250",
+            "throttle_window = 60",
+            "throttle_max_entries = 10",
+            "max_concurrent_password_checks = -1",
+            "password_check_queue = \"32\"",
+            "free_failures_per_user = 5000000000",
+        ] {
+            assert!(toml::from_str::<AuthConfig>(text).is_err(), "{text}");
+        }
     }
 }

@@ -28,15 +28,9 @@ pub struct ThrottleConfig {
 }
 
 impl Default for ThrottleConfig {
+    /// Those of the `[auth]` settings.
     fn default() -> Self {
-        ThrottleConfig {
-            free_failures_per_user: 5,
-            free_failures_per_addr: 20,
-            window: Duration::from_secs(15 * 60),
-            base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(5 * 60),
-            max_entries: 100_000,
-        }
+        super::AuthConfig::default().throttle()
     }
 }
 

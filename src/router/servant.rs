@@ -3,24 +3,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::facade::{ConnectionInfo, Current, DispatchError, Identity, Proxy};
 use crate::generated::glacier2::{
     CannotCreateSessionException, PermissionDeniedException, Router, SessionNotExistException,
 };
 use crate::generated::ice::RouterFinder;
+use crate::runtime::config::de;
 use crate::runtime::{Located, Locator};
 
 use super::manager::SessionManager;
 use super::proxy::{callback_endpoints, proxy_for};
 use super::state::{Connections, RouterSession};
 
-/// Router settings.
-#[derive(Debug, Clone)]
+/// Router settings. The `[router]` section of the config file deserializes straight into
+/// them, times in seconds, keys left out keeping the `Default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
     /// Category of the router's identity; OMERO clients use `OMERO.Glacier2`.
     pub instance_name: String,
     /// Glacier2.SessionTimeout: a session with no activity for this long is destroyed;
-    /// `None` never.
+    /// `None` never (`session_timeout_s = 0`).
+    #[serde(rename = "session_timeout_s", deserialize_with = "de::secs_or_off")]
     pub session_timeout: Option<Duration>,
     /// What getACMTimeout reports, in seconds.
     pub acm_timeout_s: i32,
@@ -337,6 +343,46 @@ mod tests {
     use crate::router::manager::BackendSession;
     use crate::runtime::OperationMode;
     use std::sync::atomic::Ordering;
+
+    fn parse(text: &str) -> RouterConfig {
+        match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{text:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn missing_router_keys_keep_the_defaults() {
+        let c = parse("");
+        assert_eq!(c.instance_name, "OMERO.Glacier2");
+        assert_eq!(c.session_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(c.acm_timeout_s, 60);
+        let c = parse("acm_timeout_s = 5\n");
+        assert_eq!(c.acm_timeout_s, 5);
+        assert_eq!(c.session_timeout, RouterConfig::default().session_timeout);
+    }
+
+    #[test]
+    fn router_seconds_and_zero_mean_what_the_file_says() {
+        let c = parse("session_timeout_s = 30\ninstance_name = \"Other\"\n");
+        assert_eq!(c.session_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(c.instance_name, "Other");
+        assert_eq!(parse("session_timeout_s = 0").session_timeout, None);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_router_keys_are_refused() {
+        for text in [
+            "bogus = 1",
+            "session_timeout = 30",
+            "session_timeout_s = -1",
+            "session_timeout_s = \"30\"",
+            "acm_timeout_s = 1.5",
+            "instance_name = 1",
+        ] {
+            assert!(toml::from_str::<RouterConfig>(text).is_err(), "{text}");
+        }
+    }
 
     struct NoLogins;
 

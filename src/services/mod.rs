@@ -25,4 +25,4 @@ pub use context::{Factory, Registry, Services, Sessions};
 pub use errors::ONLY_SESSION_AND_ADMIN;
 pub use factory::{factory_identity, FactoryServant, ADMIN_SERVICE, SESSION_SERVICE};
 pub use glacier::GlacierManager;
-pub use setup::{open_services, open_services_with, SessionsFileConfig, SetupError};
+pub use setup::{open_services, open_services_with, SetupError};

@@ -1,15 +1,11 @@
-//! Opening the services over a data directory, with the `[sessions]` configuration.
+//! Opening the services over a data directory, with the `[sessions]` and `[auth]` settings.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::auth::{
-    AuthFileConfig, Authenticator, Directory, DirectoryError, PasswordChecker, Throttle,
+    AuthConfig, Authenticator, Directory, DirectoryError, PasswordChecker, Throttle,
 };
-use crate::sessions::manager::DEFAULT_REAP_INTERVAL;
 use crate::sessions::{
     Clock, SessionConfig, SessionManager, SessionStore, SqliteSessionStore, SystemClock,
 };
@@ -21,58 +17,6 @@ use crate::store::{write_atomic, StoreError};
 use super::config::ConfigValues;
 use super::context::Services;
 
-/// The `[sessions]` section of the configuration file; times in milliseconds.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionsFileConfig {
-    /// Default timeToIdle of new sessions (`omero.sessions.timeout`, 600000).
-    pub time_to_idle_ms: Option<i64>,
-    /// Default timeToLive of new sessions (`omero.sessions.maximum`, 0 = never).
-    pub time_to_live_ms: Option<i64>,
-    /// `omero.sessions.max_user_time_to_idle` (6000000).
-    pub max_user_time_to_idle_ms: Option<i64>,
-    /// `omero.sessions.max_user_time_to_live` (0 = no cap).
-    pub max_user_time_to_live_ms: Option<i64>,
-    /// How often expired sessions are reaped (120000).
-    pub reaper_interval_ms: Option<u64>,
-    /// Keys one input or output map of one session may hold (10000).
-    pub max_env_keys: Option<usize>,
-    /// Bytes (keys plus encoded values) one input or output map may hold (16 MiB).
-    pub max_env_bytes: Option<usize>,
-    /// Sessions one user may have at once (10000).
-    pub max_sessions_per_user: Option<usize>,
-    /// Longest keepAliveDuration the HTTPS endpoint accepts, in ms (one day).
-    pub max_keep_alive_ms: Option<i64>,
-}
-
-impl SessionsFileConfig {
-    pub fn session_config(&self) -> SessionConfig {
-        let d = SessionConfig::default();
-        SessionConfig {
-            default_time_to_idle: self.time_to_idle_ms.unwrap_or(d.default_time_to_idle),
-            default_time_to_live: self.time_to_live_ms.unwrap_or(d.default_time_to_live),
-            max_user_time_to_idle: self
-                .max_user_time_to_idle_ms
-                .unwrap_or(d.max_user_time_to_idle),
-            max_user_time_to_live: self
-                .max_user_time_to_live_ms
-                .unwrap_or(d.max_user_time_to_live),
-            max_env_keys: self.max_env_keys.unwrap_or(d.max_env_keys),
-            max_env_bytes: self.max_env_bytes.unwrap_or(d.max_env_bytes),
-            max_sessions_per_user: self
-                .max_sessions_per_user
-                .unwrap_or(d.max_sessions_per_user),
-            max_keep_alive_ms: self.max_keep_alive_ms.unwrap_or(d.max_keep_alive_ms),
-        }
-    }
-
-    pub fn reaper_interval(&self) -> Duration {
-        self.reaper_interval_ms
-            .map_or(DEFAULT_REAP_INTERVAL, Duration::from_millis)
-            .max(Duration::from_millis(10))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
@@ -83,15 +27,15 @@ pub enum SetupError {
 
 /// Opens the user directory (giving root a first password if it has none) and the session
 /// store in `data`, with the default `[auth]` settings. Blocking: call before serving.
-pub fn open_services(data: &Path, config: &SessionsFileConfig) -> Result<Services, SetupError> {
-    open_services_with(data, config, &AuthFileConfig::default())
+pub fn open_services(data: &Path, config: &SessionConfig) -> Result<Services, SetupError> {
+    open_services_with(data, config, &AuthConfig::default())
 }
 
 /// [`open_services`] with `[auth]` settings (password check admission, throttle allowances).
 pub fn open_services_with(
     data: &Path,
-    config: &SessionsFileConfig,
-    auth_config: &AuthFileConfig,
+    config: &SessionConfig,
+    auth_config: &AuthConfig,
 ) -> Result<Services, SetupError> {
     open_services_on(data, None, config, auth_config)
 }
@@ -100,19 +44,19 @@ pub fn open_services_with(
 pub fn open_services_on(
     data: &Path,
     database: Option<&str>,
-    config: &SessionsFileConfig,
-    auth_config: &AuthFileConfig,
+    config: &SessionConfig,
+    auth_config: &AuthConfig,
 ) -> Result<Services, SetupError> {
     let directory = Directory::open_database(data, database)?;
     if let Some(path) = directory.ensure_root_password()? {
         tracing::warn!(file = %path.display(), "root had no password; generated one");
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let throttle = Throttle::new(auth_config.throttle_config(), clock.clone());
-    let checker = PasswordChecker::new(auth_config.checker_config());
+    let throttle = Throttle::new(auth_config.throttle(), clock.clone());
+    let checker = PasswordChecker::new(auth_config.checker());
     let auth = Authenticator::with_checker(directory, Arc::new(throttle), Arc::new(checker));
     let store = open_session_store(data, database, clock.now_ms())?;
-    let sessions = SessionManager::new(config.session_config(), clock, store);
+    let sessions = SessionManager::new(*config, clock, store);
     let mut services = Services::new(auth, Arc::new(sessions));
     let uuid = database_uuid(data)?;
     services.config = Arc::new(ConfigValues::new(services.sessions.config(), &uuid));

@@ -93,15 +93,16 @@ impl<V: EnvValue> SessionManager<V> {
         })
     }
 
-    /// Starts the reaper, the access writer and the close watcher; they end with the manager.
-    pub fn spawn_tasks(self: &Arc<Self>, reap_interval: Duration) -> Vec<JoinHandle<()>> {
+    /// Starts the reaper (every [`crate::sessions::SessionConfig::reaper_interval`]), the
+    /// access writer and the close watcher; they end with the manager.
+    pub fn spawn_tasks(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         let writer = every(self, ACCESS_WRITE_INTERVAL, |manager| async move {
             if let Err(e) = manager.flush_accesses().await {
                 tracing::warn!(error = %e, "cannot write session access times; will retry");
             }
         });
         vec![
-            self.spawn_reaper(reap_interval),
+            self.spawn_reaper(self.config().reaper_interval),
             writer,
             self.watch_closes(),
         ]

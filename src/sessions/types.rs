@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
+
 use super::clock::java_timestamp;
 use super::error::SessionError;
 
@@ -42,12 +44,22 @@ pub const EVENT_TYPES: [&str; 10] = [
     "Sessions",
 ];
 
-/// Timeout settings, all in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The session layer's settings. The `[sessions]` section of the config file deserializes
+/// straight into them (times in milliseconds, as the key names say); keys left out keep the
+/// `Default`, unknown ones are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
+    /// `omero.sessions.timeout`.
+    #[serde(rename = "time_to_idle_ms")]
     pub default_time_to_idle: i64,
+    /// `omero.sessions.maximum` (0 = never).
+    #[serde(rename = "time_to_live_ms")]
     pub default_time_to_live: i64,
+    #[serde(rename = "max_user_time_to_idle_ms")]
     pub max_user_time_to_idle: i64,
+    /// 0 = no cap.
+    #[serde(rename = "max_user_time_to_live_ms")]
     pub max_user_time_to_live: i64,
     /// Keys one environment map (input or output) of one session may hold.
     pub max_env_keys: usize,
@@ -57,6 +69,17 @@ pub struct SessionConfig {
     pub max_sessions_per_user: usize,
     /// Longest `keepAliveDuration` the HTTPS endpoint accepts, in milliseconds.
     pub max_keep_alive_ms: i64,
+    /// How often [`crate::sessions::SessionManager::spawn_tasks`] reaps expired sessions; at least
+    /// [`MIN_REAP_INTERVAL`].
+    #[serde(rename = "reaper_interval_ms", deserialize_with = "reap_interval")]
+    pub reaper_interval: Duration,
+}
+
+/// A shorter period would keep the reaper busy for nothing.
+pub const MIN_REAP_INTERVAL: Duration = Duration::from_millis(10);
+
+fn reap_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(|ms| Duration::from_millis(ms).max(MIN_REAP_INTERVAL))
 }
 
 /// Generous caps: far beyond what OMERO clients do, small enough that one user cannot
@@ -78,6 +101,7 @@ impl Default for SessionConfig {
             max_env_bytes: DEFAULT_MAX_ENV_BYTES,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             max_keep_alive_ms: DEFAULT_MAX_KEEP_ALIVE_MS,
+            reaper_interval: DEFAULT_REAP_INTERVAL,
         }
     }
 }
@@ -285,4 +309,68 @@ pub fn expiry_message(info: &SessionInfo, now: i64) -> Option<String> {
         setting,
         elapsed - setting
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> SessionConfig {
+        match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => panic!("{text:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn missing_sessions_keys_keep_the_defaults() {
+        assert_eq!(parse(""), SessionConfig::default());
+        let c = parse("max_env_keys = 3\n");
+        assert_eq!(c.max_env_keys, 3);
+        assert_eq!(c.default_time_to_idle, DEFAULT_TIME_TO_IDLE);
+        assert_eq!(c.max_env_bytes, DEFAULT_MAX_ENV_BYTES);
+        assert_eq!(c.reaper_interval, DEFAULT_REAP_INTERVAL);
+    }
+
+    #[test]
+    fn sessions_keys_mean_what_the_file_says() {
+        let c = parse(
+            "time_to_idle_ms = 2000\ntime_to_live_ms = 0\nmax_user_time_to_idle_ms = 9000\n\
+             max_user_time_to_live_ms = 7\nreaper_interval_ms = 200\nmax_env_keys = 3\n\
+             max_env_bytes = 4000\nmax_sessions_per_user = 2\nmax_keep_alive_ms = 1000\n",
+        );
+        assert_eq!(
+            c,
+            SessionConfig {
+                default_time_to_idle: 2000,
+                default_time_to_live: 0,
+                max_user_time_to_idle: 9000,
+                max_user_time_to_live: 7,
+                max_env_keys: 3,
+                max_env_bytes: 4000,
+                max_sessions_per_user: 2,
+                max_keep_alive_ms: 1000,
+                reaper_interval: Duration::from_millis(200),
+            }
+        );
+        assert_eq!(
+            parse("reaper_interval_ms = 0").reaper_interval,
+            MIN_REAP_INTERVAL
+        );
+    }
+
+    #[test]
+    fn unknown_and_mistyped_sessions_keys_are_refused() {
+        for text in [
+            "bogus = 1",
+            "default_time_to_idle = 1",
+            "reaper_interval = 1",
+            "time_to_idle_ms = \"1\"",
+            "reaper_interval_ms = -1",
+            "max_env_keys = -1",
+            "max_keep_alive_ms = 1.5",
+        ] {
+            assert!(toml::from_str::<SessionConfig>(text).is_err(), "{text}");
+        }
+    }
 }
