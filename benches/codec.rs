@@ -88,6 +88,7 @@ fn dispatch(c: &mut Criterion) {
         request_id: 1,
         encoding: Encoding::V1_1,
         connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
+        received: std::time::Instant::now(),
     };
     c.bench_function("dispatch ice_ping through the adapter", |b| {
         b.iter(|| black_box(rt.block_on(adapter.dispatch(&current, &[]))))

@@ -192,6 +192,7 @@ fn current(operation: &str) -> Current {
         request_id: 1,
         encoding: Encoding::V1_1,
         connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
+        received: std::time::Instant::now(),
     }
 }
 

@@ -18,6 +18,7 @@ fn current(operation: &str, encoding: Encoding) -> Current {
         request_id: 1,
         encoding,
         connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
+        received: std::time::Instant::now(),
     }
 }
 

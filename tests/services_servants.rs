@@ -82,6 +82,7 @@ fn current(ctx: &[(&str, &str)]) -> Current {
         request_id: 1,
         encoding: Encoding::V1_1,
         connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
+        received: std::time::Instant::now(),
     }
 }
 

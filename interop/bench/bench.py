@@ -483,14 +483,14 @@ STAT_EVENTS = ["task-clock", "context-switches", "cpu-migrations"] + [
         "epoll_wait", "futex")]
 
 
-def perf_stat(setup, pid, row):
-    """Counters of process `pid` during one 64-in-flight tcp ping run on `row`, per call."""
+def perf_stat(setup, pid, row, in_flight):
+    """Counters of process `pid` during one tcp ping run on `row`, per call."""
     path = setup.work / ("stat-%s.csv" % row)
     stat = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(path), "-e",
                              ",".join(STAT_EVENTS), "-p", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        rate, total = ping_rate_total(setup, row, "tcp", 64)
+        rate, total = ping_rate_total(setup, row, "tcp", in_flight)
     finally:
         stat.send_signal(signal.SIGINT)
         stat.wait(timeout=60)
@@ -506,12 +506,12 @@ def perf_stat(setup, pid, row):
     return rate, total, counts
 
 
-def perf_record(setup, data):
+def perf_record(setup, data, in_flight):
     rec = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384",
                             "-o", str(data), "-p", str(setup.ours.pid)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        rate, _ = ping_rate_total(setup, "ours", "tcp", 64)
+        rate, _ = ping_rate_total(setup, "ours", "tcp", in_flight)
     finally:
         rec.send_signal(signal.SIGINT)
         rec.wait(timeout=120)
@@ -526,19 +526,19 @@ def perf_report(data, *args):
     return "\n".join(l for l in lines if l and not l.startswith("#"))
 
 
-def profile(setup, out_path, seconds):
+def profile(setup, out_path, in_flight):
     """Where a routed ice_ping's time goes: perf stat counters per call for the three paths,
-    then a perf record (DWARF call graphs) of our server, both at 64 in flight over tcp."""
+    then a perf record (DWARF call graphs) of our server, both at `in_flight` over tcp."""
     if shutil.which("perf") is None:
         raise RuntimeError("perf not found (Debian package linux-perf)")
-    report = ["== perf stat per call, 64 in flight, tcp (server process only; "
+    report = ["== perf stat per call, %d in flight, tcp (server process only; " % in_flight +
               "glacier2router's row excludes the C++ server behind it)",
               "| counter | " + " | ".join(label for _, label in ROWS) + " |",
               "|---|---|---|---|"]
     per_row = {}
     for row, pid in (("direct", setup.pingserver.pid), ("glacier2", setup.glacier2.pid),
                      ("ours", setup.ours.pid)):
-        per_row[row] = perf_stat(setup, pid, row)
+        per_row[row] = perf_stat(setup, pid, row, in_flight)
     report.append("| calls/s during the count | %s |" % " | ".join(
         "%d" % per_row[r][0] for r, _ in ROWS))
     for ev in STAT_EVENTS:
@@ -551,7 +551,7 @@ def profile(setup, out_path, seconds):
         report.append("| %s | %s |" % (ev.replace("syscalls:sys_enter_", ""), " | ".join(cells)))
 
     data = setup.work / "perf.data"
-    rate = perf_record(setup, data)
+    rate = perf_record(setup, data, in_flight)
     report += ["", "== perf record of our server (%d calls/s while recorded)" % rate,
                "", "-- by shared object", perf_report(data, "--no-children", "--sort", "dso",
                                                       "--percent-limit", "1"),
@@ -580,8 +580,10 @@ def main():
     ap.add_argument("--logins", type=int, default=1000)
     ap.add_argument("--skip-table", action="store_true")
     ap.add_argument("--skip-footprint", action="store_true")
+    ap.add_argument("--profile-in-flight", type=int, default=64,
+                    help="calls in flight while profiling (default 64)")
     ap.add_argument("--profile", metavar="FILE",
-                    help="instead of the figures, perf-record our server at 64 in flight")
+                    help="instead of the figures, perf-record our server at --profile-in-flight")
     a = ap.parse_args()
 
     def out(line):
@@ -596,7 +598,7 @@ def main():
             % (os.cpu_count() or 0, load_average()))
         setup = Setup(a, work, procs)
         if a.profile:
-            profile(setup, a.profile, a.seconds)
+            profile(setup, a.profile, a.profile_in_flight)
             out("profile written to %s" % a.profile)
             ok = True
             return 0

@@ -300,7 +300,7 @@ impl Locator for RouterLocator {
         if !session.is_routable() {
             return Located::Denied;
         }
-        session.touch();
+        session.touch_at(current.received);
         let backend = &session.backend;
         if current.id == *backend.identity() {
             return Located::Servant(backend.servant().clone());
@@ -408,6 +408,7 @@ mod tests {
             request_id: 1,
             encoding: Encoding::V1_1,
             connection: conn.clone(),
+            received: std::time::Instant::now(),
         }
     }
 

@@ -344,6 +344,7 @@ mod tests {
             request_id: 1,
             encoding: Encoding::V1_1,
             connection: Arc::new(ConnectionInfo::detached(1, "tcp")),
+            received: std::time::Instant::now(),
         }
     }
 

@@ -7,7 +7,9 @@
 //! answered inline, and every other one runs in a task of its own that also encodes (and
 //! compresses) its reply. Replies that are ready together go out in one write.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use std::collections::VecDeque;
@@ -108,6 +110,17 @@ enum Wrote {
     Flushed,
 }
 
+/// What woke the connection's loop.
+enum Event {
+    Wrote(std::io::Result<Wrote>),
+    Read(std::io::Result<usize>),
+    /// A dispatch task finished, with its reply frame (`None` for oneway).
+    Dispatched(Option<Vec<u8>>),
+    Mail(Mail),
+    Tick,
+    LoginDeadline,
+}
+
 /// One write, or a flush when there is nothing to write; cancel-safe, so it can sit in a
 /// `select!` beside the read.
 async fn write_or_flush<W: AsyncWrite + Unpin>(wr: &mut W, chunk: &[u8]) -> std::io::Result<Wrote> {
@@ -168,57 +181,108 @@ impl Driver {
             if reading {
                 self.make_room(&mut input);
             }
-            let actions = tokio::select! {
-                res = write_or_flush(&mut wr, self.state.output()), if writing => match res {
-                    Ok(Wrote::Bytes(n)) => {
-                        self.state.on_written(n, now());
-                        Vec::new()
-                    }
-                    Ok(Wrote::Flushed) => {
-                        self.state.on_flushed(now());
-                        Vec::new()
-                    }
-                    Err(e) => self.state.on_write_error(e.to_string()),
-                },
-                res = rd.read_buf(&mut input), if reading => match res {
-                    Ok(0) => self.state.on_eof(),
-                    Ok(_) => {
-                        let filled = input.capacity() == input.len();
-                        self.adjust_room(filled);
-                        self.state.on_input(std::mem::take(&mut input), now())
-                    }
-                    Err(e) => self.state.on_read_error(e.to_string()),
-                },
+            let event = tokio::select! {
+                res = write_or_flush(&mut wr, self.state.output()), if writing => Event::Wrote(res),
+                res = rd.read_buf(&mut input), if reading => Event::Read(res),
                 Some(done) = self.dispatches.join_next(), if !self.dispatches.is_empty() => {
-                    self.dispatches_finished(done.ok().flatten())
+                    Event::Dispatched(done.ok().flatten())
                 }
-                mail = mailbox.mail(self.state.accepts_frames()) => match mail {
-                    Mail::Frames(frames) => {
-                        for frame in frames {
-                            self.state.send_frame(&frame, now());
-                        }
-                        Vec::new()
-                    }
-                    Mail::Close(CloseRequest::Forceful) => self.state.begin_close(false, now()),
-                    Mail::Close(CloseRequest::Graceful) => self.state.begin_close(true, now()),
-                    Mail::Close(CloseRequest::None) => Vec::new(),
-                },
+                mail = mailbox.mail(self.state.accepts_frames()) => Event::Mail(mail),
                 () = &mut timer, if deadline.is_some() => {
                     armed = None;
-                    self.state.on_tick(now())
+                    Event::Tick
                 }
-                () = &mut login_timer, if self.login_deadline.is_some() => {
-                    self.login_deadline_passed()
-                }
+                () = &mut login_timer, if self.login_deadline.is_some() => Event::LoginDeadline,
             };
+            // One clock read per turn: everything this turn does happens "now".
+            let t = now();
+            let actions = self.on_event(event, &mut input, t);
             // Whatever did not take the lent buffer gives it back (a read took it).
             if input.capacity() > 0 {
                 self.state.return_input(input);
             }
-            if let Some(reason) = self.perform(actions) {
+            if let Some(reason) = self.perform(actions, t) {
+                return reason;
+            }
+            // Replies made this turn leave now, not on the next turn of the loop.
+            let actions = self.write_eagerly(&mut wr, t).await;
+            if let Some(reason) = self.perform(actions, t) {
                 return reason;
             }
         }
+    }
+
+    fn on_event(&mut self, event: Event, input: &mut BytesMut, t: Instant) -> Vec<Action> {
+        match event {
+            Event::Wrote(Ok(Wrote::Bytes(n))) => {
+                self.state.on_written(n, t);
+                Vec::new()
+            }
+            Event::Wrote(Ok(Wrote::Flushed)) => {
+                self.state.on_flushed(t);
+                Vec::new()
+            }
+            Event::Wrote(Err(e)) => self.state.on_write_error(e.to_string()),
+            Event::Read(Ok(0)) => self.state.on_eof(),
+            Event::Read(Ok(_)) => {
+                let filled = input.capacity() == input.len();
+                self.adjust_room(filled);
+                self.state.on_input(std::mem::take(input), t)
+            }
+            Event::Read(Err(e)) => self.state.on_read_error(e.to_string()),
+            Event::Dispatched(frame) => self.dispatches_finished(frame, t),
+            Event::Mail(Mail::Frames(frames)) => {
+                for frame in frames {
+                    self.state.send_frame(&frame, t);
+                }
+                Vec::new()
+            }
+            Event::Mail(Mail::Close(CloseRequest::Forceful)) => self.state.begin_close(false, t),
+            Event::Mail(Mail::Close(CloseRequest::Graceful)) => self.state.begin_close(true, t),
+            Event::Mail(Mail::Close(CloseRequest::None)) => Vec::new(),
+            Event::Tick => self.state.on_tick(t),
+            Event::LoginDeadline => self.login_deadline_passed(t),
+        }
+    }
+
+    /// Writes and flushes what is queued as far as the transport takes it without waiting;
+    /// what it does not take waits for the loop's write branch.
+    async fn write_eagerly<W: AsyncWrite + Unpin>(
+        &mut self,
+        wr: &mut W,
+        t: Instant,
+    ) -> Vec<Action> {
+        std::future::poll_fn(|cx| loop {
+            let polled = if !self.state.output().is_empty() {
+                match Pin::new(&mut *wr).poll_write(cx, self.state.output()) {
+                    Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => {
+                        self.state.on_written(n, t);
+                        Poll::Ready(Ok(()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            } else if self.state.wants_flush() {
+                match Pin::new(&mut *wr).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.state.on_flushed(t);
+                        Poll::Ready(Ok(()))
+                    }
+                    other => other,
+                }
+            } else {
+                return Poll::Ready(Vec::new());
+            };
+            match polled {
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(self.state.on_write_error(e.to_string()))
+                }
+                Poll::Pending => return Poll::Ready(Vec::new()),
+            }
+        })
+        .await
     }
 
     /// Makes sure the next read has room, without copying what is buffered.
@@ -240,14 +304,14 @@ impl Driver {
 
     /// One dispatch finished, and every other one already finished with it: their
     /// replies are queued together, so they leave in one write.
-    fn dispatches_finished(&mut self, first: Option<Vec<u8>>) -> Vec<Action> {
-        let mut actions = self.state.on_reply_ready(first.as_deref(), now());
+    fn dispatches_finished(&mut self, first: Option<Vec<u8>>, t: Instant) -> Vec<Action> {
+        let mut actions = self.state.on_reply_ready(first.as_deref(), t);
         while let Some(done) = self.dispatches.try_join_next() {
             let frame = done.ok().flatten();
-            actions.extend(self.state.on_reply_ready(frame.as_deref(), now()));
+            actions.extend(self.state.on_reply_ready(frame.as_deref(), t));
         }
         if self.login_deferred && self.dispatches.is_empty() {
-            actions.extend(self.settle_login());
+            actions.extend(self.settle_login(t));
         }
         actions
     }
@@ -257,17 +321,17 @@ impl Driver {
     /// (perhaps the login itself) are waited for: the decision comes the moment none is
     /// left. Keeping one in flight all along takes back-to-back logins, which the login
     /// throttle refuses quickly, and the per-address cap bounds such connections anyway.
-    fn login_deadline_passed(&mut self) -> Vec<Action> {
+    fn login_deadline_passed(&mut self, t: Instant) -> Vec<Action> {
         if !self.dispatches.is_empty() && !self.info.handle.is_logged_in() {
             self.login_deferred = true;
             self.login_deadline = None;
             return Vec::new();
         }
-        self.settle_login()
+        self.settle_login(t)
     }
 
     /// Ends the login watch: nothing more if the connection logged in, else a close.
-    fn settle_login(&mut self) -> Vec<Action> {
+    fn settle_login(&mut self, t: Instant) -> Vec<Action> {
         self.login_deadline = None;
         self.login_deferred = false;
         if self.info.handle.is_logged_in() {
@@ -278,12 +342,15 @@ impl Driver {
             remote = ?self.info.remote,
             "no login before the deadline, closing connection"
         );
-        self.state.begin_close(true, now())
+        self.state.begin_close(true, t)
     }
 
     /// Carries out the state machine's actions, and those that answering a request inline
     /// brings (a waiting request started); the close reason when it closed.
-    fn perform(&mut self, actions: Vec<Action>) -> Option<CloseReason> {
+    fn perform(&mut self, actions: Vec<Action>, t: Instant) -> Option<CloseReason> {
+        if actions.is_empty() {
+            return None;
+        }
         let mut work = VecDeque::from(actions);
         while let Some(action) = work.pop_front() {
             match action {
@@ -291,8 +358,8 @@ impl Driver {
                     request,
                     compression,
                 } => {
-                    if let Some(frame) = self.dispatch(request, compression) {
-                        work.extend(self.state.on_reply_ready(frame.as_deref(), now()));
+                    if let Some(frame) = self.dispatch(request, compression, t) {
+                        work.extend(self.state.on_reply_ready(frame.as_deref(), t));
                     }
                 }
                 Action::DeliverReply { request_id, body } => {
@@ -318,7 +385,12 @@ impl Driver {
 
     /// Answers the request inline when that cannot block (returns its reply frame,
     /// `Some(None)` for oneway); otherwise starts a task for it and returns `None`.
-    fn dispatch(&mut self, request: Request, compression: u8) -> Option<Option<Vec<u8>>> {
+    fn dispatch(
+        &mut self,
+        request: Request,
+        compression: u8,
+        t: Instant,
+    ) -> Option<Option<Vec<u8>>> {
         // Never the parameters: createSession carries a password in them.
         tracing::trace!(
             connection = self.info.id,
@@ -330,14 +402,15 @@ impl Driver {
             "inbound request"
         );
         let request_id = request.request_id;
-        let (current, params) = match current_of(self.info.clone(), request) {
+        let (current, params) = match current_of(self.info.clone(), request, t) {
             Ok(c) => c,
             Err(body) => return Some(self.reply(request_id, compression, body)),
         };
-        let started = Instant::now();
         let servant = match self.shared.adapter.prepare(&current, &params) {
             Prepared::Done(body) => {
-                self.shared.adapter.dispatched(&current.operation, started);
+                self.shared
+                    .adapter
+                    .dispatched(&current.operation, current.received);
                 return Some(self.reply(request_id, compression, body));
             }
             Prepared::Run(servant) => servant,
@@ -346,7 +419,7 @@ impl Driver {
         let adapter = self.shared.adapter.clone();
         self.dispatches.spawn(async move {
             let body = adapter::run(servant.as_ref(), &current, &params).await;
-            adapter.dispatched(&current.operation, started);
+            adapter.dispatched(&current.operation, current.received);
             // Encoded (and compressed) here, not on the connection's task.
             encode_reply(
                 DispatchDone {
@@ -374,6 +447,7 @@ impl Driver {
 fn current_of(
     connection: Arc<ConnectionInfo>,
     r: Request,
+    received: Instant,
 ) -> Result<(Current, bytes::Bytes), ReplyBody> {
     let Some(encoding) = r.encoding.supported() else {
         return Err(ReplyBody::UnknownLocal(format!(
@@ -390,6 +464,7 @@ fn current_of(
         request_id: r.request_id,
         encoding,
         connection,
+        received,
     };
     Ok((current, r.params))
 }

@@ -117,6 +117,9 @@ pub struct Current {
     /// The encoding of the request's parameters; the reply uses the same.
     pub encoding: Encoding,
     pub connection: Arc<ConnectionInfo>,
+    /// When the request had been read: the time its handling counts from (activity,
+    /// latency), read once for everything that arrived together.
+    pub received: std::time::Instant,
 }
 
 /// Why a dispatch produced no normal result. Each variant is one Ice reply status.
