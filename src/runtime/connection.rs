@@ -167,6 +167,13 @@ impl Driver {
         let login_timer = tokio::time::sleep_until(self.login_deadline.unwrap_or(far));
         tokio::pin!(login_timer);
         loop {
+            // Logged in: the deadline is settled, and its timer no longer polled every turn.
+            if self.login_deadline.is_some()
+                && !self.login_deferred
+                && self.info.handle.is_logged_in()
+            {
+                self.login_deadline = None;
+            }
             let deadline = self
                 .state
                 .poll_timeout()
